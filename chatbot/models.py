@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+def new_conversation_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+class Conversation(models.Model):
+    """A customer's chat. ``team`` None (while open) means it waits in the triage queue."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        CLOSED = "closed", "Closed"
+
+    # The customer's secret: whoever holds it reads and writes this conversation, nobody else.
+    token = models.CharField(max_length=64, unique=True, default=new_conversation_token)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.OPEN)
+    team = models.ForeignKey(
+        "routing.Team", null=True, blank=True, on_delete=models.SET_NULL, related_name="conversations"
+    )
+    # What the router said about the first message.
+    predicted_team = models.ForeignKey(
+        "routing.Team", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    confidence = models.FloatField(null=True, blank=True)
+    model_version = models.ForeignKey(
+        "routing.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    routed_at = models.DateTimeField(null=True, blank=True)
+    assigned_agent = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-updated_at"]
+        indexes = [models.Index(fields=["status", "team"])]
+
+    def __str__(self) -> str:
+        return f"Conversation #{self.pk}"
+
+    @property
+    def in_triage(self) -> bool:
+        return self.team_id is None and self.status == self.Status.OPEN
+
+
+class Message(models.Model):
+    class Sender(models.TextChoices):
+        CUSTOMER = "customer", "Customer"
+        AGENT = "agent", "Agent"
+        SYSTEM = "system", "System"
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    sender = models.CharField(max_length=8, choices=Sender.choices)
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    text = models.TextField()
+    # Chosen by the sending client: a resend with the same id is the same message.
+    client_id = models.CharField(max_length=64, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["conversation", "client_id"],
+                condition=Q(client_id__isnull=False),
+                name="message_client_id_unique_per_conversation",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.text[:80]
+
+
+class RoutingEvent(models.Model):
+    """Every routing decision on live traffic, by the active model or a shadow candidate.
+
+    Drift watch (triage share) and shadow evaluation (agreement, accuracy on corrected
+    conversations) are computed from these rows.
+    """
+
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="routing_events"
+    )
+    message = models.ForeignKey(Message, null=True, on_delete=models.SET_NULL, related_name="+")
+    model_version = models.ForeignKey(
+        "routing.ModelVersion", null=True, on_delete=models.SET_NULL, related_name="routing_events"
+    )
+    shadow = models.BooleanField(default=False)
+    team = models.ForeignKey("routing.Team", null=True, on_delete=models.SET_NULL, related_name="+")
+    confidence = models.FloatField(null=True)
+    triage = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{'shadow ' if self.shadow else ''}route of conversation {self.conversation_id}"

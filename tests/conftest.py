@@ -1,0 +1,36 @@
+"""Fixtures shared by every test package."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from routing.models import Team
+
+TEAM_SLUGS = ["billing", "accounts", "bugs"]
+
+
+@pytest.fixture
+def teams(db) -> list[Team]:
+    """Three active teams: billing, accounts, bugs."""
+    return [Team.objects.create(slug=slug, name=slug.title()) for slug in TEAM_SLUGS]
+
+
+@pytest.fixture
+def staff_user(db):
+    return get_user_model().objects.create_user(
+        "staff", "staff@example.com", "staff-pass-123", is_staff=True, is_superuser=True
+    )
+
+
+@pytest.fixture
+def agent_user(db, teams):
+    """A non-staff agent who belongs to the billing team only."""
+    user = get_user_model().objects.create_user("agent", "agent@example.com", "agent-pass-123")
+    teams[0].members.add(user)
+    return user
+
+
+@pytest.fixture
+def plain_user(db):
+    return get_user_model().objects.create_user("plain", "plain@example.com", "plain-pass-123")
