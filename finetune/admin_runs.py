@@ -1,0 +1,1 @@
+"""Training run admin (filled in by the training work)."""

@@ -1,0 +1,1 @@
+"""Ticket labelling admin (filled in by the foundation work)."""

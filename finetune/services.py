@@ -1,0 +1,116 @@
+"""Writes to tickets: create, ingest, label, exclude, record agent corrections."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from chatbot.conf import setting
+from chatbot.errors import NotFoundError, SwitchboardError
+from finetune.models import Ticket
+from finetune.text import clean_text, text_hash
+from routing.models import ModelVersion, Team
+
+
+def ticket_text_validate(*, text: object) -> str:
+    """Return the cleaned text or raise a SwitchboardError saying what is wrong with it."""
+    if not isinstance(text, str):
+        raise SwitchboardError(f"text must be a string, got {type(text).__name__}.", code="invalid_text")
+    cleaned = clean_text(text)
+    if not cleaned:
+        raise SwitchboardError("text is empty: send the customer's message.", code="empty_text")
+    limit = setting("MAX_TEXT_CHARS")
+    if len(cleaned) > limit:
+        raise SwitchboardError(
+            f"text is {len(cleaned)} characters; the limit is {limit}.", code="text_too_long"
+        )
+    return cleaned
+
+
+def team_get_by_slug(*, slug: object) -> Team:
+    if not isinstance(slug, str) or not slug:
+        raise SwitchboardError("team must be a team slug string.", code="invalid_team")
+    team = Team.objects.filter(slug=slug).first()
+    if team is None:
+        known = ", ".join(Team.objects.order_by("slug").values_list("slug", flat=True)) or "none"
+        raise NotFoundError(f"Unknown team '{slug}'. Known teams: {known}.", code="unknown_team")
+    return team
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    ticket: Ticket
+    created: bool
+
+
+def ticket_ingest(
+    *,
+    text: object,
+    team_slug: str | None = None,
+    source: str = Ticket.Source.API,
+    external_id: str | None = None,
+    user: AbstractBaseUser | None = None,
+) -> IngestResult:
+    """Create a ticket, idempotent on (source, external_id): a repeat returns the existing one."""
+    cleaned = ticket_text_validate(text=text)
+    team = team_get_by_slug(slug=team_slug) if team_slug else None
+    if external_id:
+        existing = Ticket.objects.filter(source=source, external_id=external_id).first()
+        if existing is not None:
+            return IngestResult(ticket=existing, created=False)
+    ticket = Ticket(text=cleaned, text_hash=text_hash(cleaned), source=source, external_id=external_id)
+    if team is not None:
+        ticket.team = team
+        ticket.labelled_by = user if user is not None and user.is_authenticated else None
+        ticket.labelled_at = timezone.now()
+    ticket.save()
+    return IngestResult(ticket=ticket, created=True)
+
+
+def tickets_label(*, tickets, team: Team | None, user: AbstractBaseUser) -> int:
+    """Set the team of many tickets at once (None unlabels). Returns how many changed."""
+    now = timezone.now() if team is not None else None
+    by = user if team is not None else None
+    return tickets.update(team=team, labelled_by=by, labelled_at=now)
+
+
+def tickets_set_excluded(*, tickets, excluded: bool) -> int:
+    return tickets.update(excluded=excluded)
+
+
+@transaction.atomic
+def ticket_record_correction(
+    *,
+    text: str,
+    team: Team,
+    corrected_from: Team | None,
+    user: AbstractBaseUser | None,
+    model_version: ModelVersion | None,
+    conversation_id: int | None = None,
+) -> Ticket:
+    """An agent moved a conversation to ``team``: that is a label for the customer's text.
+
+    One correction ticket per conversation: a later reassignment relabels the same ticket.
+    """
+    cleaned = ticket_text_validate(text=text)
+    external_id = f"conversation-{conversation_id}" if conversation_id else None
+    ticket = None
+    if external_id:
+        ticket = Ticket.objects.select_for_update().filter(
+            source=Ticket.Source.CORRECTION, external_id=external_id
+        ).first()
+    if ticket is None:
+        ticket = Ticket(source=Ticket.Source.CORRECTION, external_id=external_id)
+        ticket.corrected_from = corrected_from
+        ticket.model_version = model_version
+    ticket.text = cleaned
+    ticket.text_hash = text_hash(cleaned)
+    ticket.team = team
+    ticket.labelled_by = user
+    ticket.labelled_at = timezone.now()
+    ticket.meta = {**ticket.meta, "conversation_id": conversation_id}
+    ticket.save()
+    return ticket
