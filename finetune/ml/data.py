@@ -1,0 +1,57 @@
+"""Tokenised texts, length-grouped batches with dynamic padding, and batched inference."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+
+
+def encode(tokenizer, texts: list[str], max_length: int) -> list[list[int]]:
+    """Token ids per text, truncated, unpadded (padding happens per batch)."""
+    if not texts:
+        return []
+    return tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+
+
+def length_grouped_batches(
+    lengths: list[int], batch_size: int, rng: random.Random, chunk: int = 512
+) -> list[list[int]]:
+    """Shuffle, sort by length within chunks, cut into batches, shuffle the batches.
+
+    Neighbours in a batch have similar lengths, so dynamic padding wastes little compute;
+    the outer shuffles keep the order random across epochs.
+    """
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    batches = []
+    for start in range(0, len(order), chunk):
+        part = sorted(order[start : start + chunk], key=lambda i: lengths[i])
+        batches += [part[i : i + batch_size] for i in range(0, len(part), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def collate(ids: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad a batch to its longest member: (input_ids, attention_mask), both int64."""
+    width = max(len(x) for x in ids)
+    input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(ids), width), dtype=torch.long)
+    for row, x in enumerate(ids):
+        input_ids[row, : len(x)] = torch.tensor(x, dtype=torch.long)
+        mask[row, : len(x)] = 1
+    return input_ids, mask
+
+
+@torch.no_grad()
+def predict_logits(model, ids: list[list[int]], pad_id: int, batch_size: int = 128) -> np.ndarray:
+    """Logits for every text, computed in length-sorted batches and returned in input order."""
+    model.eval()
+    out = np.zeros((len(ids), model.config.num_labels), dtype=np.float32)
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        input_ids, mask = collate([ids[i] for i in idx], pad_id)
+        out[idx] = model(input_ids=input_ids, attention_mask=mask).logits.float().numpy()
+    return out

@@ -1,0 +1,76 @@
+"""Distillation: a first-k-layer copy of the teacher learns the teacher's soft labels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import AutoModelForSequenceClassification
+
+from .config import TrainConfig
+from .data import collate, predict_logits
+from .evaluate import macro_f1
+from .training import FitPlan, StepHook, fit
+
+
+def distil_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    gold: torch.Tensor,
+    *,
+    temperature: float,
+    alpha: float,
+) -> torch.Tensor:
+    """alpha·KL(teacher‖student at T)·T² + (1−alpha)·CE(gold); rows with gold = −1 get the KL term only."""
+    log_p = F.log_softmax(student_logits / temperature, dim=-1)
+    q = F.softmax(teacher_logits / temperature, dim=-1)
+    kl = F.kl_div(log_p, q, reduction="none").sum(-1) * temperature**2
+    has_gold = gold >= 0
+    ce = F.cross_entropy(student_logits, gold.clamp(min=0), reduction="none") * has_gold
+    return (alpha * kl + (1 - alpha) * ce).mean()
+
+
+def train_student(
+    config: TrainConfig,
+    teacher_dir: Path,
+    *,
+    ids: list[list[int]],
+    teacher_logits: np.ndarray,
+    gold: list[int],
+    val_ids: list[list[int]],
+    val_y: list[int],
+    pad_id: int,
+    on_step: StepHook,
+) -> tuple[torch.nn.Module, dict]:
+    """Train the student on every text (labelled and not) against cached teacher logits."""
+    torch.manual_seed(config.seed)
+    student = AutoModelForSequenceClassification.from_pretrained(
+        teacher_dir, num_hidden_layers=config.student_layers
+    )
+    soft = torch.from_numpy(teacher_logits)
+    gold_t = torch.tensor(gold, dtype=torch.long)
+
+    def batch_loss(m: torch.nn.Module, batch: list[int]) -> torch.Tensor:
+        input_ids, mask = collate([ids[i] for i in batch], pad_id)
+        logits = m(input_ids=input_ids, attention_mask=mask).logits
+        return distil_loss(
+            logits, soft[batch], gold_t[batch], temperature=config.kd_temperature, alpha=config.kd_alpha
+        )
+
+    def validate() -> float:
+        return macro_f1(predict_logits(student, val_ids, pad_id).argmax(1), val_y, student.config.num_labels)
+
+    plan = FitPlan(
+        config.distil_epochs, config.distil_lr, config.weight_decay, config.batch_size, config.patience, config.seed
+    )
+    history = fit(
+        student,
+        lengths=[len(x) for x in ids],
+        batch_loss=batch_loss,
+        plan=plan,
+        validate=validate if val_ids else None,
+        on_step=on_step,
+    )
+    return student.eval(), history

@@ -1,0 +1,83 @@
+"""ONNX export of the student, dynamic int8 quantization, and the parity check before publishing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from onnxruntime.quantization import QuantType, quantize_dynamic
+
+from .data import collate
+from .errors import ParityError
+
+
+class LogitsOnly(torch.nn.Module):
+    """The served signature: (input_ids, attention_mask) -> logits; token types are all zero."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        token_type_ids = torch.zeros_like(input_ids)
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
+
+
+def export_int8(model: torch.nn.Module, sample_ids: list[list[int]], pad_id: int, fp32_path: Path, int8_path: Path) -> None:
+    """Export fp32 ONNX (opset 17, dynamic batch/sequence), then quantize weights to int8."""
+    # The legacy exporter restores the training mode of the module it is given, and a fresh
+    # wrapper is in training mode: without .eval() here later torch runs would use dropout.
+    wrapper = LogitsOnly(model).eval()
+    input_ids, mask = collate(sample_ids[:2], pad_id)
+    torch.onnx.export(
+        wrapper,
+        (input_ids, mask),
+        str(fp32_path),
+        dynamo=False,
+        opset_version=17,
+        input_names=["input_ids", "attention_mask"],
+        output_names=["logits"],
+        dynamic_axes={
+            "input_ids": {0: "batch", 1: "sequence"},
+            "attention_mask": {0: "batch", 1: "sequence"},
+            "logits": {0: "batch"},
+        },
+    )
+    # Plain dynamic quantization: quant_pre_process / the transformers optimizer broke it.
+    quantize_dynamic(str(fp32_path), str(int8_path), weight_type=QuantType.QInt8)
+
+
+def onnx_session(path: Path, threads: int) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def onnx_logits(
+    session: ort.InferenceSession, ids: list[list[int]], pad_id: int, num_labels: int, batch_size: int = 128
+) -> np.ndarray:
+    """Logits from the ONNX model for every text, in input order."""
+    out = np.zeros((len(ids), num_labels), dtype=np.float32)
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        input_ids, mask = collate([ids[i] for i in idx], pad_id)
+        feed = {"input_ids": input_ids.numpy(), "attention_mask": mask.numpy()}
+        out[idx] = session.run(["logits"], feed)[0]
+    return out
+
+
+def check_parity(torch_logits: np.ndarray, int8_logits: np.ndarray, threshold: float) -> float:
+    """Top-1 agreement of int8 ONNX vs torch; raise ParityError below the threshold."""
+    if len(torch_logits) == 0:
+        raise ParityError("No texts to check int8/torch parity on; label more tickets.")
+    agreement = float((torch_logits.argmax(1) == int8_logits.argmax(1)).mean())
+    if agreement < threshold:
+        raise ParityError(
+            f"int8 ONNX model agrees with the torch student on {agreement:.1%} of "
+            f"{len(torch_logits)} validation texts, below the required {threshold:.1%}; not published."
+        )
+    return agreement

@@ -1,0 +1,77 @@
+"""Human-readable outputs of a run: the verdict sentence and the model card."""
+
+from __future__ import annotations
+
+MODEL_ROWS = (("baseline", "TF-IDF + logistic regression"), ("teacher", "teacher (torch)"),
+              ("student", "student (torch)"), ("int8", "student int8 ONNX (served)"))
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def verdict(metrics: dict) -> str:
+    """One plain sentence: the served model against the baseline and its teacher."""
+    where = f"the {metrics['evaluated_on']} split (n={metrics['int8']['n']})"
+    served, teacher = metrics["int8"]["accuracy"], metrics["teacher"]["accuracy"]
+    text = f"The served int8 student scores {_pct(served)} accuracy on {where}; its teacher {_pct(teacher)}"
+    baseline = metrics.get("baseline")
+    if not baseline:
+        return text + "; no baseline was fitted."
+    gap = 100 * (served - baseline["accuracy"])
+    text += f", the TF-IDF + logistic regression baseline {_pct(baseline['accuracy'])}. "
+    if gap > 0:
+        return text + f"The transformer beats the baseline by {gap:.1f} points."
+    return text + (
+        f"The transformer does NOT beat the baseline ({gap:+.1f} points): label more tickets "
+        "before relying on it."
+    )
+
+
+def _metrics_table(metrics: dict) -> list[str]:
+    rows = ["| model | accuracy | macro-F1 |", "| --- | --- | --- |"]
+    for key, name in MODEL_ROWS:
+        if metrics.get(key):
+            rows.append(f"| {name} | {_pct(metrics[key]['accuracy'])} | {_pct(metrics[key]['macro_f1'])} |")
+    return rows
+
+
+def model_card(metrics: dict) -> str:
+    """A short Markdown card: data, config, metrics, latency, size, calibration, verdict, limits."""
+    data, config, cal = metrics["data"], metrics["config"], metrics["calibration"]
+    latency = metrics["latency_ms"]["int8"]
+    lines = [
+        "# Switchboard router model",
+        "",
+        "## Data",
+        f"Teams ({len(metrics['labels'])}): {', '.join(metrics['labels'])}.",
+        f"Labelled tickets: {data['train']} train, {data['val']} validation, {data['test']} test; "
+        f"{data['unlabelled']} unlabelled texts used for distillation.",
+        "",
+        "## Training",
+        f"Teacher: `{config['base_model']}` ({config['method']} fine-tuning, {config['epochs']} epochs max, "
+        f"lr {config['lr']:g}); student: first {config['student_layers']} layers, distilled "
+        f"{config['distil_epochs']} epochs at T={config['kd_temperature']:g}; exported to ONNX, int8 weights.",
+        "",
+        f"## Metrics ({metrics['evaluated_on']} split)",
+        *_metrics_table(metrics),
+        "",
+        f"Latency of one message (int8, one thread, batch 1): p50 {latency['p50']:.2f} ms, "
+        f"p95 {latency['p95']:.2f} ms. Model file: {metrics['size_mb']['model.onnx']} MB.",
+        f"int8/torch agreement: {_pct(metrics['parity']['agreement'])}.",
+        "",
+        "## Calibration",
+        f"Temperature {cal['temperature']:.3f}; ECE {cal['ece_before']:.3f} before, {cal['ece_after']:.3f} after. "
+        f"Proposed triage threshold {cal['triage_threshold']:.3f} (target precision {_pct(cal['target_precision'])}).",
+        "",
+        "## Verdict",
+        metrics["verdict"],
+        "",
+        "## Limitations",
+        "Trained only on this helpdesk's labelled tickets: messages unlike them (other languages, "
+        "new products, out-of-scope requests) can still get confident wrong answers. "
+        f"Texts are cut at {config['max_length']} tokens. Small validation sets make the "
+        "temperature and threshold noisy.",
+        *[f"- {note}" for note in metrics.get("notes", [])],
+    ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,83 @@
+"""One training loop shared by teacher and student: only the loss of a batch differs."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from transformers import get_linear_schedule_with_warmup
+
+from .data import length_grouped_batches
+
+# (fraction of this stage done in [0, 1], short message); raises Cancelled to stop.
+StepHook = Callable[[float, str], None]
+BatchLoss = Callable[[torch.nn.Module, list[int]], torch.Tensor]
+
+
+@dataclass
+class FitPlan:
+    epochs: int  # passes over the training items
+    lr: float  # peak learning rate after warmup
+    weight_decay: float  # AdamW decay, not applied to biases and LayerNorm weights
+    batch_size: int  # items per step
+    patience: int  # epochs without improvement before stopping; 0 = never stop early
+    seed: int  # batch order
+    warmup: float = 0.1  # share of steps with a linearly rising learning rate
+    clip: float = 1.0  # gradient norm clip
+
+
+def _optimizer(model: torch.nn.Module, plan: FitPlan) -> torch.optim.AdamW:
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (no_decay if name.endswith("bias") or "LayerNorm" in name else decay).append(param)
+    groups = [{"params": decay, "weight_decay": plan.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=plan.lr)
+
+
+def fit(
+    model: torch.nn.Module,
+    *,
+    lengths: list[int],
+    batch_loss: BatchLoss,
+    plan: FitPlan,
+    validate: Callable[[], float] | None,
+    on_step: StepHook,
+) -> dict:
+    """Train in length-grouped batches; keep the weights of the best validation epoch."""
+    rng = random.Random(plan.seed)
+    steps_per_epoch = len(length_grouped_batches(lengths, plan.batch_size, random.Random(0)))
+    total = max(1, steps_per_epoch * plan.epochs)
+    optimizer = _optimizer(model, plan)
+    schedule = get_linear_schedule_with_warmup(optimizer, int(plan.warmup * total), total)
+    params = [p for p in model.parameters() if p.requires_grad]
+    best_score, best_state, best_epoch, stale, scores = -1.0, None, 0, 0, []
+    step = 0
+    for epoch in range(1, plan.epochs + 1):
+        model.train()
+        for batch in length_grouped_batches(lengths, plan.batch_size, rng):
+            loss = batch_loss(model, batch)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, plan.clip)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            on_step(step / total, f"epoch {epoch}/{plan.epochs}, loss {loss.item():.3f}")
+        if validate is None:
+            continue
+        scores.append(round(validate(), 4))
+        # ">=": on a tie the later epoch (lower learning rate, more converged) wins.
+        if scores[-1] >= best_score:
+            best_score, best_epoch, stale = scores[-1], epoch, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            stale += 1
+            if plan.patience and stale >= plan.patience:
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return {"epochs_run": epoch, "best_epoch": best_epoch or epoch, "val_macro_f1": scores, "steps": step}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Set up and run the demo on the embedded defaults (SQLite, in-memory channel layer):
+# .venv + install, migrate, demo data, the training worker, a first trained model, then the
+# server on http://127.0.0.1:8000. Ctrl-C stops the server and the worker.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh requirements.txt
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+PY=.venv/bin/python
+ADDR="${DEMO_ADDR:-127.0.0.1:8000}"
+
+echo "==> migrating the database (var/switchboard.sqlite3)"
+$PY manage.py migrate --noinput -v0
+echo "==> loading the demo data"
+$PY manage.py load_demo
+
+mkdir -p var
+echo "==> starting the training worker (log: var/worker.log)"
+$PY manage.py db_worker --queue-name training,default --no-reload >var/worker.log 2>&1 &
+WORKER_PID=$!
+trap 'kill $WORKER_PID 2>/dev/null || true' EXIT INT TERM
+
+if ! $PY manage.py shell -c "from routing.models import ModelVersion as M; raise SystemExit(0 if M.objects.filter(state='active').exists() else 1)"; then
+  echo "==> training the first model on the demo tickets (a few minutes on 2 cores)"
+  $PY manage.py train
+fi
+
+echo
+echo "==> Switchboard is running:"
+echo "    chat widget demo   http://$ADDR/"
+echo "    agent console      http://$ADDR/agent/"
+echo "    admin              http://$ADDR/admin/   (credentials printed above)"
+echo "    API docs           http://$ADDR/api/docs/"
+$PY manage.py runserver "$ADDR"
