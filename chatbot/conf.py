@@ -28,6 +28,8 @@ DEFAULTS: dict[str, Any] = {
     "TRIAGE_TARGET_PRECISION": 0.95,
     # How often (seconds) each process checks whether the active model changed.
     "ROUTER_RELOAD_SECONDS": 1.0,
+    # ORT threads per router session; 1 is fastest per request with one process per core.
+    "ROUTER_INTRA_OP_THREADS": 1,
     # Auto-promote when the new int8 accuracy >= active accuracy - this margin.
     "PROMOTION_MARGIN": 0.0,
     "AUTO_PROMOTE": True,

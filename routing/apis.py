@@ -1,5 +1,151 @@
-from rest_framework.views import exception_handler as drf_exception_handler
+"""REST API under /api/v1/: route, teams, tickets, models (list, detail, promote, roll back), health.
+
+Views validate with a serializer, call one service or selector, and render. Errors of every kind
+are rendered by ``exception_handler`` as ``{"code", "detail"[, "errors"]}``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from django.db import DatabaseError
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema
+from rest_framework import status
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.permissions import AllowAny, IsAdminUser, IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from finetune.services import ticket_ingest
+from routing import selectors, serializers as s
+from routing.api_support import AnonThrottle, CachedTokenAuthentication, LimitedJSONParser, UserThrottle
+from routing.api_support import exception_handler  # noqa: F401  (settings.REST_FRAMEWORK points here)
+from routing.router import get_router
+from routing.services import model_version_promote, model_version_rollback, tickets_ingest_many
+
+ERRORS = {code: s.ErrorSerializer for code in (400, 401, 403, 404, 409, 413, 429, 503)}
+
+RouteResult = PolymorphicProxySerializer(
+    component_name="RouteResult",
+    serializers=[s.PredictionSerializer, s.RouteBatchSerializer],
+    resource_type_field_name=None,
+)
+TicketInput = PolymorphicProxySerializer(
+    component_name="TicketIngest",
+    serializers=[s.TicketInputSerializer, s.TicketBulkInputSerializer],
+    resource_type_field_name=None,
+)
+TicketResult = PolymorphicProxySerializer(
+    component_name="TicketIngestResult",
+    serializers=[s.TicketResultSerializer, s.TicketBulkResultSerializer],
+    resource_type_field_name=None,
+)
 
 
-def exception_handler(exc, context):
-    return drf_exception_handler(exc, context)
+def _validated(serializer_class, data) -> dict:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+class ApiView(APIView):
+    authentication_classes = [CachedTokenAuthentication, SessionAuthentication]
+    parser_classes = [LimitedJSONParser]
+    throttle_classes = [AnonThrottle, UserThrottle]
+    permission_classes = [IsAuthenticated]
+
+
+class RouteApi(ApiView):
+    @extend_schema(request=s.RouteInputSerializer, responses={200: RouteResult, **ERRORS})
+    def post(self, request):
+        """Route one message (`text`) or up to 64 (`texts`) to a team."""
+        data = _validated(s.RouteInputSerializer, request.data)
+        predictions = get_router().predict([data["text"]] if "text" in data else data["texts"])
+        if "text" in data:
+            return Response(asdict(predictions[0]))
+        results = [asdict(p) for p in predictions]
+        return Response({"results": results, "model_version": predictions[0].model_version})
+
+
+class TeamListApi(ApiView):
+    @extend_schema(responses={200: s.TeamSerializer(many=True), **ERRORS})
+    def get(self, request):
+        return Response(s.TeamSerializer(selectors.team_list(), many=True).data)
+
+
+def _ticket_result(result) -> dict:
+    ticket = result.ticket
+    team = ticket.team.slug if ticket.team_id else None
+    return {"id": ticket.pk, "created": result.created, "team": team, "external_id": ticket.external_id}
+
+
+class TicketIngestApi(ApiView):
+    @extend_schema(request=TicketInput, responses={200: TicketResult, 201: TicketResult, **ERRORS})
+    def post(self, request):
+        """Ingest one ticket or `{"tickets": [...]}` (up to 500, all or nothing); idempotent on external_id.
+
+        201 when anything was created, 200 when every ticket already existed.
+        """
+        if isinstance(request.data, dict) and "tickets" in request.data:
+            items = _validated(s.TicketBulkInputSerializer, request.data)["tickets"]
+            results = [_ticket_result(r) for r in tickets_ingest_many(items=items, user=request.user)]
+            created = sum(r["created"] for r in results)
+            body = {"results": results, "created": created, "existing": len(results) - created}
+        else:
+            item = _validated(s.TicketInputSerializer, request.data)
+            result = ticket_ingest(
+                text=item["text"],
+                team_slug=item.get("team") or None,
+                external_id=item.get("external_id") or None,
+                user=request.user,
+            )
+            body, created = _ticket_result(result), result.created
+        return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class ModelListApi(ApiView):
+    @extend_schema(responses={200: s.ModelVersionSerializer(many=True), **ERRORS})
+    def get(self, request):
+        return Response(s.ModelVersionSerializer(selectors.model_version_list(), many=True).data)
+
+
+class ModelDetailApi(ApiView):
+    @extend_schema(responses={200: s.ModelVersionDetailSerializer, **ERRORS})
+    def get(self, request, pk: int):
+        """One model version with its metrics and model card."""
+        return Response(s.ModelVersionDetailSerializer(selectors.model_version_get(pk=pk)).data)
+
+
+class ModelPromoteApi(ApiView):
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(request=None, responses={200: s.ModelVersionDetailSerializer, **ERRORS})
+    def post(self, request, pk: int):
+        """Make this version active (staff). Every process switches within ROUTER_RELOAD_SECONDS."""
+        version = model_version_promote(version=selectors.model_version_get(pk=pk), user=request.user)
+        return Response(s.ModelVersionDetailSerializer(version).data)
+
+
+class ModelRollbackApi(ApiView):
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(request=None, responses={200: s.ModelVersionDetailSerializer, **ERRORS})
+    def post(self, request):
+        """Re-activate the version promoted before the active one (staff)."""
+        return Response(s.ModelVersionDetailSerializer(model_version_rollback(user=request.user)).data)
+
+
+class HealthApi(ApiView):
+    # Load balancers poll this unauthenticated and often: no auth, no throttle.
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    throttle_classes: list = []
+
+    @extend_schema(responses={200: s.HealthSerializer, 503: s.HealthSerializer})
+    def get(self, request):
+        """200 while this process can answer (status ok, degraded or no_model); 503 when its DB is unreachable."""
+        try:
+            return Response(selectors.router_health())
+        except DatabaseError as exc:
+            body = {"status": "unavailable", "serving_version": None, "active_version": None, "problem": str(exc)}
+            return Response(body, status=status.HTTP_503_SERVICE_UNAVAILABLE)

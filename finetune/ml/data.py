@@ -45,8 +45,11 @@ def collate(ids: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tens
 
 
 @torch.no_grad()
-def predict_logits(model, ids: list[list[int]], pad_id: int, batch_size: int = 128) -> np.ndarray:
-    """Logits for every text, computed in length-sorted batches and returned in input order."""
+def predict_logits(model, ids: list[list[int]], pad_id: int, batch_size: int = 128, on_batch=None) -> np.ndarray:
+    """Logits for every text, computed in length-sorted batches and returned in input order.
+
+    on_batch(fraction_done, message), if given, is called after every batch (progress, cancel).
+    """
     model.eval()
     out = np.zeros((len(ids), model.config.num_labels), dtype=np.float32)
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
@@ -54,4 +57,6 @@ def predict_logits(model, ids: list[list[int]], pad_id: int, batch_size: int = 1
         idx = order[start : start + batch_size]
         input_ids, mask = collate([ids[i] for i in idx], pad_id)
         out[idx] = model(input_ids=input_ids, attention_mask=mask).logits.float().numpy()
+        if on_batch is not None:
+            on_batch(min(1.0, (start + batch_size) / len(order)), f"scored {start + len(idx)}/{len(order)} texts")
     return out

@@ -65,7 +65,10 @@ def train_teacher(
     def validate() -> float:
         return macro_f1(predict_logits(model, val_ids, pad_id).argmax(1), val_y, len(labels))
 
-    plan = FitPlan(config.epochs, config.lr, config.weight_decay, config.batch_size, config.patience, config.seed)
+    plan = FitPlan(
+        config.epochs, config.lr, config.weight_decay, config.batch_size, config.patience, config.seed,
+        min_steps=config.min_teacher_steps,
+    )
     history = fit(
         model,
         lengths=[len(x) for x in train_ids],

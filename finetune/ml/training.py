@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ class FitPlan:
     batch_size: int  # items per step
     patience: int  # epochs without improvement before stopping; 0 = never stop early
     seed: int  # batch order
+    min_steps: int = 0  # small datasets: each epoch repeats the data so all epochs total ≥ this
     warmup: float = 0.1  # share of steps with a linearly rising learning rate
     clip: float = 1.0  # gradient norm clip
 
@@ -48,22 +50,20 @@ def fit(
 ) -> dict:
     """Train in length-grouped batches; keep the weights of the best validation epoch."""
     rng = random.Random(plan.seed)
-    steps_per_epoch = len(length_grouped_batches(lengths, plan.batch_size, random.Random(0)))
-    total = max(1, steps_per_epoch * plan.epochs)
+    batches_per_pass = len(length_grouped_batches(lengths, plan.batch_size, random.Random(0)))
+    passes = max(1, math.ceil(plan.min_steps / max(1, batches_per_pass * plan.epochs)))
+    total = max(1, batches_per_pass * passes * plan.epochs)
     optimizer = _optimizer(model, plan)
     schedule = get_linear_schedule_with_warmup(optimizer, int(plan.warmup * total), total)
     params = [p for p in model.parameters() if p.requires_grad]
-    best_score, best_state, best_epoch, stale, scores = -1.0, None, 0, 0, []
-    step = 0
+    best_score, best_state, best_epoch, stale, scores, step = -1.0, None, 0, 0, [], 0
     for epoch in range(1, plan.epochs + 1):
         model.train()
-        for batch in length_grouped_batches(lengths, plan.batch_size, rng):
+        for batch in [b for _ in range(passes) for b in length_grouped_batches(lengths, plan.batch_size, rng)]:
             loss = batch_loss(model, batch)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, plan.clip)
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.step(), schedule.step(), optimizer.zero_grad(set_to_none=True)
             step += 1
             on_step(step / total, f"epoch {epoch}/{plan.epochs}, loss {loss.item():.3f}")
         if validate is None:
@@ -73,10 +73,8 @@ def fit(
         if scores[-1] >= best_score:
             best_score, best_epoch, stale = scores[-1], epoch, 0
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            stale += 1
-            if plan.patience and stale >= plan.patience:
-                break
+        elif plan.patience and (stale := stale + 1) >= plan.patience:
+            break
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()

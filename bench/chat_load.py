@@ -1,0 +1,311 @@
+"""Load test of the live chat: N customer sockets against two daphne processes sharing Redis and PostgreSQL.
+
+    .venv/bin/python bench/chat_load.py --clients 50,200,500 [--artifact DIR] [--json out.json]
+
+Creates (drops first) a PostgreSQL database, migrates it, loads the demo teams and tickets, and
+serves ``--artifact`` as the active model (else whatever version is active there; if none, every
+conversation goes to triage, and the table says so). Two daphne processes run on loopback; one
+staff agent listens on every team inbox and triage on each process. Each customer connects to one
+process (alternating), then sends ``--messages`` messages paced ``--interval`` seconds apart.
+
+Reports, per N: acks, messages stored in the database (must equal sent: zero lost, zero doubled),
+p50/p99 of send->ack and send->agent-receive, and the servers' peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+ROOT = Path(__file__).resolve().parents[1]
+# Shared by this process (which writes the agent's session) and the servers (which read it).
+SECRET_KEY = "bench-only-secret-key-" + "x" * 40
+sys.path.insert(0, str(ROOT))
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", default="50,200,500", help="Comma-separated socket counts, one run each.")
+    parser.add_argument("--messages", type=int, default=10, help="Messages each customer sends.")
+    parser.add_argument("--interval", type=float, default=1.0, help="Seconds between one customer's messages.")
+    parser.add_argument("--artifact", help="A model artifact directory to serve as the active version.")
+    parser.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432", help="Server URL, no db.")
+    parser.add_argument("--database", default="switchboard_bench", help="Dropped and recreated.")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/9")
+    parser.add_argument("--timeout", type=float, default=120.0, help="Upper bound per run (seconds).")
+    parser.add_argument("--json", help="Also write the results here.")
+    return parser.parse_args()
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+# ----- setup: database, model, servers -----
+
+
+def database_create(args) -> str:
+    import psycopg
+
+    with psycopg.connect(f"{args.postgres}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{args.database}"')
+    url = f"{args.postgres}/{args.database}"
+    env = {**os.environ, "DATABASE_URL": url}
+    for command in (["migrate", "--noinput", "-v", "0"], ["load_demo", "--password", "bench-pass-123"]):
+        subprocess.run([sys.executable, "manage.py", *command], cwd=ROOT, env=env, check=True, capture_output=True)
+    return url
+
+
+def django_setup(database_url: str, model_store: Path) -> None:
+    os.environ["DATABASE_URL"] = database_url
+    os.environ["MODEL_STORE"] = str(model_store)
+    os.environ["SECRET_KEY"] = SECRET_KEY
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatbot.settings")
+    import django
+
+    django.setup()
+
+
+def model_activate(artifact: str | None, store: Path) -> str:
+    """Serve ``artifact`` as the active version; return a description of what routes."""
+    from finetune.ml.artifacts import verify_checksums
+    from routing.models import ModelVersion
+
+    if artifact:
+        version = ModelVersion.objects.create(artifact_dir=f"pending-{time.time_ns()}", sha256="")
+        shutil.copytree(artifact, store / str(version.pk))
+        labels = json.loads((store / str(version.pk) / "labels.json").read_text())
+        version.artifact_dir, version.sha256 = str(version.pk), verify_checksums(store / str(version.pk))
+        version.labels, version.state = labels, ModelVersion.State.ACTIVE
+        version.save()
+    active = ModelVersion.objects.filter(state=ModelVersion.State.ACTIVE).first()
+    if active is None:
+        print("No model version is active and no --artifact given: every conversation goes to triage.")
+        return "triage (no model)"
+    return f"model v{active.pk}"
+
+
+def agent_cookie() -> str:
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    user, _ = get_user_model().objects.get_or_create(username="bench-agent", defaults={"is_staff": True})
+    client = Client()
+    client.force_login(user)
+    return f"sessionid={client.cookies['sessionid'].value}"
+
+
+def servers_start(database_url: str, args, store: Path, logs: Path) -> list[tuple[subprocess.Popen, str]]:
+    env = {
+        **os.environ, "DATABASE_URL": database_url, "REDIS_URL": args.redis, "MODEL_STORE": str(store),
+        "DEBUG": "0", "SECRET_KEY": SECRET_KEY, "SECURE_SSL_REDIRECT": "0",
+        # One persistent connection per DB thread instead of a new one per query batch.
+        "DB_CONN_MAX_AGE": "600", "LOG_LEVEL": "WARNING",
+    }
+    servers = []
+    for index in range(2):
+        port = 18800 + index + random.randint(0, 900)
+        log = (logs / f"daphne-{index}.log").open("w")
+        process = subprocess.Popen(
+            [str(Path(sys.executable).with_name("daphne")), "-b", "127.0.0.1", "-p", str(port), "chatbot.asgi:application"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        servers.append((process, f"ws://127.0.0.1:{port}"))
+    return servers
+
+
+async def wait_listening(servers, timeout: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout
+    for process, url in servers:
+        port = int(url.rsplit(":", 1)[1])
+        while True:
+            if process.poll() is not None:
+                raise SystemExit(f"daphne on {port} exited with {process.returncode}; see bench/out/daphne-*.log")
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"daphne on {port} did not start in {timeout:.0f} s")
+                await asyncio.sleep(0.3)
+
+
+# ----- the load -----
+
+
+class Run:
+    def __init__(self) -> None:
+        self.sent: dict[str, float] = {}
+        self.acked: dict[str, float] = {}
+        self.at_agent: dict[str, float] = {}
+        self.conversations: list[int] = []
+        self.errors: list[str] = []
+
+
+async def agent(url: str, cookie: str, run: Run, stop: asyncio.Event) -> None:
+    async with connect(f"{url}/ws/agent/", origin=url.replace("ws", "http", 1), additional_headers={"Cookie": cookie}, max_queue=None) as ws:
+        while not stop.is_set():
+            try:
+                frame = json.loads(await asyncio.wait_for(ws.recv(), 0.5))
+            except TimeoutError:
+                continue
+            now = time.perf_counter()
+            found = frame.get("messages", []) if frame["type"] == "conversation.assigned" else [frame]
+            for message in found:
+                if message.get("sender") == "customer" and message.get("client_id"):
+                    run.at_agent.setdefault(message["client_id"], now)
+
+
+async def customer(url: str, index: int, args, texts: list[str], run: Run) -> None:
+    async with connect(f"{url}/ws/chat/", origin=url.replace("ws", "http", 1), open_timeout=60) as ws:
+        started = json.loads(await ws.recv())
+        run.conversations.append(started["id"])
+
+        async def read() -> None:
+            with contextlib.suppress(ConnectionClosed):
+                await _read(ws)
+
+        async def _read(ws) -> None:
+            async for raw in ws:
+                frame = json.loads(raw)
+                if frame["type"] == "ack":
+                    run.acked.setdefault(frame["client_id"], time.perf_counter())
+                elif frame["type"] == "error":
+                    run.errors.append(frame["code"])
+
+        reader = asyncio.create_task(read())
+        await asyncio.sleep(random.random() * args.interval)
+        for number in range(args.messages):
+            client_id = f"b{index}-{number}"
+            run.sent[client_id] = time.perf_counter()
+            await ws.send(json.dumps({"type": "message", "text": random.choice(texts), "client_id": client_id}))
+            await asyncio.sleep(args.interval)
+        mine = [f"b{index}-{number}" for number in range(args.messages)]
+        deadline = time.monotonic() + 15
+        while any(cid not in run.acked for cid in mine) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        reader.cancel()
+
+
+async def one_level(clients: int, args, servers, cookie: str, texts: list[str]) -> dict:
+    run, stop = Run(), asyncio.Event()
+    agents = [asyncio.create_task(agent(url, cookie, run, stop)) for _, url in servers]
+    await asyncio.sleep(1.0)
+    peak = {process.pid: 0 for process, _ in servers}
+
+    async def sample_rss() -> None:
+        while not stop.is_set():
+            for process, _ in servers:
+                peak[process.pid] = max(peak[process.pid], psutil.Process(process.pid).memory_info().rss)
+            await asyncio.sleep(0.5)
+
+    sampler = asyncio.create_task(sample_rss())
+    started = time.perf_counter()
+    tasks = []
+    for index in range(clients):
+        tasks.append(asyncio.create_task(customer(servers[index % 2][1], index, args, texts, run)))
+        if index % 25 == 24:  # ramp up: a thundering herd of handshakes is not what is measured
+            await asyncio.sleep(0.05)
+    done, pending = await asyncio.wait(tasks, timeout=args.timeout)
+    for task in pending:
+        task.cancel()
+    failures = [task.exception() for task in done if task.exception() is not None]
+    drain = time.monotonic() + 10
+    while len(run.at_agent) < len(run.acked) and time.monotonic() < drain:
+        await asyncio.sleep(0.1)
+    elapsed = time.perf_counter() - started
+    stop.set()
+    await asyncio.gather(*agents, sampler, return_exceptions=True)
+    from asgiref.sync import sync_to_async
+
+    return await sync_to_async(report)(clients, run, elapsed, peak, failures, len(pending))
+
+
+def stored_counts(conversation_ids: list[int]) -> tuple[int, int]:
+    from chatbot.models import Message
+
+    rows = Message.objects.filter(conversation_id__in=conversation_ids, sender="customer")
+    return rows.count(), rows.values("client_id").distinct().count()
+
+
+def report(clients: int, run: Run, elapsed: float, peak: dict, failures: list, unfinished: int) -> dict:
+    stored, distinct = stored_counts(run.conversations)
+    ack_ms = [1000 * (run.acked[c] - run.sent[c]) for c in run.acked if c in run.sent]
+    agent_ms = [1000 * (run.at_agent[c] - run.sent[c]) for c in run.at_agent if c in run.sent]
+    return {
+        "clients": clients, "sent": len(run.sent), "acked": len(run.acked), "stored": stored,
+        "lost": len(run.sent) - distinct, "doubled": stored - distinct, "at_agent": len(run.at_agent),
+        "ack_p50_ms": percentile(ack_ms, 0.5), "ack_p99_ms": percentile(ack_ms, 0.99),
+        "agent_p50_ms": percentile(agent_ms, 0.5), "agent_p99_ms": percentile(agent_ms, 0.99),
+        "rss_mb": [round(value / 2**20) for value in peak.values()], "seconds": round(elapsed, 1),
+        "errors": sorted(set(run.errors)), "client_failures": [repr(f)[:120] for f in failures[:3]],
+        "unfinished": unfinished,
+    }
+
+
+def print_table(rows: list[dict], routing: str) -> None:
+    print(f"\nrouting: {routing}")
+    head = ("clients", "sent", "acked", "stored", "lost", "doubled", "at_agent", "ack p50", "ack p99", "agent p50", "agent p99", "RSS MB (A,B)", "s")
+    print(" | ".join(head))
+    for r in rows:
+        print(" | ".join(str(x) for x in (
+            r["clients"], r["sent"], r["acked"], r["stored"], r["lost"], r["doubled"], r["at_agent"],
+            f"{r['ack_p50_ms']:.1f}", f"{r['ack_p99_ms']:.1f}", f"{r['agent_p50_ms']:.1f}", f"{r['agent_p99_ms']:.1f}",
+            ",".join(map(str, r["rss_mb"])), r["seconds"],
+        )))
+        if r["errors"] or r["client_failures"] or r["unfinished"]:
+            print(f"   errors={r['errors']} failures={r['client_failures']} unfinished={r['unfinished']}")
+
+
+async def main() -> None:
+    args = parse_args()
+    out = ROOT / "bench" / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    store = out / "models"
+    shutil.rmtree(store, ignore_errors=True)
+    store.mkdir()
+    database_url = database_create(args)
+    django_setup(database_url, store)
+    from asgiref.sync import sync_to_async
+
+    routing = await sync_to_async(model_activate)(args.artifact, store)
+    cookie = await sync_to_async(agent_cookie)()
+    texts = [json.loads(line)["text"] for line in (ROOT / "finetune" / "demo" / "tickets.jsonl").open()][:2000]
+    servers = servers_start(database_url, args, store, out)
+    try:
+        await wait_listening(servers)
+        rows = []
+        for clients in [int(n) for n in args.clients.split(",")]:
+            row = await one_level(clients, args, servers, cookie, texts)
+            rows.append(row)
+            print_table([row], routing)
+        print_table(rows, routing)
+        if args.json:
+            Path(args.json).write_text(json.dumps({"routing": routing, "rows": rows}, indent=2))
+    finally:
+        for process, _ in servers:
+            process.terminate()
+        for process, _ in servers:
+            process.wait(timeout=15)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,84 @@
+"""Dataset loaders for the benchmarks; the data stays in ../shared/data, never in the repo."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DATA_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+Row = tuple[str, str]  # (text, team)
+
+
+@dataclass
+class Dataset:
+    name: str
+    train: list[Row]  # the pool labelled samples (and unlabelled texts) are drawn from
+    test: list[Row]  # the fixed test set every model is scored on
+    out_of_scope: list[str] = field(default_factory=list)  # texts that belong to no team
+
+    @property
+    def teams(self) -> list[str]:
+        return sorted({team for _, team in self.train})
+
+
+def _read_csv(path: Path, text_col: str, label_col: str, mapping: dict[str, str] | None = None) -> list[Row]:
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = [(r[text_col], r[label_col]) for r in csv.DictReader(f)]
+    return [(text, mapping[label] if mapping else label) for text, label in rows]
+
+
+def load_banking77(root: Path = DATA_ROOT) -> Dataset:
+    """Banking77's 77 intents mapped to 8 product teams by teams.json."""
+    teams = json.loads((root / "banking77" / "teams.json").read_text())
+    return Dataset(
+        "banking77",
+        _read_csv(root / "banking77" / "train.csv", "text", "category", teams),
+        _read_csv(root / "banking77" / "test.csv", "text", "category", teams),
+    )
+
+
+def load_clinc150(root: Path = DATA_ROOT) -> Dataset:
+    """CLINC150's 150 intents mapped to 10 domains; its out-of-scope test texts kept aside."""
+    data = json.loads((root / "clinc150" / "data_full.json").read_text())
+    teams = json.loads((root / "clinc150" / "teams.json").read_text())
+    return Dataset(
+        "clinc150",
+        [(text, teams[intent]) for text, intent in data["train"]],
+        [(text, teams[intent]) for text, intent in data["test"]],
+        [text for text, _ in data["oos_test"]],
+    )
+
+
+def load_csv_pair(train_csv: Path, test_csv: Path) -> Dataset:
+    """Any pair of CSV files with `text,team` columns."""
+    return Dataset(Path(train_csv).stem, _read_csv(train_csv, "text", "team"), _read_csv(test_csv, "text", "team"))
+
+
+def parse_size(spec: str) -> tuple[int, bool]:
+    """'10/team' or a bare number ≤ 100 → per team; a larger bare number → total, stratified."""
+    if spec.endswith("/team"):
+        return int(spec[: -len("/team")]), True
+    n = int(spec)
+    return n, n <= 100
+
+
+def stratified_sample(rows: list[Row], n: int, per_team: bool, seed: int) -> tuple[list[Row], list[Row]]:
+    """(sample, rest): n per team, or n in total in proportion to team sizes."""
+    by_team: dict[str, list[int]] = defaultdict(list)
+    for i, (_, team) in enumerate(rows):
+        by_team[team].append(i)
+    rng = random.Random(seed)
+    chosen: set[int] = set()
+    for team in sorted(by_team):
+        indices = by_team[team][:]
+        rng.shuffle(indices)
+        take = n if per_team else max(1, round(n * len(indices) / len(rows)))
+        chosen.update(indices[:take])
+    sample = [rows[i] for i in sorted(chosen)]
+    rest = [row for i, row in enumerate(rows) if i not in chosen]
+    return sample, rest

@@ -1,0 +1,171 @@
+"""Learning-curve benchmark of the training pipeline: baseline vs teacher vs student vs int8.
+
+    .venv/bin/python bench/train_bench.py --dataset banking77 --sizes 10,50,3000 --json /tmp/b.json
+
+For each labelled-sample size it runs finetune.ml's real pipeline (the rest of the training pool
+is the unlabelled distillation input, as in the product), scores every model on the dataset's
+own test set, and times one message (one thread, batch 1) through the torch teacher, the
+transformers text-classification pipeline, and the int8 ONNX student.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from bench.common import DATA_ROOT, Dataset, load_banking77, load_clinc150, load_csv_pair, parse_size, stratified_sample  # noqa: E402
+from finetune.ml.calibrate import softmax  # noqa: E402
+from finetune.ml.config import TrainConfig  # noqa: E402
+from finetune.ml.evaluate import latency_ms  # noqa: E402
+from finetune.ml.export import onnx_session  # noqa: E402
+from finetune.ml.pipeline import LabelledText, run_pipeline  # noqa: E402
+from finetune.ml.split import assign_splits  # noqa: E402
+
+MODELS = [("baseline", "TF-IDF+LR"), ("teacher", "teacher"), ("student", "student torch"), ("int8", "int8 student")]
+
+
+def load(args) -> Dataset:
+    if args.train_csv:
+        return load_csv_pair(args.train_csv, args.test_csv)
+    return {"banking77": load_banking77, "clinc150": load_clinc150}[args.dataset](args.data_root)
+
+
+def examples_for(sample, test, seed: int, val_fraction: float) -> list[LabelledText]:
+    """The sample split into train/val (seeded, stratified); the dataset's test set is the test split."""
+    splits = assign_splits([t for _, t in sample], [""] * len(sample), seed=seed, val_fraction=val_fraction, test_fraction=0.0)
+    return [LabelledText(x, t, s) for (x, t), s in zip(sample, splits)] + [LabelledText(x, t, "test") for x, t in test]
+
+
+def teacher_latency(config: TrainConfig, labels: list[str], texts: list[str]) -> dict:
+    """Torch teacher, one thread, batch 1: raw model and via transformers' pipeline().
+
+    Latency depends on the architecture, not the weights, so the base model with a fresh head is
+    timed (the pipeline does not keep its teacher).
+    """
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+
+    torch.set_num_threads(1)
+    tokenizer = AutoTokenizer.from_pretrained(config.base_model)
+    model = AutoModelForSequenceClassification.from_pretrained(config.base_model, num_labels=len(labels)).eval()
+    classify = pipeline("text-classification", model=model, tokenizer=tokenizer, device=-1)
+
+    @torch.no_grad()
+    def raw(text: str) -> None:
+        model(**tokenizer(text, truncation=True, max_length=config.max_length, return_tensors="pt"))
+
+    result = {"teacher_torch": latency_ms(raw, texts, limit=200), "teacher_hf_pipeline": latency_ms(classify, texts, limit=200)}
+    torch.set_num_threads(config.threads)
+    return result
+
+
+def student_latency(artifact: Path, texts: list[str]) -> dict:
+    """int8 student end to end as the router runs it: tokenizers + onnxruntime, one thread."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(artifact / "tokenizer.json"))
+    session = onnx_session(artifact / "model.onnx", 1)
+
+    def route(text: str) -> None:
+        ids = np.asarray([tokenizer.encode(text).ids], dtype=np.int64)
+        session.run(["logits"], {"input_ids": ids, "attention_mask": np.ones_like(ids)})
+
+    return {"int8_end_to_end": latency_ms(route, texts, limit=500)}
+
+
+def out_of_scope_report(artifact: Path, texts: list[str]) -> dict:
+    """How the served confidence treats texts that belong to no team: share sent to triage."""
+    from tokenizers import Tokenizer
+
+    serving = json.loads((artifact / "serving.json").read_text())
+    tokenizer = Tokenizer.from_file(str(artifact / "tokenizer.json"))
+    session = onnx_session(artifact / "model.onnx", 1)
+    confidences = []
+    for text in texts:
+        ids = np.asarray([tokenizer.encode(text).ids], dtype=np.int64)
+        logits = session.run(["logits"], {"input_ids": ids, "attention_mask": np.ones_like(ids)})[0]
+        confidences.append(softmax(logits, serving["temperature"]).max())
+    confidences = np.asarray(confidences)
+    return {
+        "n": len(texts),
+        "threshold": serving["triage_threshold"],
+        "share_to_triage": float((confidences < serving["triage_threshold"]).mean()),
+        "median_confidence": float(np.median(confidences)),
+    }
+
+
+def run_size(dataset: Dataset, spec: str, args) -> dict:
+    n, per_team = parse_size(spec)
+    sample, rest = stratified_sample(dataset.train, n, per_team, args.seed)
+    config = TrainConfig(**json.loads(args.config), seed=args.seed, min_per_team=min(8, n) if per_team else 8)
+    examples = examples_for(sample, dataset.test, args.seed, config.val_fraction)
+    with tempfile.TemporaryDirectory(prefix="train-bench-") as tmp:
+        start = time.perf_counter()
+        result = run_pipeline(
+            config=config, examples=examples, unlabelled=[x for x, _ in rest], work_dir=Path(tmp) / "artifact",
+            progress=(lambda s, p, m: print(f"  [{spec}] {s} {p:5.1f}% {m}", file=sys.stderr)) if args.verbose else None,
+        )
+        wall = time.perf_counter() - start
+        texts = [x for x, _ in dataset.test]
+        row = {"size": spec, "labelled": len(sample), "unlabelled": len(rest), "wall_s": round(wall, 1)}
+        row["metrics"] = {key: {k: result.metrics[key][k] for k in ("accuracy", "macro_f1")} for key, _ in MODELS}
+        row["timings_s"] = result.metrics["timings_s"]
+        row["latency_ms"] = {"int8": result.metrics["latency_ms"]["int8"], **student_latency(result.artifact_dir, texts)}
+        if dataset.out_of_scope:
+            row["out_of_scope"] = out_of_scope_report(result.artifact_dir, dataset.out_of_scope)
+        row["calibration"] = result.metrics["calibration"]
+    return row
+
+
+def print_table(dataset: Dataset, rows: list[dict], latency: dict) -> None:
+    print(f"\n{dataset.name}: {len(dataset.train)} pool, {len(dataset.test)} test, {len(dataset.teams)} teams")
+    print(f"{'size':>8} {'model':<14} {'accuracy':>8} {'macro-F1':>8} {'wall s':>7} {'p50 ms':>7} {'p95 ms':>7}")
+    for row in rows:
+        for key, name in MODELS:
+            m = row["metrics"][key]
+            lat = {"int8": row["latency_ms"]["int8"], "teacher": latency["teacher_torch"]}.get(key)
+            p50, p95 = (f"{lat['p50']:.2f}", f"{lat['p95']:.2f}") if lat else ("", "")
+            print(f"{row['size']:>8} {name:<14} {100 * m['accuracy']:8.2f} {100 * m['macro_f1']:8.2f} {row['wall_s']:7.0f} {p50:>7} {p95:>7}")
+        if "out_of_scope" in row:
+            oos = row["out_of_scope"]
+            print(f"{'':>8} out-of-scope: {100 * oos['share_to_triage']:.1f}% of {oos['n']} sent to triage at threshold {oos['threshold']:.3f}")
+    e2e, hf = rows[-1]["latency_ms"]["int8_end_to_end"], latency["teacher_hf_pipeline"]
+    print(f"one message end to end (1 thread): int8 student p50 {e2e['p50']:.2f} ms vs teacher via "
+          f"transformers pipeline p50 {hf['p50']:.2f} ms ({hf['p50'] / e2e['p50']:.0f}x)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", choices=["banking77", "clinc150"], default="banking77")
+    parser.add_argument("--data-root", type=Path, default=DATA_ROOT)
+    parser.add_argument("--train-csv", type=Path)
+    parser.add_argument("--test-csv", type=Path)
+    parser.add_argument("--sizes", default="10,50,3000", help="'N/team', a bare N ≤ 100 (per team), or a larger total")
+    parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--config", default="{}", help='TrainConfig overrides as JSON, e.g. \'{"epochs": 4}\'')
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--verbose", action="store_true", help="print pipeline progress to stderr")
+    args = parser.parse_args()
+    if bool(args.train_csv) != bool(args.test_csv):
+        parser.error("--train-csv and --test-csv go together")
+    dataset = load(args)
+    rows = [run_size(dataset, spec.strip(), args) for spec in args.sizes.split(",")]
+    config = TrainConfig(**json.loads(args.config))
+    latency = teacher_latency(config, dataset.teams, [x for x, _ in dataset.test])
+    print_table(dataset, rows, latency)
+    if args.json:
+        args.json.write_text(json.dumps({"dataset": dataset.name, "rows": rows, "latency_ms": latency}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

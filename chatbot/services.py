@@ -1,0 +1,248 @@
+"""Writes for the live chat: start, post, route, reassign, close.
+
+Every write that other sockets must see broadcasts to a channel-layer group in
+``transaction.on_commit``: a reader never hears of a row that was rolled back.
+
+Groups: ``conversation.<id>`` holds the customer's sockets; ``team.<slug>`` and ``triage``
+hold the agents of an inbox. A conversation's inbox group is its team's, or ``triage``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from chatbot import selectors
+from chatbot.errors import ConflictError, SwitchboardError
+from chatbot.models import Conversation, Message, RoutingEvent
+from finetune.services import ticket_record_correction, ticket_text_validate
+from routing.models import ModelVersion, Team
+
+TRIAGE_GROUP = "triage"
+CLIENT_ID_MAX_CHARS = 64
+CLOSED_NOTICE = "This conversation was closed by support. Write again to start a new one."
+
+
+class PredictionLike(Protocol):
+    """What the router returns for one text (routing.loaded_model.Prediction)."""
+
+    team: str
+    confidence: float
+    triage: bool
+    model_version: str
+
+
+@dataclass(frozen=True)
+class PostResult:
+    message: Message
+    # False when the client_id was seen before: the stored message is returned, nothing new.
+    created: bool
+    # Whether the conversation had been routed when the message was stored.
+    routed: bool
+
+
+def team_group(slug: str) -> str:
+    return f"team.{slug}"
+
+
+def conversation_group(conversation_id: int) -> str:
+    return f"conversation.{conversation_id}"
+
+
+def inbox_group(conversation: Conversation) -> str:
+    return team_group(conversation.team.slug) if conversation.team_id else TRIAGE_GROUP
+
+
+def broadcast_on_commit(group: str, event: dict[str, Any]) -> None:
+    """Send ``event`` to ``group`` once the current transaction commits (at once outside one)."""
+    layer = get_channel_layer()
+    transaction.on_commit(lambda: async_to_sync(layer.group_send)(group, event))
+
+
+def client_id_validate(*, client_id: object) -> str:
+    if not isinstance(client_id, str) or not client_id.strip():
+        raise SwitchboardError(
+            "client_id must be a non-empty string chosen by the client (e.g. a UUID).",
+            code="invalid_client_id",
+        )
+    if len(client_id) > CLIENT_ID_MAX_CHARS:
+        raise SwitchboardError(
+            f"client_id is {len(client_id)} characters; the limit is {CLIENT_ID_MAX_CHARS}.",
+            code="invalid_client_id",
+        )
+    return client_id
+
+
+def conversation_start() -> Conversation:
+    """A new open conversation; it enters an inbox only when its first message is routed."""
+    return Conversation.objects.create()
+
+
+def _lock(conversation: Conversation) -> Conversation:
+    # of=self: PostgreSQL refuses FOR UPDATE on the nullable side of the team outer join.
+    return Conversation.objects.select_for_update(of=("self",)).select_related("team").get(pk=conversation.pk)
+
+
+def _open_or_raise(conversation: Conversation) -> None:
+    if conversation.status == Conversation.Status.CLOSED:
+        raise SwitchboardError(
+            f"Conversation {conversation.pk} is closed; start a new conversation to write again.",
+            code="conversation_closed",
+        )
+
+
+def _message_broadcast(conversation: Conversation, message: Message) -> None:
+    event = {"type": "chat.message", "message": selectors.message_payload(message=message)}
+    broadcast_on_commit(conversation_group(conversation.pk), event)
+    # Before routing the conversation belongs to no inbox; conversation.assigned carries it then.
+    if conversation.routed_at is not None:
+        broadcast_on_commit(inbox_group(conversation), event)
+
+
+def _post(
+    *, conversation: Conversation, sender: str, text: object, client_id: object, author=None
+) -> PostResult:
+    cleaned = ticket_text_validate(text=text)
+    client_id = client_id_validate(client_id=client_id)
+    locked = _lock(conversation)
+    _open_or_raise(locked)
+    existing = locked.messages.filter(client_id=client_id).first()
+    if existing is not None:
+        return PostResult(message=existing, created=False, routed=locked.routed_at is not None)
+    message = Message.objects.create(
+        conversation=locked, sender=sender, text=cleaned, client_id=client_id, author=author
+    )
+    if sender == Message.Sender.AGENT and locked.assigned_agent_id is None:
+        locked.assigned_agent = author
+    locked.save(update_fields=["updated_at", "assigned_agent"])
+    _message_broadcast(locked, message)
+    return PostResult(message=message, created=True, routed=locked.routed_at is not None)
+
+
+@transaction.atomic
+def message_post_customer(*, conversation: Conversation, text: object, client_id: object) -> PostResult:
+    """Store a customer's message once per client_id; a resend returns the stored one."""
+    return _post(conversation=conversation, sender=Message.Sender.CUSTOMER, text=text, client_id=client_id)
+
+
+@transaction.atomic
+def message_post_agent(
+    *, conversation: Conversation, user: AbstractBaseUser, text: object, client_id: object
+) -> PostResult:
+    """Store an agent's reply once per client_id; the first reply assigns the agent."""
+    return _post(
+        conversation=conversation, sender=Message.Sender.AGENT, text=text, client_id=client_id, author=user
+    )
+
+
+def _model_version_for(prediction: PredictionLike | None) -> ModelVersion | None:
+    if prediction is None or not str(prediction.model_version).isdigit():
+        return None
+    return ModelVersion.objects.filter(pk=int(prediction.model_version)).first()
+
+
+def _assignment_broadcast(conversation: Conversation) -> None:
+    summary = selectors.conversation_summary(conversation=conversation)
+    messages = selectors.conversation_messages(conversation=conversation)
+    broadcast_on_commit(
+        inbox_group(conversation), {"type": "conversation.assigned", "conversation": summary, "messages": messages}
+    )
+    broadcast_on_commit(
+        conversation_group(conversation.pk),
+        {"type": "chat.routed", **selectors.conversation_team_payload(conversation=conversation)},
+    )
+
+
+@transaction.atomic
+def conversation_route(
+    *, conversation: Conversation, prediction: PredictionLike | None, message: Message | None = None
+) -> Conversation:
+    """Put a conversation in its team's inbox (confident prediction) or the triage queue.
+
+    ``prediction`` None means no model serves. Routing happens once: a second call (a resend
+    racing the first routing) returns the conversation unchanged.
+    """
+    locked = _lock(conversation)
+    if locked.routed_at is not None:
+        return locked
+    predicted = Team.objects.filter(slug=prediction.team).first() if prediction else None
+    confident = predicted is not None and predicted.active and not prediction.triage
+    locked.team = predicted if confident else None
+    locked.predicted_team = predicted
+    locked.confidence = prediction.confidence if prediction else None
+    locked.model_version = _model_version_for(prediction)
+    locked.routed_at = timezone.now()
+    locked.save()
+    RoutingEvent.objects.create(
+        conversation=locked,
+        message=message,
+        model_version=locked.model_version,
+        team=predicted,
+        confidence=locked.confidence,
+        triage=not confident,
+    )
+    _assignment_broadcast(locked)
+    return locked
+
+
+def _correction_from(conversation: Conversation) -> Team | None:
+    # Out of triage the router's guess is what was corrected; out of a team, that team.
+    return conversation.team if conversation.team_id else conversation.predicted_team
+
+
+@transaction.atomic
+def conversation_reassign(*, conversation: Conversation, team: Team, user: AbstractBaseUser) -> Conversation:
+    """Move a conversation to ``team`` (from another team or from triage) and learn from it.
+
+    The customer's first message, the text the router saw, becomes a correction ticket labelled
+    ``team`` for the next training run.
+    """
+    locked = _lock(conversation)
+    _open_or_raise(locked)
+    if locked.team_id == team.pk:
+        raise ConflictError(f"Conversation {locked.pk} is already in {team.name}.", code="same_team")
+    if not team.active:
+        raise SwitchboardError(f"Team {team.slug} is inactive; pick an active team.", code="inactive_team")
+    text = selectors.conversation_first_customer_text(conversation=locked)
+    if text:
+        ticket_record_correction(
+            text=text,
+            team=team,
+            corrected_from=_correction_from(locked),
+            user=user,
+            model_version=locked.model_version,
+            conversation_id=locked.pk,
+        )
+    old_group = inbox_group(locked) if locked.routed_at else None
+    locked.team = team
+    locked.routed_at = locked.routed_at or timezone.now()
+    locked.assigned_agent = None
+    locked.save()
+    if old_group:
+        summary = selectors.conversation_summary(conversation=locked)
+        broadcast_on_commit(old_group, {"type": "conversation.updated", "conversation": summary})
+    _assignment_broadcast(locked)
+    return locked
+
+
+@transaction.atomic
+def conversation_close(*, conversation: Conversation, user: AbstractBaseUser | None) -> Conversation:
+    """Close a conversation; the customer is told by a system message. Closing twice is a no-op."""
+    locked = _lock(conversation)
+    if locked.status == Conversation.Status.CLOSED:
+        return locked
+    locked.status = Conversation.Status.CLOSED
+    locked.closed_at = timezone.now()
+    locked.save()
+    notice = Message.objects.create(conversation=locked, sender=Message.Sender.SYSTEM, text=CLOSED_NOTICE)
+    event = {"type": "chat.message", "message": selectors.message_payload(message=notice)}
+    broadcast_on_commit(conversation_group(locked.pk), event)
+    summary = selectors.conversation_summary(conversation=locked)
+    broadcast_on_commit(inbox_group(locked), {"type": "conversation.updated", "conversation": summary})
+    return locked

@@ -1,0 +1,23 @@
+"""The demo page (a product page with the chat widget) and the agent console page."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from chatbot import selectors
+
+
+def demo_page(request: HttpRequest) -> HttpResponse:
+    return render(request, "chatbot/demo.html")
+
+
+@login_required(login_url="agent-login")
+def agent_console(request: HttpRequest) -> HttpResponse:
+    if not selectors.agent_can_use_console(user=request.user):
+        raise PermissionDenied("The agent console is for staff and members of a team.")
+    teams = [{"slug": team.slug, "name": team.name} for team in selectors.agent_teams(user=request.user)]
+    all_teams = [{"slug": team.slug, "name": team.name} for team in selectors.team_choices()]
+    return render(request, "chatbot/agent.html", {"teams": teams, "all_teams": all_teams})

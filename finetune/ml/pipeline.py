@@ -1,0 +1,343 @@
+"""The training pipeline, top to bottom: split → teacher → distil → export → evaluate.
+
+run_pipeline() takes labelled and unlabelled texts and writes a complete, checksummed artifact
+into a new directory; the caller publishes it (atomic rename) and records it.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tokenizers import Tokenizer
+from transformers import AutoTokenizer
+
+from . import calibrate
+from .artifacts import write_checksums
+from .baseline import run_baseline
+from .config import TrainConfig
+from .data import encode, predict_logits
+from .distil import train_student
+from .errors import Cancelled, PipelineError
+from .evaluate import classification_metrics, file_size_mb, onnx_latency_ms
+from .export import check_parity, export_int8, onnx_logits, onnx_session
+from .report import model_card, verdict
+from .split import assign_splits, check_enough
+from .teacher import train_teacher
+
+__all__ = ["LabelledText", "PipelineResult", "TrainConfig", "run_pipeline"]
+
+# Overall percent range of each stage, roughly proportional to its share of the wall time.
+STAGE_SPANS = {"split": (0, 2), "teacher": (2, 60), "distil": (60, 90), "export": (90, 94), "evaluate": (94, 100)}
+ProgressFn = Callable[[str, float, str], None]
+PARITY_MIN_TEXTS = 500  # the int8/torch agreement is measured on at least this many texts
+
+
+@dataclass
+class LabelledText:
+    text: str
+    label: str
+    split: str  # "train", "val" or "test"; "" gets one assigned with the config's seed
+
+
+@dataclass
+class PipelineResult:
+    artifact_dir: Path
+    labels: list[str]
+    metrics: dict
+    test_accuracy: float  # int8 student on the test split (or the fallback split, see metrics)
+    temperature: float
+    proposed_threshold: float
+    card: str
+
+
+class Reporter:
+    """Turns per-stage fractions into overall percent; forwards every few steps; polls cancel."""
+
+    def __init__(self, progress: ProgressFn | None, should_cancel: Callable[[], bool] | None, every: int = 5):
+        self.progress, self.should_cancel, self.every, self.calls = progress, should_cancel, every, 0
+
+    def __call__(self, stage: str, fraction: float, message: str) -> None:
+        if self.should_cancel is not None and self.should_cancel():
+            raise Cancelled(f"Training cancelled during {stage}.")
+        self.calls += 1
+        if self.progress is not None and (self.calls % self.every == 0 or fraction in (0.0, 1.0)):
+            low, high = STAGE_SPANS[stage]
+            self.progress(stage, round(low + (high - low) * min(max(fraction, 0.0), 1.0), 2), message)
+
+    def hook(self, stage: str, start: float = 0.0, end: float = 1.0) -> Callable[[float, str], None]:
+        """A StepHook covering [start, end] of the stage."""
+        return lambda fraction, message: self(stage, start + (end - start) * fraction, message)
+
+
+@dataclass
+class Prepared:
+    """Texts, label indices and token ids per split, plus what fell back where."""
+
+    labels: list[str]
+    texts: dict[str, list[str]]
+    y: dict[str, list[int]]
+    ids: dict[str, list[list[int]]]
+    unlabelled: list[str]
+    eval_split: str  # where the reported metrics come from: "test", or a fallback
+    notes: list[str] = field(default_factory=list)
+
+
+def prepare(config: TrainConfig, examples: list[LabelledText], unlabelled: list[str], tokenizer, teams) -> Prepared:
+    """Check counts, fill missing splits, encode every split and the unlabelled texts."""
+    check_enough([e.label for e in examples], config.min_per_team, teams=teams)
+    labels = sorted({e.label for e in examples} | set(teams or []))
+    splits = assign_splits(
+        [e.label for e in examples], [e.split for e in examples],
+        seed=config.seed, val_fraction=config.val_fraction, test_fraction=config.test_fraction,
+    )
+    texts = {s: [e.text for e, sp in zip(examples, splits) if sp == s] for s in ("train", "val", "test")}
+    y = {s: [labels.index(e.label) for e, sp in zip(examples, splits) if sp == s] for s in texts}
+    labelled = {e.text for e in examples}
+    extra = sorted({t for t in unlabelled if t.strip() and t not in labelled})
+    random.Random(config.seed).shuffle(extra)
+    data = Prepared(labels, texts, y, {}, extra[: config.max_unlabelled], "test")
+    if not texts["test"]:
+        data.eval_split = "val" if texts["val"] else "train"
+        data.notes.append(f"The test split is empty: metrics are on the {data.eval_split} split.")
+    if not texts["val"]:
+        data.notes.append("The validation split is empty: no early stopping, temperature 1, threshold 1.")
+    if not texts["train"]:
+        raise PipelineError("The train split is empty: every labelled ticket is in val or test.")
+    data.ids = {s: encode(tokenizer, t, config.max_length) for s, t in texts.items()}
+    data.ids["unlabelled"] = encode(tokenizer, data.unlabelled, config.max_length)
+    return data
+
+
+def teach(config, data: Prepared, pad_id: int, scratch: Path, report: Reporter):
+    """Fine-tune the teacher and save it (the student is built from its first layers)."""
+    teacher, history = train_teacher(
+        config, data.labels, train_ids=data.ids["train"], train_y=data.y["train"],
+        val_ids=data.ids["val"], val_y=data.y["val"], pad_id=pad_id, on_step=report.hook("teacher"),
+    )
+    teacher.save_pretrained(scratch / "teacher")
+    return teacher, history
+
+
+def distil(config, data: Prepared, teacher, pad_id: int, scratch: Path, report: Reporter):
+    """Cache teacher logits for every text once, then train the student against them."""
+    ids = data.ids["train"] + data.ids["unlabelled"]
+    gold = data.y["train"] + [-1] * len(data.ids["unlabelled"])
+    report("distil", 0.0, f"teacher soft labels for {len(ids)} texts")
+    soft = predict_logits(teacher, ids, pad_id, on_batch=report.hook("distil", 0.0, 0.1))
+    return train_student(
+        config, scratch / "teacher", ids=ids, teacher_logits=soft, gold=gold,
+        val_ids=data.ids["val"], val_y=data.y["val"], pad_id=pad_id, on_step=report.hook("distil", 0.1, 1.0),
+    )
+
+
+def save_tokenizer(tokenizer, work_dir: Path, max_length: int) -> None:
+    """Save with save_pretrained, and make tokenizer.json truncate by itself for the router."""
+    tokenizer.save_pretrained(work_dir)
+    path = work_dir / "tokenizer.json"
+    if not path.is_file():
+        raise PipelineError(f"{tokenizer.__class__.__name__} wrote no tokenizer.json; use a fast tokenizer.")
+    fast = Tokenizer.from_file(str(path))
+    fast.no_padding()
+    fast.enable_truncation(max_length=max_length)
+    fast.save(str(path))
+
+
+def parity_texts(data: Prepared, wanted: int = PARITY_MIN_TEXTS) -> tuple[str, list[list[int]]]:
+    """Validation texts, topped up with unlabelled then train texts when there are few.
+
+    Agreement is about the two models, not the labels, so any text counts; on 8 validation
+    texts a single near-tie flipped by int8 rounding would fail a 97% gate.
+    """
+    ids, names = list(data.ids["val"]), ["val"]
+    for extra in ("unlabelled", "train"):
+        if len(ids) >= wanted:
+            break
+        ids += data.ids[extra][: wanted - len(ids)]
+        names.append(extra)
+    return "+".join(names), ids
+
+
+def export(config, data: Prepared, student, tokenizer, pad_id: int, scratch: Path, work_dir: Path, report: Reporter):
+    """ONNX + int8, then refuse to continue unless int8 agrees with torch on validation."""
+    report("export", 0.0, "exporting to ONNX")
+    export_int8(student, data.ids["train"], pad_id, scratch / "student-fp32.onnx", work_dir / "model.onnx")
+    report("export", 0.6, "checking int8/torch parity")
+    session = onnx_session(work_dir / "model.onnx", config.threads)
+    parity_split, parity_ids = parity_texts(data)
+    torch_logits = predict_logits(student, parity_ids, pad_id)
+    int8_logits = onnx_logits(session, parity_ids, pad_id, len(data.labels))
+    agreement = check_parity(torch_logits, int8_logits, config.parity_threshold)
+    save_tokenizer(tokenizer, work_dir, config.max_length)
+    (work_dir / "labels.json").write_text(json.dumps(data.labels, indent=2) + "\n")
+    report("export", 1.0, f"int8 agrees with torch on {agreement:.1%}")
+    parity = {"agreement": agreement, "threshold": config.parity_threshold, "split": parity_split, "n": len(torch_logits)}
+    return session, parity
+
+
+def calibration(config, data: Prepared, val_logits: np.ndarray) -> dict:
+    """Temperature on validation NLL; ECE before/after; the threshold for the target precision."""
+    y = np.asarray(data.y["val"], dtype=np.int64)
+    temperature = calibrate.fit_temperature(val_logits, y)
+    probs = calibrate.softmax(val_logits, temperature)
+    threshold = calibrate.propose_threshold(probs, y, config.target_precision)
+    kept = probs.max(1) >= threshold
+    return {
+        "temperature": temperature,
+        "ece_before": calibrate.expected_calibration_error(calibrate.softmax(val_logits), y),
+        "ece_after": calibrate.expected_calibration_error(probs, y),
+        "nll_before": calibrate.nll(val_logits, y) if len(y) else None,
+        "nll_after": calibrate.nll(val_logits, y, temperature) if len(y) else None,
+        "triage_threshold": threshold,
+        "target_precision": config.target_precision,
+        "val_coverage": float(kept.mean()) if len(y) else 0.0,
+        "val_precision": float((probs.argmax(1) == y)[kept].mean()) if kept.any() else None,
+    }
+
+
+def evaluate_all(config, data: Prepared, logits: dict, session, pad_id: int, work_dir: Path, report: Reporter) -> dict:
+    """Test metrics of every model, calibration of the served one, latency, size, baseline."""
+    split, labels = data.eval_split, data.labels
+    gold = data.y[split]
+    int8_val = onnx_logits(session, data.ids["val"], pad_id, len(labels))
+    int8_eval = onnx_logits(session, data.ids[split], pad_id, len(labels))
+    report("evaluate", 0.3, "calibrating")
+    metrics = {
+        "teacher": classification_metrics(logits["teacher"].argmax(1), gold, labels),
+        "student": classification_metrics(logits["student"].argmax(1), gold, labels),
+        "int8": classification_metrics(int8_eval.argmax(1), gold, labels),
+        "calibration": calibration(config, data, int8_val),
+    }
+    metrics["int8"]["ece"] = calibrate.expected_calibration_error(
+        calibrate.softmax(int8_eval, metrics["calibration"]["temperature"]), np.asarray(gold, dtype=np.int64)
+    )
+    report("evaluate", 0.5, "measuring latency")
+    metrics["latency_ms"] = {"int8": onnx_latency_ms(onnx_session(work_dir / "model.onnx", 1), data.ids[split])}
+    metrics["size_mb"] = {"model.onnx": file_size_mb(work_dir / "model.onnx")}
+    if config.baseline:
+        report("evaluate", 0.8, "fitting the TF-IDF baseline")
+        metrics["baseline"] = run_baseline(
+            data.texts["train"], data.y["train"], data.texts[split], gold, labels, seed=config.seed
+        )
+    return metrics
+
+
+def write_outputs(config, data: Prepared, metrics: dict, work_dir: Path) -> str:
+    """metrics.json, serving.json and card.md; the checksums file is written last, by the caller."""
+    cal = metrics["calibration"]
+    serving = {
+        "format": 1,
+        "max_length": config.max_length,
+        "temperature": cal["temperature"],
+        "triage_threshold": cal["triage_threshold"],
+        "labels": data.labels,
+    }
+    (work_dir / "serving.json").write_text(json.dumps(serving, indent=2) + "\n")
+    (work_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    card = model_card(metrics)
+    (work_dir / "card.md").write_text(card)
+    return card
+
+
+def data_counts(data: Prepared) -> dict:
+    per_team = {
+        label: {s: data.y[s].count(i) for s in ("train", "val", "test")} for i, label in enumerate(data.labels)
+    }
+    counts = {s: len(data.y[s]) for s in ("train", "val", "test")}
+    return {**counts, "unlabelled": len(data.unlabelled), "per_team": per_team}
+
+
+def run_pipeline(
+    *,
+    config: TrainConfig,
+    examples: list[LabelledText],
+    unlabelled: list[str],
+    work_dir: Path,
+    progress: ProgressFn | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+    teams: list[str] | None = None,
+) -> PipelineResult:
+    """Train, distil, export and evaluate into `work_dir` (new or empty); on any error it is removed.
+
+    `teams` (optional) names every team that should exist, so one with no tickets is reported.
+    """
+    work_dir = Path(work_dir)
+    if work_dir.exists() and any(work_dir.iterdir()):
+        raise PipelineError(f"{work_dir} is not empty; run_pipeline needs a new directory.")
+    work_dir.mkdir(parents=True, exist_ok=True)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads)
+    try:
+        return _run(config, examples, unlabelled, work_dir, Reporter(progress, should_cancel), teams)
+    except BaseException:
+        shutil.rmtree(work_dir, ignore_errors=True)
+        raise
+    finally:
+        torch.set_num_threads(threads)
+
+
+class Stopwatch:
+    """Seconds per stage, for metrics.json."""
+
+    def __init__(self):
+        self.timings, self.clock = {}, time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        self.timings[stage] = round(time.perf_counter() - self.clock, 2)
+        self.clock = time.perf_counter()
+
+
+def _run(config: TrainConfig, examples, unlabelled, work_dir: Path, report: Reporter, teams) -> PipelineResult:
+    watch = Stopwatch()
+    # 1. split and tokenise (seed everything first: same data and config, same model)
+    random.seed(config.seed), np.random.seed(config.seed), torch.manual_seed(config.seed)
+    report("split", 0.0, f"splitting {len(examples)} labelled tickets")
+    tokenizer = AutoTokenizer.from_pretrained(config.base_model)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    data = prepare(config, examples, unlabelled, tokenizer, teams)
+    scratch = work_dir / "_scratch"
+    scratch.mkdir()
+    report("split", 1.0, f"{len(data.y['train'])} train, {len(data.y['val'])} val, {len(data.y['test'])} test")
+    watch.lap("split")
+    # 2. teacher
+    teacher, teacher_history = teach(config, data, pad_id, scratch, report)
+    logits = {"teacher": predict_logits(teacher, data.ids[data.eval_split], pad_id)}
+    watch.lap("teacher")
+    # 3. student, distilled from the teacher on every text we have
+    student, student_history = distil(config, data, teacher, pad_id, scratch, report)
+    del teacher
+    logits["student"] = predict_logits(student, data.ids[data.eval_split], pad_id)
+    watch.lap("distil")
+    # 4. ONNX int8 export, parity gate
+    session, parity = export(config, data, student, tokenizer, pad_id, scratch, work_dir, report)
+    watch.lap("export")
+    # 5. calibrate and evaluate; write metrics, serving config, card; checksums last
+    report("evaluate", 0.0, f"evaluating on the {data.eval_split} split")
+    metrics = evaluate_all(config, data, logits, session, pad_id, work_dir, report)
+    shutil.rmtree(scratch)
+    watch.lap("evaluate")
+    metrics.update(
+        labels=data.labels, data=data_counts(data), evaluated_on=data.eval_split, notes=data.notes, parity=parity,
+        history={"teacher": teacher_history, "student": student_history}, timings_s=watch.timings,
+        config=config.to_dict(),
+    )
+    return finish(config, data, metrics, work_dir, report)
+
+
+def finish(config: TrainConfig, data: Prepared, metrics: dict, work_dir: Path, report: Reporter) -> PipelineResult:
+    """Verdict, outputs, checksums (last: their presence marks a complete artifact)."""
+    metrics["verdict"] = verdict(metrics)
+    card = write_outputs(config, data, metrics, work_dir)
+    write_checksums(work_dir)
+    report("evaluate", 1.0, metrics["verdict"])
+    cal = metrics["calibration"]
+    return PipelineResult(
+        work_dir, data.labels, metrics, metrics["int8"]["accuracy"], cal["temperature"], cal["triage_threshold"], card
+    )

@@ -1,0 +1,321 @@
+"""Writes to training runs: start, cancel, fail the dead ones, and execute one (in a worker or a terminal)."""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import time
+import traceback
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+from django.db import transaction
+from django.utils import timezone
+from django.utils.crypto import get_random_string
+
+from chatbot.conf import base_model_path, model_store, setting
+from chatbot.errors import ConflictError, SwitchboardError
+from finetune.ml.config import TrainConfig
+from finetune.ml.errors import Cancelled, ConfigError, PipelineError
+from finetune.ml.pipeline import LabelledText, run_pipeline
+from finetune.ml.split import assign_splits
+from finetune.models import Ticket, TrainingRun
+from finetune.selectors import training_readiness
+from finetune.training_selectors import training_run_ids_alive, training_run_in_progress, training_runs_stale
+from routing.models import ModelVersion, Team
+
+logger = logging.getLogger(__name__)
+
+TMP_PREFIX = ".tmp-run-"
+_TMP_NAME = re.compile(rf"^{re.escape(TMP_PREFIX)}(\d+)-")
+Status = TrainingRun.Status
+# (stage, percent, eta seconds or None, message) -> None; `manage.py train` draws a bar with it.
+ProgressPrinter = Callable[[str, float, "float | None", str], None]
+# Seconds between the tracker's row writes and between its cancel reads.
+TRACKER_INTERVAL_SECONDS = 1.0
+
+
+def training_config_build(*, overrides: dict | None = None) -> TrainConfig:
+    """Defaults from the Switchboard settings, then the caller's keys; a bad config is a 400."""
+    if overrides is not None and not isinstance(overrides, dict):
+        raise SwitchboardError(
+            f"config must be a JSON object of training options, got {type(overrides).__name__}.",
+            code="invalid_config",
+        )
+    values = {
+        "base_model": base_model_path(),
+        "min_per_team": setting("MIN_TICKETS_PER_TEAM"),
+        "target_precision": setting("TRIAGE_TARGET_PRECISION"),
+        **(overrides or {}),
+    }
+    try:
+        config = TrainConfig.from_dict(values)
+    except (ConfigError, TypeError) as exc:
+        raise SwitchboardError(f"Invalid training config: {exc}", code="invalid_config") from exc
+    if not Path(config.base_model).is_dir():
+        raise SwitchboardError(
+            f"Base model directory {config.base_model} does not exist; set SWITCHBOARD['BASE_MODEL'] "
+            "(or the config's base_model) to a local Hugging Face model directory.",
+            code="invalid_config",
+        )
+    return config
+
+
+def _user_or_none(user):
+    return user if user is not None and getattr(user, "is_authenticated", False) else None
+
+
+def training_run_start(*, user, config: dict | None = None, enqueue: bool = True) -> TrainingRun:
+    """Queue a run (one at a time); with ``enqueue=False`` the caller executes it inline."""
+    training_config_build(overrides=config)
+    readiness = training_readiness()
+    if not readiness.ok:
+        raise SwitchboardError(readiness.message, code="not_enough_data")
+    training_runs_fail_stale()
+    with transaction.atomic():
+        # Locking the newest run makes concurrent starts queue up here on PostgreSQL, so the
+        # second one sees the first one's run (SQLite's IMMEDIATE transactions already do).
+        list(TrainingRun.objects.select_for_update().order_by("-id").values_list("id", flat=True)[:1])
+        busy = training_run_in_progress()
+        if busy is not None:
+            stage = busy.stage or "waiting for a worker"
+            raise ConflictError(
+                f"Run #{busy.pk} is already {busy.status} ({stage}, {busy.percent:.0f}%). "
+                "Wait for it or cancel it.",
+                code="run_in_progress",
+            )
+        run = TrainingRun.objects.create(config=config or {}, started_by=_user_or_none(user))
+        if enqueue:
+            transaction.on_commit(partial(_training_run_enqueue, run_id=run.pk))
+    return run
+
+
+def _training_run_enqueue(*, run_id: int) -> None:
+    from finetune.tasks import train_model
+
+    result = train_model.enqueue(run_id=run_id)
+    TrainingRun.objects.filter(pk=run_id).update(task_id=str(result.id))
+
+
+def training_run_cancel(*, run: TrainingRun, user) -> TrainingRun:
+    """A queued run is cancelled at once; a running one is asked to stop at its next step."""
+    now = timezone.now()
+    line = f"{now:%H:%M:%S} cancel requested by {_user_or_none(user) or 'the system'}\n"
+    if TrainingRun.objects.filter(pk=run.pk, status=Status.QUEUED).update(
+        status=Status.CANCELLED, cancel_requested=True, finished_at=now, log=run.log + line
+    ):
+        run.refresh_from_db()
+        return run
+    if not TrainingRun.objects.filter(pk=run.pk, status=Status.RUNNING).update(cancel_requested=True):
+        run.refresh_from_db()
+        raise ConflictError(f"Run #{run.pk} is {run.status}: only a queued or running run can be cancelled.")
+    run.refresh_from_db()
+    return run
+
+
+def training_runs_fail_stale() -> list[TrainingRun]:
+    """Mark runs whose worker is gone as failed, then remove temp dirs no live run owns."""
+    failed = []
+    for run, reason in training_runs_stale():
+        error = f"Run #{run.pk} was marked failed: {reason}. Start a new run."
+        if TrainingRun.objects.filter(pk=run.pk, status=run.status).update(
+            status=Status.FAILED, error=error, finished_at=timezone.now(), eta_seconds=None
+        ):
+            logger.warning(error)
+            failed.append(run)
+    training_run_tmp_cleanup()
+    return failed
+
+
+def training_run_tmp_cleanup() -> list[Path]:
+    """Delete ``.tmp-run-<id>-*`` dirs in the store whose run is not in progress (a hard kill)."""
+    store = model_store()
+    if not store.is_dir():
+        return []
+    alive = training_run_ids_alive()
+    removed = []
+    for path in store.iterdir():
+        match = _TMP_NAME.match(path.name)
+        if match and path.is_dir() and int(match.group(1)) not in alive:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def training_examples_collect(*, config: TrainConfig) -> tuple[list[LabelledText], list[str], list[str]]:
+    """Labelled examples (splits assigned and saved: frozen forever), unlabelled texts, team slugs."""
+    tickets = list(
+        Ticket.objects.filter(team__isnull=False, team__active=True, excluded=False)
+        .select_related("team")
+        .order_by("id")
+    )
+    splits = assign_splits(
+        [t.team.slug for t in tickets],
+        [t.split for t in tickets],
+        seed=config.seed,
+        val_fraction=config.val_fraction,
+        test_fraction=config.test_fraction,
+    )
+    changed = []
+    for ticket, split in zip(tickets, splits):
+        if ticket.split != split:
+            ticket.split = split
+            changed.append(ticket)
+    Ticket.objects.bulk_update(changed, ["split"], batch_size=500)
+    examples = [LabelledText(text=t.text, label=t.team.slug, split=t.split) for t in tickets]
+    unlabelled = list(
+        Ticket.objects.filter(team__isnull=True, excluded=False)
+        .order_by("-id")
+        .values_list("text", flat=True)[: config.max_unlabelled]
+    )
+    teams = list(Team.objects.filter(active=True).order_by("slug").values_list("slug", flat=True))
+    return examples, unlabelled, teams
+
+
+class RunTracker:
+    """Pipeline callbacks -> the run row: at most one write and one cancel read per second.
+
+    Every write also refreshes the heartbeat, which is how other processes tell a live run
+    from one whose worker was killed.
+    """
+
+    def __init__(self, run: TrainingRun, printer: ProgressPrinter | None = None, interval: float | None = None):
+        self.run_id, self.printer = run.pk, printer
+        self.interval = TRACKER_INTERVAL_SECONDS if interval is None else interval
+        self.started = time.monotonic()
+        self.stage, self.percent, self.eta = run.stage, run.percent, None
+        self.log = run.log
+        self.last_write = self.last_read = self.last_line = float("-inf")
+        self.cancelled = False
+
+    def line(self, text: str) -> None:
+        self.log += f"{timezone.now():%H:%M:%S} {text}\n"
+        self.last_line = time.monotonic()
+
+    def progress(self, stage: str, percent: float, message: str) -> None:
+        elapsed = time.monotonic() - self.started
+        self.percent = min(max(float(percent), 0.0), 100.0)
+        self.eta = elapsed * (100 - self.percent) / self.percent if self.percent > 0 else None
+        # A line per stage change, else one every few seconds: the log stays readable.
+        if stage != self.stage or time.monotonic() - self.last_line >= 5:
+            self.line(f"{stage} {self.percent:.0f}% {message}".rstrip())
+        self.stage = stage
+        if self.printer is not None:
+            self.printer(stage, self.percent, self.eta, message)
+        self.flush()
+
+    def should_cancel(self) -> bool:
+        now = time.monotonic()
+        if not self.cancelled and now - self.last_read >= self.interval:
+            self.last_read = now
+            self.cancelled = bool(
+                TrainingRun.objects.filter(pk=self.run_id).values_list("cancel_requested", flat=True).first()
+            )
+            self.flush()
+        return self.cancelled
+
+    def flush(self) -> None:
+        now = time.monotonic()
+        if now - self.last_write < self.interval:
+            return
+        self.last_write = now
+        TrainingRun.objects.filter(pk=self.run_id).update(
+            stage=self.stage, percent=self.percent, eta_seconds=self.eta, log=self.log[-50_000:],
+            heartbeat_at=timezone.now(),
+        )
+
+
+def _claim(run_id: int) -> bool:
+    now = timezone.now()
+    return bool(
+        TrainingRun.objects.filter(pk=run_id, status=Status.QUEUED).update(
+            status=Status.RUNNING, started_at=now, heartbeat_at=now, stage="starting", percent=0.0
+        )
+    )
+
+
+def training_run_execute(*, run_id: int, progress_printer: ProgressPrinter | None = None) -> TrainingRun:
+    """Run the pipeline for a queued run; the row ends succeeded, failed or cancelled, never running."""
+    training_runs_fail_stale()
+    if not _claim(run_id):
+        # Cancelled while queued, or already taken: nothing to do.
+        return TrainingRun.objects.get(pk=run_id)
+    run = TrainingRun.objects.get(pk=run_id)
+    tracker = RunTracker(run, progress_printer)
+    work_dir = model_store() / f"{TMP_PREFIX}{run.pk}-{get_random_string(8)}"
+    try:
+        version, summary = _train_and_register(run, tracker, work_dir)
+    except Cancelled:
+        tracker.line("cancelled")
+        return _finish(run, tracker, Status.CANCELLED, error="Cancelled on request.")
+    except (PipelineError, SwitchboardError) as exc:
+        message = getattr(exc, "message", None) or str(exc)
+        tracker.line(f"failed: {message}")
+        return _finish(run, tracker, Status.FAILED, error=message)
+    except Exception as exc:
+        logger.exception("Training run #%s crashed", run.pk)
+        tracker.log += traceback.format_exc()[-4000:]
+        return _finish(run, tracker, Status.FAILED, error=f"Unexpected error: {type(exc).__name__}: {exc}")
+    except BaseException:
+        # Ctrl+C in `manage.py train`, or the worker forced to exit: never leave it "running".
+        tracker.line("interrupted")
+        _finish(run, tracker, Status.FAILED, error="Interrupted: the process running it was stopped.")
+        raise
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    return _finish(run, tracker, Status.SUCCEEDED, version=version, metrics=summary)
+
+
+def _train_and_register(run: TrainingRun, tracker: RunTracker, work_dir: Path) -> tuple[ModelVersion, dict]:
+    from routing.registry import model_version_register, promotion_gate
+
+    config = training_config_build(overrides=run.config)
+    examples, unlabelled, teams = training_examples_collect(config=config)
+    tracker.line(f"{len(examples)} labelled tickets, {len(unlabelled)} unlabelled texts, teams: {', '.join(teams)}")
+    TrainingRun.objects.filter(pk=run.pk).update(config=config.to_dict())
+    work_dir.parent.mkdir(parents=True, exist_ok=True)
+    result = run_pipeline(
+        config=config, examples=examples, unlabelled=unlabelled, work_dir=work_dir,
+        progress=tracker.progress, should_cancel=tracker.should_cancel, teams=teams,
+    )
+    version = model_version_register(run=run, result=result)
+    tracker.line(f"registered model version v{version.pk}")
+    promote, reason = promotion_gate(candidate=version)
+    if promote:
+        from routing.services import model_version_promote
+
+        try:
+            version = model_version_promote(version=version, user=run.started_by)
+        except SwitchboardError as exc:
+            # The model exists and is recorded; only serving it was refused (say, its files changed).
+            promote, reason = False, f"v{version.pk} passed the gate but could not be promoted: {exc.message}"
+    tracker.line(reason)
+    return version, training_metrics_summary(metrics=result.metrics, promoted=promote, reason=reason)
+
+
+def training_metrics_summary(*, metrics: dict, promoted: bool, reason: str) -> dict:
+    """The headline numbers a run keeps; the full metrics live on the model version."""
+    models = {
+        name: {"accuracy": metrics[name]["accuracy"], "macro_f1": metrics[name]["macro_f1"]}
+        for name in ("baseline", "teacher", "student", "int8")
+        if metrics.get(name)
+    }
+    return {
+        **models,
+        "evaluated_on": metrics.get("evaluated_on"),
+        "test_size": metrics.get("int8", {}).get("n"),
+        "verdict": metrics.get("verdict", ""),
+        "promoted": promoted,
+        "promotion_reason": reason,
+    }
+
+
+def _finish(run, tracker, status, *, error="", version=None, metrics=None) -> TrainingRun:
+    fields = {"status": status, "error": error, "finished_at": timezone.now(), "eta_seconds": None}
+    if status == Status.SUCCEEDED:
+        fields.update(stage="done", percent=100.0, model_version=version, metrics=metrics or {})
+    TrainingRun.objects.filter(pk=run.pk).update(log=tracker.log[-50_000:], heartbeat_at=timezone.now(), **fields)
+    run.refresh_from_db()
+    return run

@@ -1,0 +1,37 @@
+"""Reads: model versions, teams, router health."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from chatbot.errors import NotFoundError
+from routing.models import ModelVersion, Team
+from routing.router import get_router
+
+
+def model_version_active() -> ModelVersion | None:
+    return ModelVersion.objects.filter(state=ModelVersion.State.ACTIVE).first()
+
+
+def model_version_list() -> QuerySet[ModelVersion]:
+    """Newest first, without the (large) metrics and card."""
+    return ModelVersion.objects.defer("metrics", "card").order_by("-id")
+
+
+def model_version_get(*, pk: int) -> ModelVersion:
+    version = ModelVersion.objects.filter(pk=pk).first()
+    if version is None:
+        raise NotFoundError(f"No model version {pk}; GET /api/v1/models lists them.")
+    return version
+
+
+def team_list() -> QuerySet[Team]:
+    return Team.objects.order_by("slug")
+
+
+def router_health() -> dict:
+    """This process's view: {"status": "ok"|"degraded"|"no_model", "serving_version", "active_version", "problem"}.
+
+    degraded: the active version could not be loaded and an older one is still serving.
+    """
+    return get_router().health()

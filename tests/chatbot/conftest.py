@@ -1,0 +1,104 @@
+"""Fixtures for the live chat tests: a fresh in-memory channel layer, fake routers, sockets."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.test import Client
+
+from chatbot.errors import NoModelError
+from routing.loaded_model import Prediction
+
+KEYWORDS = {"invoice": "billing", "refund": "billing", "password": "accounts", "crash": "bugs"}
+
+
+class KeywordRouter:
+    """Deterministic stand-in for the ONNX router: a keyword means a confident team."""
+
+    def __init__(self, model_version: str = "1") -> None:
+        self.model_version = model_version
+        self.seen: list[str] = []
+
+    async def apredict(self, texts: list[str]) -> list[Prediction]:
+        self.seen.extend(texts)
+        return [self._one(text) for text in texts]
+
+    def _one(self, text: str) -> Prediction:
+        team = next((team for word, team in KEYWORDS.items() if word in text.lower()), None)
+        confident = team is not None
+        team = team or "bugs"
+        confidence = 0.95 if confident else 0.3
+        return Prediction(
+            team=team, team_name=team.title(), confidence=confidence, triage=not confident,
+            scores={team: confidence}, model_version=self.model_version,
+        )
+
+
+class NoModelRouter:
+    async def apredict(self, texts: list[str]) -> list[Prediction]:
+        raise NoModelError("No model has been trained yet.")
+
+
+@pytest.fixture(autouse=True)
+def memory_layer(settings):
+    """Each test gets its own in-memory channel layer (the setting change drops the cached one)."""
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+
+@pytest.fixture
+def keyword_router(monkeypatch) -> KeywordRouter:
+    router = KeywordRouter()
+    monkeypatch.setattr("routing.router.get_router", lambda: router)
+    return router
+
+
+@pytest.fixture
+def no_model_router(monkeypatch) -> NoModelRouter:
+    router = NoModelRouter()
+    monkeypatch.setattr("routing.router.get_router", lambda: router)
+    return router
+
+
+def _session_cookie(user) -> str:
+    client = Client()
+    client.force_login(user)
+    return f"sessionid={client.cookies['sessionid'].value}"
+
+
+def communicator(path: str, cookie: str | None = None) -> WebsocketCommunicator:
+    from chatbot.asgi import application
+
+    headers = [(b"origin", b"http://testserver"), (b"host", b"testserver")]
+    if cookie:
+        headers.append((b"cookie", cookie.encode()))
+    return WebsocketCommunicator(application, path, headers=headers)
+
+
+async def customer_socket(token: str | None = None) -> tuple[WebsocketCommunicator, dict]:
+    """A connected customer socket and its first frame (``conversation`` when new, else ``history``)."""
+    socket = communicator(f"/ws/chat/?token={token}" if token else "/ws/chat/")
+    connected, _ = await socket.connect()
+    assert connected
+    return socket, await socket.receive_json_from()
+
+
+async def agent_socket(user) -> tuple[WebsocketCommunicator, dict]:
+    """A connected agent socket and its ``inbox`` frame."""
+    socket = communicator("/ws/agent/", await sync_to_async(_session_cookie)(user))
+    connected, _ = await socket.connect()
+    assert connected
+    inbox = await socket.receive_json_from()
+    assert inbox["type"] == "inbox", inbox
+    return socket, inbox
+
+
+async def receive_type(socket: WebsocketCommunicator, kind: str, timeout: float = 2.0) -> dict:
+    """The next frame of type ``kind``, skipping others (presence, typing, echoes)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            frame = await socket.receive_json_from(timeout=timeout)
+            if frame["type"] == kind:
+                return frame

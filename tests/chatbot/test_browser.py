@@ -1,0 +1,88 @@
+"""End to end in headless Chromium: the widget on the demo page and the agent console, against a
+real daphne process routing with a real (tiny) ONNX model."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.contrib.auth import get_user_model
+
+from chatbot.models import Conversation, Message
+from finetune.ml.artifacts import verify_checksums
+from routing.models import ModelVersion, Team
+from tests.chatbot.servers import daphne_servers
+from tests.ml_fixtures import make_tiny_artifact
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+LABELS = ["billing", "login", "tech"]
+CUSTOMER_TEXT = "Please refund my invoice charge <img src=x onerror=alert(1)>"
+
+
+@pytest.fixture
+def served_model(tmp_path) -> Path:
+    """An active model version in a private model store, trained on synthetic billing/login/tech tickets."""
+    store = tmp_path / "models"
+    version = ModelVersion.objects.create(artifact_dir=f"pending-{uuid.uuid4().hex}", sha256="")
+    directory = make_tiny_artifact(store, LABELS, name=str(version.pk))
+    version.artifact_dir, version.sha256 = str(version.pk), verify_checksums(directory)
+    version.labels, version.state = LABELS, ModelVersion.State.ACTIVE
+    version.save()
+    return store
+
+
+def test_widget_message_reaches_agent_console_and_reply_comes_back(tmp_path, served_model):
+    """A customer's widget message lands in Billing's inbox; the agent's reply shows in the widget."""
+    from playwright.sync_api import expect, sync_playwright
+
+    teams = {slug: Team.objects.create(slug=slug, name=slug.title()) for slug in LABELS}
+    agent = get_user_model().objects.create_user("bella", "bella@example.com", "bella-pass-123")
+    teams["billing"].members.add(agent)
+    artifacts = Path(settings.BASE_DIR) / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+
+    with daphne_servers(tmp_path, ["web"], MODEL_STORE=str(served_model)) as (server,):
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            console = browser.new_context().new_page()
+            console.goto(f"{server}/agent/")
+            console.fill("#id_username", "bella")
+            console.fill("#id_password", "bella-pass-123")
+            console.click("button[type=submit]")
+            expect(console.locator("#ag-conn")).to_have_text("online", timeout=15000)
+
+            shop = browser.new_context().new_page()
+            shop.goto(f"{server}/")
+            shop.click(".sb-launcher")
+            shop.fill(".sb-input", CUSTOMER_TEXT)
+            shop.press(".sb-input", "Enter")
+            expect(shop.locator(".sb-team")).to_have_text("You're talking to Billing", timeout=15000)
+
+            item = console.locator('[data-inbox="billing"] .ag-item')
+            expect(item).to_contain_text("Please refund my invoice", timeout=15000)
+            item.first.click()
+            expect(console.locator("#ag-log .ag-customer")).to_have_text(CUSTOMER_TEXT)
+            console.fill("#ag-input", "Refund issued, it arrives in 3 days.")
+            console.press("#ag-input", "Enter")
+
+            expect(shop.locator(".sb-agent .sb-text")).to_have_text("Refund issued, it arrives in 3 days.", timeout=15000)
+            # Rendered as text: the markup in the customer's message never became an element.
+            assert shop.locator(".sb-log img").count() == 0 and console.locator("#ag-log img").count() == 0
+            shop.screenshot(path=str(artifacts / "chat-widget.png"))
+            console.screenshot(path=str(artifacts / "agent-console.png"))
+
+            shop.reload()
+            expect(shop.locator(".sb-log .sb-msg")).to_have_count(2, timeout=15000)
+            browser.close()
+
+    conversation = Conversation.objects.select_related("team").get()
+    assert conversation.team.slug == "billing" and conversation.model_version_id is not None
+    assert list(Message.objects.values_list("sender", flat=True)) == ["customer", "agent"]

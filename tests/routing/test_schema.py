@@ -1,0 +1,70 @@
+"""Live responses conform to the OpenAPI schema served at /api/schema/."""
+
+from __future__ import annotations
+
+import jsonschema
+import pytest
+
+pytestmark = pytest.mark.django_db
+
+
+def _json_schema(node):
+    """OpenAPI 3.0 → JSON Schema: ``nullable: true`` becomes "or null"."""
+    if isinstance(node, list):
+        return [_json_schema(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    converted = {key: _json_schema(value) for key, value in node.items() if key != "nullable"}
+    if node.get("nullable"):
+        return {"anyOf": [converted, {"type": "null"}]}
+    return converted
+
+
+@pytest.fixture
+def conforms(api):
+    document = api.get("/api/schema/?format=json").json()
+    components = _json_schema(document["components"])
+
+    def check(response, path: str, method: str) -> None:
+        operation = document["paths"][path][method]
+        schema = operation["responses"][str(response.status_code)]["content"]["application/json"]["schema"]
+        validator = jsonschema.Draft7Validator({"allOf": [_json_schema(schema)], "components": components})
+        validator.validate(response.json())
+
+    return check
+
+
+def test_route_responses_match_the_schema(api, conforms, router, teams, install_version):
+    """Single and batch route responses validate against the route operation's schema."""
+    install_version("v1", state="active")
+    conforms(api.post("/api/v1/route", {"text": "card"}, format="json"), "/api/v1/route", "post")
+    conforms(api.post("/api/v1/route", {"texts": ["a", "b"]}, format="json"), "/api/v1/route", "post")
+
+
+def test_read_endpoints_match_the_schema(api, conforms, router, teams, install_version):
+    """teams, models, models/{id} and health validate against their schemas."""
+    version = install_version("v1", state="active", metrics={"int8": {"accuracy": 0.9}})
+    conforms(api.get("/api/v1/teams"), "/api/v1/teams", "get")
+    conforms(api.get("/api/v1/models"), "/api/v1/models", "get")
+    conforms(api.get(f"/api/v1/models/{version.pk}"), "/api/v1/models/{id}", "get")
+    conforms(api.get("/api/v1/health"), "/api/v1/health", "get")
+
+
+def test_ticket_and_error_responses_match_the_schema(api, conforms, teams):
+    """Ticket ingest (single, bulk) and 400 / 404 errors validate against their schemas."""
+    conforms(api.post("/api/v1/tickets", {"text": "hi"}, format="json"), "/api/v1/tickets", "post")
+    bulk = api.post("/api/v1/tickets", {"tickets": [{"text": "x", "team": "bugs"}]}, format="json")
+    conforms(bulk, "/api/v1/tickets", "post")
+    invalid = api.post("/api/v1/tickets", {"tickets": [{"text": ""}]}, format="json")
+    assert invalid.status_code == 400
+    conforms(invalid, "/api/v1/tickets", "post")
+    conforms(api.post("/api/v1/route", {"text": 1}, format="json"), "/api/v1/route", "post")
+    conforms(api.get("/api/v1/models/999"), "/api/v1/models/{id}", "get")
+
+
+def test_schema_validation_rejects_a_wrong_shape(api, conforms, teams):
+    """The conformance check itself fails on a response that breaks the schema."""
+    response = api.get("/api/v1/teams")
+    response.json = lambda: [{"slug": 1}]
+    with pytest.raises(jsonschema.ValidationError):
+        conforms(response, "/api/v1/teams", "get")
