@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -155,11 +157,19 @@ def main() -> None:
     parser.add_argument("--config", default="{}", help='TrainConfig overrides as JSON, e.g. \'{"epochs": 4}\'')
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--verbose", action="store_true", help="print pipeline progress to stderr")
+    parser.add_argument("--jobs", type=int, default=1, help="sizes run in parallel processes")
     args = parser.parse_args()
     if bool(args.train_csv) != bool(args.test_csv):
         parser.error("--train-csv and --test-csv go together")
     dataset = load(args)
-    rows = [run_size(dataset, spec.strip(), args) for spec in args.sizes.split(",")]
+    specs = [spec.strip() for spec in args.sizes.split(",")]
+    if args.jobs > 1:
+        # Separate processes: on a shared, busy machine single-threaded runs side by side get more
+        # done than one multi-threaded run; each size's wall time then includes the others' load.
+        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            rows = list(pool.map(run_size, [dataset] * len(specs), specs, [args] * len(specs)))
+    else:
+        rows = [run_size(dataset, spec, args) for spec in specs]
     config = TrainConfig(**json.loads(args.config))
     latency = teacher_latency(config, dataset.teams, [x for x, _ in dataset.test])
     print_table(dataset, rows, latency)

@@ -41,6 +41,12 @@ def router_get():
     return get_router()
 
 
+async def _shadow_score(conversation_id: int, message_id: int, text: str) -> None:
+    from routing.shadow import ashadow_score  # late: it loads onnxruntime
+
+    await ashadow_score(conversation_id=conversation_id, message_id=message_id, text=text)
+
+
 class FrameGuard:
     """Per-connection limits: frame size, and writes per sliding 10 seconds.
 
@@ -228,6 +234,8 @@ class CustomerChatConsumer(JsonFrameConsumer):
         if not result.routed:
             prediction = await _predict(result.message.text)
             await _route(self.conversation, prediction, result.message)
+            # A shadow candidate scores the same text beside the active model; never raises.
+            await _shadow_score(self.conversation.pk, result.message.pk, result.message.text)
 
     async def frame_typing(self, frame: dict[str, Any]) -> None:
         event = {

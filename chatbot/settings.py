@@ -39,6 +39,9 @@ if not SECRET_KEY:
     SECRET_KEY = "django-insecure-dev-only-key-change-me-for-any-real-deployment"
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
+# Pages allowed to embed the chat widget ("*": any site; the customer socket is authorised by
+# its conversation token, never by cookies). The agent socket only accepts ALLOWED_HOSTS.
+CHAT_WIDGET_ORIGINS = env_list("CHAT_WIDGET_ORIGINS", "*")
 
 INSTALLED_APPS = [
     "daphne",
@@ -113,7 +116,13 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1500, "expiry": 30},
+            "CONFIG": {
+                "hosts": [REDIS_URL],
+                "capacity": 1500,
+                "expiry": 30,
+                # Deployments (or test runs) sharing one Redis keep their groups apart.
+                "prefix": os.environ.get("CHANNELS_PREFIX", "asgi"),
+            },
         }
     }
 else:
@@ -142,7 +151,8 @@ STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else []
 
-LOGIN_URL = "/admin/login/"
+# Agents who are team members (not staff) log in here; the admin's own form admits staff only.
+LOGIN_URL = "/agent/login/"
 LOGIN_REDIRECT_URL = "/agent/"
 
 # Request bodies above this are refused with 413 (the import upload has its own limit).

@@ -3,6 +3,8 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 urlpatterns = [
+    path("admin/finetune/label-next/", include("finetune.admin_label_next")),
+    path("admin/", include("routing.admin_learning")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("routing.urls")),
     path("api/v1/", include("finetune.urls")),

@@ -1,7 +1,6 @@
 """Pages of the live chat: the demo page hosting the widget, and the agent console."""
 
 from django.contrib.auth import views as auth_views
-from django.contrib.staticfiles.urls import staticfiles_urlpatterns
 from django.urls import path
 
 from chatbot import views
@@ -18,4 +17,3 @@ urlpatterns = [
 ]
 # Plain `daphne chatbot.asgi:application` serves no static files; with DEBUG on this serves
 # widget.js and the console's assets (it is empty when DEBUG is off: use a static server then).
-urlpatterns += staticfiles_urlpatterns()

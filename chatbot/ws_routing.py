@@ -1,10 +1,22 @@
-"""Websocket URL patterns, mounted by chatbot.asgi under the origin validator and auth stack."""
+"""Websocket URL patterns, each under its own origin policy (chatbot.asgi mounts them)."""
 
+from channels.auth import AuthMiddlewareStack
+from channels.security.websocket import AllowedHostsOriginValidator, OriginValidator
+from django.conf import settings
 from django.urls import path
 
 from chatbot import consumers
 
 websocket_urlpatterns = [
-    path("ws/chat/", consumers.CustomerChatConsumer.as_asgi()),
-    path("ws/agent/", consumers.AgentConsumer.as_asgi()),
+    # The widget is embedded on customers' sites: any configured origin may open this socket,
+    # and the conversation token (never a cookie) decides what it can read and write.
+    path(
+        "ws/chat/",
+        OriginValidator(consumers.CustomerChatConsumer.as_asgi(), settings.CHAT_WIDGET_ORIGINS),
+    ),
+    # The console is ours: same-host origins only, and the session decides who the agent is.
+    path(
+        "ws/agent/",
+        AllowedHostsOriginValidator(AuthMiddlewareStack(consumers.AgentConsumer.as_asgi())),
+    ),
 ]

@@ -10,6 +10,7 @@ import traceback
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.db import transaction
 from django.utils import timezone
@@ -19,12 +20,14 @@ from chatbot.conf import base_model_path, model_store, setting
 from chatbot.errors import ConflictError, SwitchboardError
 from finetune.ml.config import TrainConfig
 from finetune.ml.errors import Cancelled, ConfigError, PipelineError
-from finetune.ml.pipeline import LabelledText, run_pipeline
 from finetune.ml.split import assign_splits
 from finetune.models import Ticket, TrainingRun
 from finetune.selectors import training_readiness
 from finetune.training_selectors import training_run_ids_alive, training_run_in_progress, training_runs_stale
 from routing.models import ModelVersion, Team
+
+if TYPE_CHECKING:  # the pipeline imports torch: web processes load it only when they train
+    from finetune.ml.pipeline import LabelledText
 
 logger = logging.getLogger(__name__)
 
@@ -164,6 +167,8 @@ def training_examples_collect(*, config: TrainConfig) -> tuple[list[LabelledText
             ticket.split = split
             changed.append(ticket)
     Ticket.objects.bulk_update(changed, ["split"], batch_size=500)
+    from finetune.ml.pipeline import LabelledText
+
     examples = [LabelledText(text=t.text, label=t.team.slug, split=t.split) for t in tickets]
     unlabelled = list(
         Ticket.objects.filter(team__isnull=True, excluded=False)
@@ -269,6 +274,7 @@ def training_run_execute(*, run_id: int, progress_printer: ProgressPrinter | Non
 
 
 def _train_and_register(run: TrainingRun, tracker: RunTracker, work_dir: Path) -> tuple[ModelVersion, dict]:
+    from finetune.ml.pipeline import run_pipeline
     from routing.registry import model_version_register, promotion_gate
 
     config = training_config_build(overrides=run.config)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-# Candidate temperatures: log-spaced, wide enough for badly over- or under-confident models.
-_TEMPERATURES = np.exp(np.linspace(np.log(0.05), np.log(20.0), 600))
+# Candidate temperatures, log-spaced. The floor matters: on a perfectly separated validation
+# set NLL keeps falling as T → 0, which would turn every probability into exactly 1.0.
+_TEMPERATURES = np.exp(np.linspace(np.log(0.25), np.log(10.0), 400))
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:

@@ -52,7 +52,7 @@ def daphne_servers(log_dir: Path, names: list[str], **env: str) -> Iterator[list
     full_env = {
         **os.environ,
         "DATABASE_URL": test_database_url(),
-        "DJANGO_SETTINGS_MODULE": "tests.chatbot.server_settings",
+        "DJANGO_SETTINGS_MODULE": "chatbot.settings",
         "DEBUG": "1",
         "PYTHONUNBUFFERED": "1",
         **env,

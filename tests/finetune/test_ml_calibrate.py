@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from finetune.ml import calibrate
 
@@ -60,3 +61,11 @@ def test_propose_threshold_fallbacks():
     probs = np.array([[0.9, 0.1], [0.6, 0.4]])
     assert calibrate.propose_threshold(probs, np.array([1, 1]), 0.95) == 0.9
     assert calibrate.propose_threshold(np.zeros((0, 2)), np.zeros(0, dtype=int)) == 1.0
+
+
+def test_temperature_stays_sane_on_a_perfectly_separated_set():
+    """All-correct validation logits do not drive T to zero (probabilities would all be 1.0)."""
+    logits = np.array([[4.0, 0.0], [0.0, 3.0], [5.0, 1.0]])
+    temperature = calibrate.fit_temperature(logits, np.array([0, 1, 0]))
+    assert temperature == pytest.approx(0.25)
+    assert calibrate.softmax(logits, temperature).max() < 1.0
