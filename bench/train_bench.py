@@ -109,7 +109,8 @@ def out_of_scope_report(artifact: Path, texts: list[str]) -> dict:
 def run_size(dataset: Dataset, spec: str, args) -> dict:
     n, per_team = parse_size(spec)
     sample, rest = stratified_sample(dataset.train, n, per_team, args.seed)
-    config = TrainConfig(**json.loads(args.config), seed=args.seed, min_per_team=min(8, n) if per_team else 8)
+    defaults = {"seed": args.seed, "min_per_team": min(8, n) if per_team else 8}
+    config = TrainConfig(**{**defaults, **json.loads(args.config)})
     examples = examples_for(sample, dataset.test, args.seed, config.val_fraction)
     with tempfile.TemporaryDirectory(prefix="train-bench-") as tmp:
         start = time.perf_counter()

@@ -1,37 +1,22 @@
 """The live chat's websockets: customers on ``/ws/chat/``, agents on ``/ws/agent/``.
 
-Frames are JSON objects with a ``type``. Consumers parse, call one service or selector through
-a small ``database_sync_to_async`` helper, and render; bad input gets an ``error`` frame and
-the connection stays up, except for gross abuse (see FrameGuard).
+Frames are JSON objects with a ``type``. Consumers parse, call one service or selector on a
+chat database thread (``db_run``/``db_call``, see chatbot.ws_base), and render; bad input gets
+an ``error`` frame and the connection stays up, except for gross abuse (see FrameGuard).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import time
-from collections import deque
 from typing import Any
 from urllib.parse import parse_qs
 
-from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncWebsocketConsumer
-
 from chatbot import selectors, services
-from chatbot.conf import setting
-from chatbot.errors import NoModelError, SwitchboardError
+from chatbot.errors import NoModelError
 from chatbot.models import Conversation
+from chatbot.ws_base import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, JsonFrameConsumer, db_call, db_run
 
 logger = logging.getLogger(__name__)
-
-CLOSE_UNAUTHENTICATED = 4401
-CLOSE_FORBIDDEN = 4403
-CLOSE_ABUSE = 4429
-WINDOW_SECONDS = 10.0
-# A frame this many times over the size limit is not a mistake: close at once.
-GROSS_SIZE_FACTOR = 8
-# Typing notices closer together than this are dropped: they only keep an indicator lit.
-TYPING_INTERVAL_SECONDS = 1.0
 
 
 def router_get():
@@ -47,125 +32,6 @@ async def _shadow_score(conversation_id: int, message_id: int, text: str) -> Non
     await ashadow_score(conversation_id=conversation_id, message_id=message_id, text=text)
 
 
-class FrameGuard:
-    """Per-connection limits: frame size, and writes per sliding 10 seconds.
-
-    Refused frames count too: a client that keeps sending after as many refusals as the
-    write limit within the window is abusive and gets closed.
-    """
-
-    def __init__(self, *, max_bytes: int, writes_per_window: int, clock=time.monotonic) -> None:
-        self.max_bytes = max_bytes
-        self.writes_per_window = writes_per_window
-        self.clock = clock
-        self._writes: deque[float] = deque()
-        self._refusals: deque[float] = deque()
-        self.gross = False
-        self._typing_at = float("-inf")
-
-    def _trim(self, stamps: deque[float], now: float) -> None:
-        while stamps and now - stamps[0] >= WINDOW_SECONDS:
-            stamps.popleft()
-
-    def _refuse(self, message: str, code: str) -> SwitchboardError:
-        now = self.clock()
-        self._refusals.append(now)
-        self._trim(self._refusals, now)
-        if len(self._refusals) >= self.writes_per_window:
-            self.gross = True
-        return SwitchboardError(message, code=code)
-
-    def check_size(self, size: int) -> None:
-        if size > self.max_bytes:
-            self.gross = self.gross or size > GROSS_SIZE_FACTOR * self.max_bytes
-            raise self._refuse(f"Frame is {size} bytes; the limit is {self.max_bytes}.", "frame_too_large")
-
-    def typing_due(self) -> bool:
-        now = self.clock()
-        if now - self._typing_at < TYPING_INTERVAL_SECONDS:
-            return False
-        self._typing_at = now
-        return True
-
-    def check_write(self) -> None:
-        now = self.clock()
-        self._trim(self._writes, now)
-        if len(self._writes) >= self.writes_per_window:
-            raise self._refuse(
-                f"More than {self.writes_per_window} messages in {WINDOW_SECONDS:.0f} s; wait and resend "
-                "with the same client_id.",
-                "rate_limited",
-            )
-        self._writes.append(now)
-
-
-def frame_decode(raw: str | None) -> dict[str, Any]:
-    if raw is None:
-        raise SwitchboardError("Binary frames are not accepted; send JSON text.", code="bad_frame")
-    try:
-        frame = json.loads(raw)
-    except ValueError:
-        raise SwitchboardError("Frame is not valid JSON.", code="bad_frame") from None
-    if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
-        raise SwitchboardError('A frame must be a JSON object with a string "type".', code="bad_frame")
-    return frame
-
-
-class JsonFrameConsumer(AsyncWebsocketConsumer):
-    """Size and rate limits, JSON decoding and dispatch of frame types to ``frame_<type>`` methods."""
-
-    frame_types: frozenset[str] = frozenset()
-    write_types: frozenset[str] = frozenset()
-
-    async def websocket_connect(self, message):
-        self.guard = FrameGuard(
-            max_bytes=int(setting("CHAT_MAX_FRAME_BYTES")),
-            writes_per_window=int(setting("CHAT_MESSAGES_PER_10S")),
-        )
-        await super().websocket_connect(message)
-
-    async def receive(self, text_data=None, bytes_data=None):
-        try:
-            self.guard.check_size(len(text_data.encode()) if text_data is not None else len(bytes_data or b""))
-            frame = frame_decode(text_data)
-            kind = frame["type"]
-            if kind not in self.frame_types:
-                known = ", ".join(sorted(self.frame_types))
-                raise SwitchboardError(f"Unknown frame type '{kind[:40]}'; expected one of: {known}.", code="bad_frame")
-            if kind in self.write_types:
-                self.guard.check_write()
-            if kind == "typing" and not self.guard.typing_due():
-                return
-            await getattr(self, f"frame_{kind}")(frame)
-        except SwitchboardError as exc:
-            await self.send_error(exc.code, exc.message)
-            if self.guard.gross:
-                await self.close(code=CLOSE_ABUSE)
-
-    async def send_json(self, content: dict[str, Any]) -> None:
-        await self.send(text_data=json.dumps(content))
-
-    async def send_error(self, code: str, detail: str) -> None:
-        await self.send_json({"type": "error", "code": code, "detail": detail})
-
-    async def refuse(self, code: int, error: str, detail: str) -> None:
-        """Accept only to explain: browsers never see the reason of a refused handshake."""
-        await self.accept()
-        await self.send_error(error, detail)
-        await self.close(code=code)
-
-
-@database_sync_to_async
-def _conversation_by_token(token: str | None) -> Conversation | None:
-    return selectors.conversation_get_by_token(token=token)
-
-
-@database_sync_to_async
-def _conversation_start() -> Conversation:
-    return services.conversation_start()
-
-
-@database_sync_to_async
 def _history(conversation: Conversation) -> dict[str, Any]:
     conversation.refresh_from_db()
     return {
@@ -175,14 +41,9 @@ def _history(conversation: Conversation) -> dict[str, Any]:
     }
 
 
-@database_sync_to_async
-def _post_customer(conversation: Conversation, text: object, client_id: object) -> services.PostResult:
-    return services.message_post_customer(conversation=conversation, text=text, client_id=client_id)
-
-
-@database_sync_to_async
-def _route(conversation: Conversation, prediction, message) -> Conversation:
-    return services.conversation_route(conversation=conversation, prediction=prediction, message=message)
+def _new_history(conversation: Conversation) -> dict[str, Any]:
+    """``_history`` of a conversation this socket has just started: known without a query."""
+    return {"messages": [], "status": conversation.status, **selectors.conversation_team_payload(conversation=conversation)}
 
 
 async def _predict(text: str):
@@ -207,9 +68,9 @@ class CustomerChatConsumer(JsonFrameConsumer):
         self.conversation = None
         token = parse_qs(self.scope.get("query_string", b"").decode()).get("token", [None])[0]
         if token is None:
-            conversation = await _conversation_start()
+            conversation = await db_run(services.conversation_start)
         else:
-            conversation = await _conversation_by_token(token)
+            conversation = await db_run(selectors.conversation_get_by_token, token=token)
             if conversation is None:
                 detail = "Unknown conversation token; connect without one to start a new conversation."
                 await self.refuse(CLOSE_FORBIDDEN, "bad_token", detail)
@@ -220,20 +81,31 @@ class CustomerChatConsumer(JsonFrameConsumer):
         await self.accept()
         if token is None:
             await self.send_json({"type": "conversation", "id": conversation.pk, "token": conversation.token})
-        await self.send_json({"type": "history", **await _history(conversation)})
+            history = _new_history(conversation)
+        else:
+            history = await db_run(_history, conversation)
+        await self.send_json({"type": "history", **history})
 
     async def disconnect(self, code):
         if self.conversation is not None:
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def frame_message(self, frame: dict[str, Any]) -> None:
-        result = await _post_customer(self.conversation, frame.get("text"), frame.get("client_id"))
+        result, broadcasts = await db_call(
+            services.message_post_customer,
+            conversation=self.conversation, text=frame.get("text"), client_id=frame.get("client_id"),
+        )
+        # Stored and committed: ack first, then tell the other sockets (in this socket's order).
         await self.send_json({"type": "ack", "client_id": result.message.client_id, "message_id": result.message.pk})
+        await services.broadcasts_send(broadcasts)
         # Checked after every message, not only the first: a resend after a crash between
         # storing and routing still gets the conversation into an inbox.
         if not result.routed:
             prediction = await _predict(result.message.text)
-            await _route(self.conversation, prediction, result.message)
+            await db_run(
+                services.conversation_route,
+                conversation=self.conversation, prediction=prediction, message=result.message,
+            )
             # A shadow candidate scores the same text beside the active model; never raises.
             await _shadow_score(self.conversation.pk, result.message.pk, result.message.text)
 
@@ -244,7 +116,7 @@ class CustomerChatConsumer(JsonFrameConsumer):
         }
         await self.channel_layer.group_send(self.group, event)
         if self.conversation.routed_at is None:
-            self.conversation = await _conversation_by_token(self.conversation.token)
+            self.conversation = await db_run(selectors.conversation_get_by_token, token=self.conversation.token)
         if self.conversation.routed_at is not None:
             await self.channel_layer.group_send(services.inbox_group(self.conversation), event)
 
@@ -252,7 +124,7 @@ class CustomerChatConsumer(JsonFrameConsumer):
         await self.send_json({"type": "message", **event["message"]})
 
     async def chat_routed(self, event):
-        self.conversation = await _conversation_by_token(self.conversation.token)
+        self.conversation = await db_run(selectors.conversation_get_by_token, token=self.conversation.token)
         await self.send_json({"type": "routed", **{key: event[key] for key in ("team", "team_name", "triage")}})
 
     async def chat_typing(self, event):
@@ -260,22 +132,10 @@ class CustomerChatConsumer(JsonFrameConsumer):
             await self.send_json({"type": "typing", "sender": event["sender"]})
 
 
-@database_sync_to_async
 def _agent_teams(user) -> list[tuple[str, str]]:
     return [(team.slug, team.name) for team in selectors.agent_teams(user=user)]
 
 
-@database_sync_to_async
-def _agent_allowed(user) -> bool:
-    return selectors.agent_can_use_console(user=user)
-
-
-@database_sync_to_async
-def _inbox(user) -> list[dict[str, Any]]:
-    return selectors.agent_inbox(user=user)
-
-
-@database_sync_to_async
 def _agent_act(user, conversation_id: object, action):
     """Run ``action(conversation)`` on a conversation the agent may act on (else NotFoundError)."""
     return action(selectors.conversation_get_for_agent(user=user, conversation_id=conversation_id))
@@ -311,10 +171,10 @@ class AgentConsumer(JsonFrameConsumer):
         if self.user is None or not self.user.is_authenticated:
             await self.refuse(CLOSE_UNAUTHENTICATED, "unauthenticated", "Log in at /admin/login/ first.")
             return
-        if not await _agent_allowed(self.user):
+        if not await db_run(selectors.agent_can_use_console, user=self.user):
             await self.refuse(CLOSE_FORBIDDEN, "forbidden", "Only staff and team members can use the agent console.")
             return
-        self.teams = await _agent_teams(self.user)
+        self.teams = await db_run(_agent_teams, self.user)
         self.online: dict[str, dict[str, str]] = {slug: {} for slug, _ in self.teams}
         self.inbox_groups = [services.team_group(slug) for slug, _ in self.teams] + [services.TRIAGE_GROUP]
         for group in self.inbox_groups:
@@ -323,7 +183,7 @@ class AgentConsumer(JsonFrameConsumer):
         await self.send_json({
             "type": "inbox",
             "teams": [{"slug": slug, "name": name} for slug, name in self.teams],
-            "conversations": await _inbox(self.user),
+            "conversations": await db_run(selectors.agent_inbox, user=self.user),
         })
         await self._presence_announce("presence.join")
 
@@ -340,7 +200,8 @@ class AgentConsumer(JsonFrameConsumer):
             await self.channel_layer.group_send(services.team_group(slug), event)
 
     async def frame_open(self, frame):
-        await self.send_json({"type": "history", **await _agent_act(self.user, frame.get("conversation_id"), _history_payload)})
+        history = await db_run(_agent_act, self.user, frame.get("conversation_id"), _history_payload)
+        await self.send_json({"type": "history", **history})
 
     async def frame_reply(self, frame):
         def reply(conversation):
@@ -348,22 +209,23 @@ class AgentConsumer(JsonFrameConsumer):
                 conversation=conversation, user=self.user, text=frame.get("text"), client_id=frame.get("client_id")
             )
 
-        result = await _agent_act(self.user, frame.get("conversation_id"), reply)
+        result, broadcasts = await db_call(_agent_act, self.user, frame.get("conversation_id"), reply)
         await self.send_json({
             "type": "ack", "client_id": result.message.client_id, "message_id": result.message.pk,
             "conversation_id": result.message.conversation_id,
         })
+        await services.broadcasts_send(broadcasts)
 
     async def frame_reassign(self, frame):
-        await _agent_act(self.user, frame.get("conversation_id"), _reassign(self.user, frame.get("team")))
+        await db_run(_agent_act, self.user, frame.get("conversation_id"), _reassign(self.user, frame.get("team")))
 
     async def frame_close(self, frame):
         close = lambda c: services.conversation_close(conversation=c, user=self.user)  # noqa: E731
-        await _agent_act(self.user, frame.get("conversation_id"), close)
+        await db_run(_agent_act, self.user, frame.get("conversation_id"), close)
 
     async def frame_typing(self, frame):
-        groups = await _agent_act(
-            self.user, frame.get("conversation_id"),
+        groups = await db_run(
+            _agent_act, self.user, frame.get("conversation_id"),
             lambda c: [services.conversation_group(c.pk), services.inbox_group(c)],
         )
         event = {

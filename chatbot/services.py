@@ -9,13 +9,15 @@ hold the agents of an inbox. A conversation's inbox group is its team's, or ``tr
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Iterator, Protocol
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from chatbot import selectors
@@ -27,6 +29,9 @@ from routing.models import ModelVersion, Team
 TRIAGE_GROUP = "triage"
 CLIENT_ID_MAX_CHARS = 64
 CLOSED_NOTICE = "This conversation was closed by support. Write again to start a new one."
+# A conversation's updated_at (the inbox order) moves on a new message only when at least this
+# old: one UPDATE per conversation every few seconds instead of one per message.
+UPDATED_AT_RESOLUTION_SECONDS = 5.0
 
 
 class PredictionLike(Protocol):
@@ -59,10 +64,53 @@ def inbox_group(conversation: Conversation) -> str:
     return team_group(conversation.team.slug) if conversation.team_id else TRIAGE_GROUP
 
 
+class Outbox:
+    """Broadcasts committed inside ``broadcasts_collected``, for its caller to send."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, Any]]] = []
+        self.open = True
+
+
+_outbox: ContextVar[Outbox | None] = ContextVar("chat_broadcast_outbox", default=None)
+
+
+@contextmanager
+def broadcasts_collected() -> Iterator[Outbox]:
+    """Keep what commits inside the block in an Outbox instead of sending it from this thread.
+
+    A consumer's database thread then never waits on the channel layer: the consumer sends the
+    events on its event loop with ``broadcasts_send``. A commit after the block (an outer
+    transaction) still sends at once: nothing committed is ever dropped.
+    """
+    outbox = Outbox()
+    token = _outbox.set(outbox)
+    try:
+        yield outbox
+    finally:
+        outbox.open = False
+        _outbox.reset(token)
+
+
+def _deliver(outbox: Outbox | None, group: str, event: dict[str, Any]) -> None:
+    if outbox is not None and outbox.open:
+        outbox.events.append((group, event))
+    else:
+        async_to_sync(get_channel_layer().group_send)(group, event)
+
+
 def broadcast_on_commit(group: str, event: dict[str, Any]) -> None:
     """Send ``event`` to ``group`` once the current transaction commits (at once outside one)."""
-    layer = get_channel_layer()
-    transaction.on_commit(lambda: async_to_sync(layer.group_send)(group, event))
+    outbox = _outbox.get()
+    transaction.on_commit(lambda: _deliver(outbox, group, event))
+
+
+async def broadcasts_send(events: list[tuple[str, dict[str, Any]]]) -> None:
+    """Send collected broadcasts in the order they were committed."""
+    if events:
+        layer = get_channel_layer()
+        for group, event in events:
+            await layer.group_send(group, event)
 
 
 def client_id_validate(*, client_id: object) -> str:
@@ -105,33 +153,56 @@ def _message_broadcast(conversation: Conversation, message: Message) -> None:
         broadcast_on_commit(inbox_group(conversation), event)
 
 
+def _touch(conversation: Conversation, *, sender: str, author) -> None:
+    """Bump updated_at (at most every UPDATED_AT_RESOLUTION_SECONDS); the first agent reply assigns."""
+    now = timezone.now()
+    fields: dict[str, Any] = {}
+    if (now - conversation.updated_at).total_seconds() >= UPDATED_AT_RESOLUTION_SECONDS:
+        fields["updated_at"] = now
+    if sender == Message.Sender.AGENT and conversation.assigned_agent_id is None:
+        fields.update(updated_at=now, assigned_agent=author)
+    if fields:
+        Conversation.objects.filter(pk=conversation.pk).update(**fields)
+
+
+def _post_stored(*, conversation: Conversation, client_id: str) -> PostResult | None:
+    """A resend: the message stored under ``client_id`` before (None if there is none)."""
+    existing = Message.objects.select_related("author").filter(conversation=conversation, client_id=client_id).first()
+    if existing is None:
+        return None
+    routed_at = Conversation.objects.filter(pk=conversation.pk).values_list("routed_at", flat=True).get()
+    return PostResult(message=existing, created=False, routed=routed_at is not None)
+
+
 def _post(
     *, conversation: Conversation, sender: str, text: object, client_id: object, author=None
 ) -> PostResult:
+    # The row lock orders this write with routing, reassigning and closing; the unique
+    # (conversation, client_id) constraint, not a lookup first, makes a resend idempotent.
     cleaned = ticket_text_validate(text=text)
     client_id = client_id_validate(client_id=client_id)
-    locked = _lock(conversation)
-    _open_or_raise(locked)
-    existing = locked.messages.filter(client_id=client_id).first()
-    if existing is not None:
-        return PostResult(message=existing, created=False, routed=locked.routed_at is not None)
-    message = Message.objects.create(
-        conversation=locked, sender=sender, text=cleaned, client_id=client_id, author=author
-    )
-    if sender == Message.Sender.AGENT and locked.assigned_agent_id is None:
-        locked.assigned_agent = author
-    locked.save(update_fields=["updated_at", "assigned_agent"])
-    _message_broadcast(locked, message)
+    try:
+        with transaction.atomic():
+            locked = _lock(conversation)
+            _open_or_raise(locked)
+            message = Message.objects.create(
+                conversation=locked, sender=sender, text=cleaned, client_id=client_id, author=author
+            )
+            _touch(locked, sender=sender, author=author)
+            _message_broadcast(locked, message)
+    except IntegrityError:
+        stored = _post_stored(conversation=conversation, client_id=client_id)
+        if stored is None:
+            raise
+        return stored
     return PostResult(message=message, created=True, routed=locked.routed_at is not None)
 
 
-@transaction.atomic
 def message_post_customer(*, conversation: Conversation, text: object, client_id: object) -> PostResult:
     """Store a customer's message once per client_id; a resend returns the stored one."""
     return _post(conversation=conversation, sender=Message.Sender.CUSTOMER, text=text, client_id=client_id)
 
 
-@transaction.atomic
 def message_post_agent(
     *, conversation: Conversation, user: AbstractBaseUser, text: object, client_id: object
 ) -> PostResult:

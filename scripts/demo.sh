@@ -21,8 +21,8 @@ WORKER_PID=$!
 trap 'kill $WORKER_PID 2>/dev/null || true' EXIT INT TERM
 
 if ! $PY manage.py shell -c "from routing.models import ModelVersion as M; raise SystemExit(0 if M.objects.filter(state='active').exists() else 1)"; then
-  echo "==> training the first model on the demo tickets (a few minutes on 2 cores)"
-  $PY manage.py train
+  echo "==> the worker trains the first model on the demo tickets (a few minutes on 2 cores)"
+  $PY manage.py train --queue --wait
 fi
 
 echo

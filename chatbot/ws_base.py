@@ -1,0 +1,175 @@
+"""What every chat socket shares: frame limits, JSON dispatch, and the chat's own DB threads.
+
+Chat writes run on a small pool of threads (one database connection each) instead of the one
+thread Channels gives every ``database_sync_to_async`` call by default: one slow query or one
+busy conversation no longer queues every other socket of the process behind it. Each socket
+still awaits its own calls one at a time, so one conversation's writes keep their order.
+Broadcasts a call commits come back to the event loop and are sent there (``db_call``), so a
+database thread never waits on the channel layer.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from chatbot import services
+from chatbot.conf import setting
+from chatbot.errors import SwitchboardError
+
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_ABUSE = 4429
+WINDOW_SECONDS = 10.0
+# A frame this many times over the size limit is not a mistake: close at once.
+GROSS_SIZE_FACTOR = 8
+# Typing notices closer together than this are dropped: they only keep an indicator lit.
+TYPING_INTERVAL_SECONDS = 1.0
+# Database threads per process for chat work; each keeps its own connection (CONN_MAX_AGE).
+CHAT_DB_THREADS = 8
+
+_db_pool: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _db_pool
+    if _db_pool is None:
+        _db_pool = ThreadPoolExecutor(max_workers=CHAT_DB_THREADS, thread_name_prefix="chat-db")
+    return _db_pool
+
+
+def _collecting(func: Callable[..., Any], args: tuple, kwargs: dict) -> tuple[Any, list]:
+    with services.broadcasts_collected() as outbox:
+        result = func(*args, **kwargs)
+    return result, outbox.events
+
+
+async def db_call(func: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, list]:
+    """``func(*args, **kwargs)`` on a chat DB thread: its result and the broadcasts it committed.
+
+    The caller sends the broadcasts (``services.broadcasts_send``) when it chooses, e.g. after
+    an ack; connections are closed or kept per CONN_MAX_AGE around each call, as Channels does.
+    """
+    run = database_sync_to_async(_collecting, thread_sensitive=False, executor=_pool())
+    return await run(func, args, kwargs)
+
+
+async def db_run(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``db_call``, then its broadcasts at once; returns the result."""
+    result, events = await db_call(func, *args, **kwargs)
+    await services.broadcasts_send(events)
+    return result
+
+
+class FrameGuard:
+    """Per-connection limits: frame size, and writes per sliding 10 seconds.
+
+    Refused frames count too: a client that keeps sending after as many refusals as the
+    write limit within the window is abusive and gets closed.
+    """
+
+    def __init__(self, *, max_bytes: int, writes_per_window: int, clock=time.monotonic) -> None:
+        self.max_bytes = max_bytes
+        self.writes_per_window = writes_per_window
+        self.clock = clock
+        self._writes: deque[float] = deque()
+        self._refusals: deque[float] = deque()
+        self.gross = False
+        self._typing_at = float("-inf")
+
+    def _trim(self, stamps: deque[float], now: float) -> None:
+        while stamps and now - stamps[0] >= WINDOW_SECONDS:
+            stamps.popleft()
+
+    def _refuse(self, message: str, code: str) -> SwitchboardError:
+        now = self.clock()
+        self._refusals.append(now)
+        self._trim(self._refusals, now)
+        if len(self._refusals) >= self.writes_per_window:
+            self.gross = True
+        return SwitchboardError(message, code=code)
+
+    def check_size(self, size: int) -> None:
+        if size > self.max_bytes:
+            self.gross = self.gross or size > GROSS_SIZE_FACTOR * self.max_bytes
+            raise self._refuse(f"Frame is {size} bytes; the limit is {self.max_bytes}.", "frame_too_large")
+
+    def typing_due(self) -> bool:
+        now = self.clock()
+        if now - self._typing_at < TYPING_INTERVAL_SECONDS:
+            return False
+        self._typing_at = now
+        return True
+
+    def check_write(self) -> None:
+        now = self.clock()
+        self._trim(self._writes, now)
+        if len(self._writes) >= self.writes_per_window:
+            raise self._refuse(
+                f"More than {self.writes_per_window} messages in {WINDOW_SECONDS:.0f} s; wait and resend "
+                "with the same client_id.",
+                "rate_limited",
+            )
+        self._writes.append(now)
+
+
+def frame_decode(raw: str | None) -> dict[str, Any]:
+    if raw is None:
+        raise SwitchboardError("Binary frames are not accepted; send JSON text.", code="bad_frame")
+    try:
+        frame = json.loads(raw)
+    except ValueError:
+        raise SwitchboardError("Frame is not valid JSON.", code="bad_frame") from None
+    if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+        raise SwitchboardError('A frame must be a JSON object with a string "type".', code="bad_frame")
+    return frame
+
+
+class JsonFrameConsumer(AsyncWebsocketConsumer):
+    """Size and rate limits, JSON decoding and dispatch of frame types to ``frame_<type>`` methods."""
+
+    frame_types: frozenset[str] = frozenset()
+    write_types: frozenset[str] = frozenset()
+
+    async def websocket_connect(self, message):
+        self.guard = FrameGuard(
+            max_bytes=int(setting("CHAT_MAX_FRAME_BYTES")),
+            writes_per_window=int(setting("CHAT_MESSAGES_PER_10S")),
+        )
+        await super().websocket_connect(message)
+
+    async def receive(self, text_data=None, bytes_data=None):
+        try:
+            self.guard.check_size(len(text_data.encode()) if text_data is not None else len(bytes_data or b""))
+            frame = frame_decode(text_data)
+            kind = frame["type"]
+            if kind not in self.frame_types:
+                known = ", ".join(sorted(self.frame_types))
+                raise SwitchboardError(f"Unknown frame type '{kind[:40]}'; expected one of: {known}.", code="bad_frame")
+            if kind in self.write_types:
+                self.guard.check_write()
+            if kind == "typing" and not self.guard.typing_due():
+                return
+            await getattr(self, f"frame_{kind}")(frame)
+        except SwitchboardError as exc:
+            await self.send_error(exc.code, exc.message)
+            if self.guard.gross:
+                await self.close(code=CLOSE_ABUSE)
+
+    async def send_json(self, content: dict[str, Any]) -> None:
+        await self.send(text_data=json.dumps(content))
+
+    async def send_error(self, code: str, detail: str) -> None:
+        await self.send_json({"type": "error", "code": code, "detail": detail})
+
+    async def refuse(self, code: int, error: str, detail: str) -> None:
+        """Accept only to explain: browsers never see the reason of a refused handshake."""
+        await self.accept()
+        await self.send_error(error, detail)
+        await self.close(code=code)
