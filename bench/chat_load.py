@@ -5,11 +5,17 @@
 Creates (drops first) a PostgreSQL database, migrates it, loads the demo teams and tickets, and
 serves ``--artifact`` as the active model (else whatever version is active there; if none, every
 conversation goes to triage, and the table says so). Two daphne processes run on loopback; one
-staff agent listens on every team inbox and triage on each process. Each customer connects to one
-process (alternating), then sends ``--messages`` messages paced ``--interval`` seconds apart.
+staff agent listens on every team inbox and triage on each process. One warm-up conversation per
+server runs first (first-use imports). Customers connect to alternating processes at ``--ramp``
+sockets per second (a failed handshake is retried with backoff and reported, not counted as lost);
+once all are connected, each sends ``--messages`` messages paced ``--interval`` seconds apart,
+starting at a random point in its first interval.
 
 Reports, per N: acks, messages stored in the database (must equal sent: zero lost, zero doubled),
-p50/p99 of send->ack and send->agent-receive, and the servers' peak RSS.
+p50/p99 of send->ack and send->agent-receive, handshake p99 and retries, the servers' peak RSS and
+the 1-minute load average (other work on the machine skews every number here). The channel layer
+is whatever the settings give the servers with ``REDIS_URL`` set; DJANGO_SETTINGS_MODULE (and
+PYTHONPATH) pass through to them, so another layer can be compared without editing the project.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from pathlib import Path
 
 import psutil
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, WebSocketException
 
 ROOT = Path(__file__).resolve().parents[1]
 # Shared by this process (which writes the agent's session) and the servers (which read it).
@@ -41,6 +47,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--clients", default="50,200,500", help="Comma-separated socket counts, one run each.")
     parser.add_argument("--messages", type=int, default=10, help="Messages each customer sends.")
     parser.add_argument("--interval", type=float, default=1.0, help="Seconds between one customer's messages.")
+    parser.add_argument("--ramp", type=float, default=200.0, help="Customer sockets opened per second, before any sends.")
     parser.add_argument("--artifact", help="A model artifact directory to serve as the active version.")
     parser.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432", help="Server URL, no db.")
     parser.add_argument("--database", default="switchboard_bench", help="Dropped and recreated.")
@@ -158,6 +165,10 @@ class Run:
         self.at_agent: dict[str, float] = {}
         self.conversations: list[int] = []
         self.errors: list[str] = []
+        self.connect_ms: list[float] = []
+        self.handshake_retries: list[str] = []
+        self.connect_failed = 0
+        self.ready = 0  # customers connected, or given up on
 
 
 async def agent(url: str, cookie: str, run: Run, stop: asyncio.Event) -> None:
@@ -174,39 +185,83 @@ async def agent(url: str, cookie: str, run: Run, stop: asyncio.Event) -> None:
                     run.at_agent.setdefault(message["client_id"], now)
 
 
-async def customer(url: str, index: int, args, texts: list[str], run: Run) -> None:
-    async with connect(f"{url}/ws/chat/", origin=url.replace("ws", "http", 1), open_timeout=60) as ws:
-        started = json.loads(await ws.recv())
-        run.conversations.append(started["id"])
+async def connect_retrying(url: str, run: Run, attempts: int = 6):
+    """A customer socket; a failed handshake is retried with backoff (and reported), never counted as lost."""
+    delay = 0.25
+    for _ in range(attempts):
+        begun = time.perf_counter()
+        try:
+            ws = await connect(f"{url}/ws/chat/", origin=url.replace("ws", "http", 1), open_timeout=30)
+        except (OSError, TimeoutError, WebSocketException) as exc:
+            run.handshake_retries.append(type(exc).__name__)
+            await asyncio.sleep(delay * (1 + random.random()))
+            delay *= 2
+            continue
+        run.connect_ms.append(1000 * (time.perf_counter() - begun))
+        return ws
+    run.connect_failed += 1
+    return None
 
-        async def read() -> None:
-            with contextlib.suppress(ConnectionClosed):
-                await _read(ws)
 
-        async def _read(ws) -> None:
-            async for raw in ws:
-                frame = json.loads(raw)
-                if frame["type"] == "ack":
-                    run.acked.setdefault(frame["client_id"], time.perf_counter())
-                elif frame["type"] == "error":
-                    run.errors.append(frame["code"])
+async def read_acks(ws, run: Run, pending: set[str], done: asyncio.Event) -> None:
+    with contextlib.suppress(ConnectionClosed):
+        async for raw in ws:
+            frame = json.loads(raw)
+            if frame["type"] == "ack":
+                run.acked.setdefault(frame["client_id"], time.perf_counter())
+                pending.discard(frame["client_id"])
+                if not pending:
+                    done.set()
+            elif frame["type"] == "error":
+                run.errors.append(frame["code"])
 
-        reader = asyncio.create_task(read())
+
+async def customer(url: str, index: int, args, texts: list[str], run: Run, go: asyncio.Event) -> None:
+    """Connect, wait until every customer is connected, then send ``--messages`` paced messages."""
+    ws = await connect_retrying(url, run)
+    run.ready += 1
+    if ws is None:
+        return
+    async with ws:
+        run.conversations.append(json.loads(await ws.recv())["id"])
+        client_ids = [f"b{index}-{number}" for number in range(args.messages)]
+        done = asyncio.Event()
+        reader = asyncio.create_task(read_acks(ws, run, set(client_ids), done))
+        await go.wait()
         await asyncio.sleep(random.random() * args.interval)
-        for number in range(args.messages):
-            client_id = f"b{index}-{number}"
+        for client_id in client_ids:
             run.sent[client_id] = time.perf_counter()
             await ws.send(json.dumps({"type": "message", "text": random.choice(texts), "client_id": client_id}))
             await asyncio.sleep(args.interval)
-        mine = [f"b{index}-{number}" for number in range(args.messages)]
-        deadline = time.monotonic() + 15
-        while any(cid not in run.acked for cid in mine) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), 15)
         reader.cancel()
 
 
+async def warm_up(servers, texts: list[str]) -> None:
+    """One conversation per server before measuring: first-use imports (onnxruntime) and pools happen here."""
+    for _, url in servers:
+        async with connect(f"{url}/ws/chat/", origin=url.replace("ws", "http", 1), open_timeout=60) as ws:
+            await ws.send(json.dumps({"type": "message", "text": texts[0], "client_id": "warm-up"}))
+            while json.loads(await ws.recv())["type"] != "routed":
+                pass
+
+
+async def ramp(clients: int, args, servers, texts: list[str], run: Run, go: asyncio.Event) -> list[asyncio.Task]:
+    """Open the customer sockets at ``--ramp`` per second; return once all are connected (or given up on)."""
+    tasks, batch = [], 10
+    for index in range(clients):
+        tasks.append(asyncio.create_task(customer(servers[index % 2][1], index, args, texts, run, go)))
+        if index % batch == batch - 1:
+            await asyncio.sleep(batch / args.ramp)
+    deadline = time.monotonic() + args.timeout
+    while run.ready < clients and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    return tasks
+
+
 async def one_level(clients: int, args, servers, cookie: str, texts: list[str]) -> dict:
-    run, stop = Run(), asyncio.Event()
+    run, stop, go = Run(), asyncio.Event(), asyncio.Event()
     agents = [asyncio.create_task(agent(url, cookie, run, stop)) for _, url in servers]
     await asyncio.sleep(1.0)
     peak = {process.pid: 0 for process, _ in servers}
@@ -218,12 +273,9 @@ async def one_level(clients: int, args, servers, cookie: str, texts: list[str]) 
             await asyncio.sleep(0.5)
 
     sampler = asyncio.create_task(sample_rss())
+    tasks = await ramp(clients, args, servers, texts, run, go)
     started = time.perf_counter()
-    tasks = []
-    for index in range(clients):
-        tasks.append(asyncio.create_task(customer(servers[index % 2][1], index, args, texts, run)))
-        if index % 25 == 24:  # ramp up: a thundering herd of handshakes is not what is measured
-            await asyncio.sleep(0.05)
+    go.set()
     done, pending = await asyncio.wait(tasks, timeout=args.timeout)
     for task in pending:
         task.cancel()
@@ -257,22 +309,31 @@ def report(clients: int, run: Run, elapsed: float, peak: dict, failures: list, u
         "agent_p50_ms": percentile(agent_ms, 0.5), "agent_p99_ms": percentile(agent_ms, 0.99),
         "rss_mb": [round(value / 2**20) for value in peak.values()], "seconds": round(elapsed, 1),
         "errors": sorted(set(run.errors)), "client_failures": [repr(f)[:120] for f in failures[:3]],
-        "unfinished": unfinished,
+        "unfinished": unfinished, "connect_p99_ms": percentile(run.connect_ms, 0.99),
+        "handshake_retries": len(run.handshake_retries), "retry_reasons": sorted(set(run.handshake_retries)),
+        "connect_failed": run.connect_failed, "load1": round(os.getloadavg()[0], 1),
     }
 
 
 def print_table(rows: list[dict], routing: str) -> None:
-    print(f"\nrouting: {routing}")
-    head = ("clients", "sent", "acked", "stored", "lost", "doubled", "at_agent", "ack p50", "ack p99", "agent p50", "agent p99", "RSS MB (A,B)", "s")
+    print(f"\nrouting: {routing}; settings: {os.environ.get('DJANGO_SETTINGS_MODULE')}")
+    head = (
+        "clients", "sent", "acked", "stored", "lost", "doubled", "at_agent", "ack p50", "ack p99", "agent p50",
+        "agent p99", "conn p99", "retries", "conn failed", "RSS MB (A,B)", "s", "load1",
+    )
     print(" | ".join(head))
     for r in rows:
         print(" | ".join(str(x) for x in (
             r["clients"], r["sent"], r["acked"], r["stored"], r["lost"], r["doubled"], r["at_agent"],
             f"{r['ack_p50_ms']:.1f}", f"{r['ack_p99_ms']:.1f}", f"{r['agent_p50_ms']:.1f}", f"{r['agent_p99_ms']:.1f}",
-            ",".join(map(str, r["rss_mb"])), r["seconds"],
+            f"{r['connect_p99_ms']:.0f}", r["handshake_retries"], r["connect_failed"],
+            ",".join(map(str, r["rss_mb"])), r["seconds"], r["load1"],
         )))
-        if r["errors"] or r["client_failures"] or r["unfinished"]:
-            print(f"   errors={r['errors']} failures={r['client_failures']} unfinished={r['unfinished']}")
+        if r["errors"] or r["client_failures"] or r["unfinished"] or r["retry_reasons"]:
+            print(
+                f"   errors={r['errors']} failures={r['client_failures']} unfinished={r['unfinished']} "
+                f"retried={r['retry_reasons']}"
+            )
 
 
 async def main() -> None:
@@ -292,6 +353,7 @@ async def main() -> None:
     servers = servers_start(database_url, args, store, out)
     try:
         await wait_listening(servers)
+        await warm_up(servers, texts)
         rows = []
         for clients in [int(n) for n in args.clients.split(",")]:
             row = await one_level(clients, args, servers, cookie, texts)
@@ -304,7 +366,11 @@ async def main() -> None:
         for process, _ in servers:
             process.terminate()
         for process, _ in servers:
-            process.wait(timeout=15)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:  # still chewing on a backlog: not worth waiting for
+                process.kill()
+                process.wait()
 
 
 if __name__ == "__main__":

@@ -43,7 +43,8 @@ def _history(conversation: Conversation) -> dict[str, Any]:
 
 def _new_history(conversation: Conversation) -> dict[str, Any]:
     """``_history`` of a conversation this socket has just started: known without a query."""
-    return {"messages": [], "status": conversation.status, **selectors.conversation_team_payload(conversation=conversation)}
+    team = selectors.conversation_team_payload(conversation=conversation)
+    return {"messages": [], "status": conversation.status, **team}
 
 
 async def _predict(text: str):
@@ -77,7 +78,8 @@ class CustomerChatConsumer(JsonFrameConsumer):
                 return
         self.conversation = conversation
         self.group = services.conversation_group(conversation.pk)
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        async with services.layer_slot():
+            await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
         if token is None:
             await self.send_json({"type": "conversation", "id": conversation.pk, "token": conversation.token})
@@ -88,7 +90,8 @@ class CustomerChatConsumer(JsonFrameConsumer):
 
     async def disconnect(self, code):
         if self.conversation is not None:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+            async with services.layer_slot():
+                await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def frame_message(self, frame: dict[str, Any]) -> None:
         result, broadcasts = await db_call(
@@ -114,11 +117,11 @@ class CustomerChatConsumer(JsonFrameConsumer):
             "type": "chat.typing", "sender": "customer", "conversation_id": self.conversation.pk,
             "origin": self.channel_name,
         }
-        await self.channel_layer.group_send(self.group, event)
+        await services.broadcasts_send([(self.group, event)])
         if self.conversation.routed_at is None:
             self.conversation = await db_run(selectors.conversation_get_by_token, token=self.conversation.token)
         if self.conversation.routed_at is not None:
-            await self.channel_layer.group_send(services.inbox_group(self.conversation), event)
+            await services.broadcasts_send([(services.inbox_group(self.conversation), event)])
 
     async def chat_message(self, event):
         await self.send_json({"type": "message", **event["message"]})

@@ -9,10 +9,12 @@ hold the agents of an inbox. A conversation's inbox group is its team's, or ``tr
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Iterator, Protocol
+from weakref import WeakKeyDictionary
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -73,6 +75,9 @@ class Outbox:
 
 
 _outbox: ContextVar[Outbox | None] = ContextVar("chat_broadcast_outbox", default=None)
+# Channel-layer calls in flight per event loop (see layer_slot); well under redis-py's 100.
+LAYER_CONCURRENCY = 48
+_layer_slots: WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = WeakKeyDictionary()
 
 
 @contextmanager
@@ -105,12 +110,27 @@ def broadcast_on_commit(group: str, event: dict[str, Any]) -> None:
     transaction.on_commit(lambda: _deliver(outbox, group, event))
 
 
+def layer_slot() -> asyncio.Semaphore:
+    """Hold one while talking to the channel layer: at most LAYER_CONCURRENCY calls per event loop.
+
+    channels_redis draws each call's connection from a redis-py pool that raises (it does not
+    wait) once its 100 connections are in use: hundreds of sockets broadcasting at once would
+    otherwise kill consumers with MaxConnectionsError.
+    """
+    loop = asyncio.get_running_loop()
+    slots = _layer_slots.get(loop)
+    if slots is None:
+        slots = _layer_slots[loop] = asyncio.Semaphore(LAYER_CONCURRENCY)
+    return slots
+
+
 async def broadcasts_send(events: list[tuple[str, dict[str, Any]]]) -> None:
     """Send collected broadcasts in the order they were committed."""
     if events:
         layer = get_channel_layer()
-        for group, event in events:
-            await layer.group_send(group, event)
+        async with layer_slot():
+            for group, event in events:
+                await layer.group_send(group, event)
 
 
 def client_id_validate(*, client_id: object) -> str:

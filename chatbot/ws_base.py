@@ -16,6 +16,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
@@ -143,6 +144,16 @@ class JsonFrameConsumer(AsyncWebsocketConsumer):
             writes_per_window=int(setting("CHAT_MESSAGES_PER_10S")),
         )
         await super().websocket_connect(message)
+
+    async def dispatch(self, message):
+        # Channels runs close_old_connections on its single sync thread before every frame and
+        # every group event: one thread hop each, all of a process's sockets queued on one
+        # thread. These consumers never use that thread's connection; db_call does the same
+        # cleanup around each call on the thread that holds the connection.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def receive(self, text_data=None, bytes_data=None):
         try:
