@@ -2,6 +2,10 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+admin.site.site_header = "Switchboard admin"
+admin.site.site_title = "Switchboard"
+admin.site.index_title = "Label, train, promote"
+
 urlpatterns = [
     path("admin/finetune/label-next/", include("finetune.admin_label_next")),
     path("admin/", include("routing.admin_learning")),

@@ -130,7 +130,7 @@ def test_admin_index_shows_warnings_and_links(client, staff_user, drifting):
     assert "Corrections for Billing doubled this week" in content
     for url in ("/admin/finetune/label-next/", DRIFT_URL, "/admin/routing/learning/shadow/"):
         assert f'href="{url}"' in content
-    assert 'id="learning-loop"' in content and "Site administration" in content
+    assert 'id="learning-loop"' in content and "Label, train, promote" in content
 
 
 def _drift_check_output(*args) -> str:
