@@ -79,8 +79,9 @@ class Router:
 
     def state(self) -> RouterState:
         """The current state, refreshed first when the reload interval has passed."""
-        due = time.monotonic() - self._checked_at >= float(setting("ROUTER_RELOAD_SECONDS"))
-        if due or self._state.model is None:
+        # Also while no model serves: a burst of first messages must not queue on the DB check;
+        # the first model is picked up within the same interval as any promotion.
+        if time.monotonic() - self._checked_at >= float(setting("ROUTER_RELOAD_SECONDS")):
             self._refresh()
         return self._state
 

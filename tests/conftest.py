@@ -34,3 +34,11 @@ def agent_user(db, teams):
 @pytest.fixture
 def plain_user(db):
     return get_user_model().objects.create_user("plain", "plain@example.com", "plain-pass-123")
+
+
+@pytest.fixture(autouse=True)
+def router_recheck_at_first_use():
+    """Each test starts with the process router due for a check, so it sees the test's own data."""
+    from routing.router import get_router
+
+    get_router()._checked_at = float("-inf")
