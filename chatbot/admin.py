@@ -26,8 +26,17 @@ class ConversationAdmin(admin.ModelAdmin):
     list_display = ("id", "status", "team", "predicted_team", "confidence", "model_version", "updated_at")
     list_filter = ("status", "team", "predicted_team")
     search_fields = ("messages__text",)
-    readonly_fields = ("token", "predicted_team", "confidence", "model_version", "routed_at", "created_at", "updated_at", "closed_at")
+    # Read-only: reassigning and closing happen in the agent console, through the services that
+    # write the correction ticket and tell the customer; an admin edit would skip all of that.
+    readonly_fields = (
+        "status", "team", "predicted_team", "confidence", "model_version", "routed_at",
+        "assigned_agent", "created_at", "updated_at", "closed_at",
+    )
+    exclude = ("token",)  # the customer's secret: nobody needs to read it
     inlines = [MessageInline, RoutingEventInline]
+
+    def has_add_permission(self, request):
+        return False
 
     def get_search_results(self, request, queryset, search_term):
         queryset, _ = super().get_search_results(request, queryset, search_term)
@@ -40,3 +49,6 @@ class RoutingEventAdmin(admin.ModelAdmin):
     list_display = ("id", "conversation", "model_version", "shadow", "team", "confidence", "triage", "created_at")
     list_filter = ("shadow", "triage", "team", "model_version")
     readonly_fields = ("conversation", "message", "model_version", "shadow", "team", "confidence", "triage", "created_at")
+
+    def has_add_permission(self, request):
+        return False

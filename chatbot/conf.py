@@ -36,7 +36,7 @@ DEFAULTS: dict[str, Any] = {
     # Largest import upload accepted (bytes).
     "MAX_IMPORT_BYTES": 20 * 1024 * 1024,
     # Per-connection chat limits.
-    "CHAT_MAX_FRAME_BYTES": 16 * 1024,
+    "CHAT_MAX_FRAME_BYTES": 32 * 1024,  # 5,000 characters of 4-byte UTF-8 plus JSON escaping
     "CHAT_MESSAGES_PER_10S": 20,
     # A run whose heartbeat is older than this (seconds) is considered dead.
     "RUN_STALE_SECONDS": 120,

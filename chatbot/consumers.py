@@ -172,7 +172,7 @@ class AgentConsumer(JsonFrameConsumer):
         self.user = self.scope.get("user")
         self.teams: list[tuple[str, str]] = []
         if self.user is None or not self.user.is_authenticated:
-            await self.refuse(CLOSE_UNAUTHENTICATED, "unauthenticated", "Log in at /admin/login/ first.")
+            await self.refuse(CLOSE_UNAUTHENTICATED, "unauthenticated", "Log in at /agent/login/ first.")
             return
         if not await db_run(selectors.agent_can_use_console, user=self.user):
             await self.refuse(CLOSE_FORBIDDEN, "forbidden", "Only staff and team members can use the agent console.")

@@ -49,7 +49,7 @@ class Conversation(models.Model):
 
     @property
     def in_triage(self) -> bool:
-        return self.team_id is None and self.status == self.Status.OPEN
+        return self.status == self.Status.OPEN and (self.team_id is None or not self.team.active)
 
 
 class Message(models.Model):

@@ -57,7 +57,8 @@ def conversation_team_payload(*, conversation: Conversation) -> dict[str, Any]:
     return {
         "team": team.slug if team else None,
         "team_name": team.name if team else None,
-        "triage": team is None,
+        # A deactivated team has no inbox any more: its open conversations wait in triage.
+        "triage": team is None or not team.active,
     }
 
 
@@ -104,7 +105,7 @@ def _agent_conversations(*, user: AbstractBaseUser) -> QuerySet[Conversation]:
     routed = Conversation.objects.filter(routed_at__isnull=False).select_related("team", "predicted_team")
     if user.is_staff:
         return routed
-    return routed.filter(Q(team__isnull=True) | Q(team__members=user, team__active=True))
+    return routed.filter(Q(team__isnull=True) | Q(team__active=False) | Q(team__members=user, team__active=True))
 
 
 def conversation_get_for_agent(*, user: AbstractBaseUser, conversation_id: object) -> Conversation:

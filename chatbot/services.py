@@ -63,7 +63,10 @@ def conversation_group(conversation_id: int) -> str:
 
 
 def inbox_group(conversation: Conversation) -> str:
-    return team_group(conversation.team.slug) if conversation.team_id else TRIAGE_GROUP
+    # A deactivated team has no inbox any more: its conversations are triage's.
+    if conversation.team_id and conversation.team.active:
+        return team_group(conversation.team.slug)
+    return TRIAGE_GROUP
 
 
 class Outbox:
@@ -233,7 +236,7 @@ def message_post_agent(
 
 
 def _model_version_for(prediction: PredictionLike | None) -> ModelVersion | None:
-    if prediction is None or not str(prediction.model_version).isdigit():
+    if prediction is None or not str(prediction.model_version).isdecimal():
         return None
     return ModelVersion.objects.filter(pk=int(prediction.model_version)).first()
 

@@ -15,5 +15,3 @@ urlpatterns = [
         name="agent-login",
     ),
 ]
-# Plain `daphne chatbot.asgi:application` serves no static files; with DEBUG on this serves
-# widget.js and the console's assets (it is empty when DEBUG is off: use a static server then).

@@ -156,6 +156,7 @@ class JsonFrameConsumer(AsyncWebsocketConsumer):
         await handler(message)
 
     async def receive(self, text_data=None, bytes_data=None):
+        frame = None
         try:
             self.guard.check_size(len(text_data.encode()) if text_data is not None else len(bytes_data or b""))
             frame = frame_decode(text_data)
@@ -169,15 +170,20 @@ class JsonFrameConsumer(AsyncWebsocketConsumer):
                 return
             await getattr(self, f"frame_{kind}")(frame)
         except SwitchboardError as exc:
-            await self.send_error(exc.code, exc.message)
+            # Naming the refused message lets the client stop resending it.
+            client_id = frame.get("client_id") if isinstance(frame, dict) else None
+            await self.send_error(exc.code, exc.message, client_id=client_id if isinstance(client_id, str) else None)
             if self.guard.gross:
                 await self.close(code=CLOSE_ABUSE)
 
     async def send_json(self, content: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(content))
 
-    async def send_error(self, code: str, detail: str) -> None:
-        await self.send_json({"type": "error", "code": code, "detail": detail})
+    async def send_error(self, code: str, detail: str, *, client_id: str | None = None) -> None:
+        frame = {"type": "error", "code": code, "detail": detail}
+        if client_id:
+            frame["client_id"] = client_id[:64]
+        await self.send_json(frame)
 
     async def refuse(self, code: int, error: str, detail: str) -> None:
         """Accept only to explain: browsers never see the reason of a refused handshake."""

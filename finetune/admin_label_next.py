@@ -49,7 +49,7 @@ def _render(request: HttpRequest) -> HttpResponse:
 def _act(request: HttpRequest) -> None:
     action = request.POST.get("action", "label")
     ticket_id = request.POST.get("ticket", "")
-    if not ticket_id.isdigit():
+    if not ticket_id.isdecimal():
         raise SwitchboardError(f"ticket must be a ticket id, got {ticket_id!r}.", code="invalid_ticket")
     ticket_id = int(ticket_id)
     if action == "skip":

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from chatbot.conf import setting
@@ -66,7 +66,15 @@ def ticket_ingest(
         ticket.team = team
         ticket.labelled_by = user if user is not None and user.is_authenticated else None
         ticket.labelled_at = timezone.now()
-    ticket.save()
+    try:
+        with transaction.atomic():
+            ticket.save()
+    except IntegrityError:
+        # Another request ingested the same external id between our check and our insert.
+        existing = Ticket.objects.filter(source=source, external_id=external_id).first()
+        if existing is None:
+            raise
+        return IngestResult(ticket=existing, created=False)
     return IngestResult(ticket=ticket, created=True)
 
 

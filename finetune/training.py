@@ -5,14 +5,16 @@ from __future__ import annotations
 import logging
 import re
 import shutil
+import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from django.db import transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 from django.utils.crypto import get_random_string
 
@@ -154,15 +156,19 @@ def training_examples_collect(*, config: TrainConfig) -> tuple[list[LabelledText
         .select_related("team")
         .order_by("id")
     )
+    # The same text (an import and a later correction, say) always shares one split: otherwise a
+    # test ticket could also be a training ticket and flatter the test accuracy.
+    split_of_text = {t.text_hash: t.split for t in tickets if t.split}
     splits = assign_splits(
         [t.team.slug for t in tickets],
-        [t.split for t in tickets],
+        [t.split or split_of_text.get(t.text_hash, "") for t in tickets],
         seed=config.seed,
         val_fraction=config.val_fraction,
         test_fraction=config.test_fraction,
     )
     changed = []
     for ticket, split in zip(tickets, splits):
+        split = split_of_text.setdefault(ticket.text_hash, split)
         if ticket.split != split:
             ticket.split = split
             changed.append(ticket)
@@ -232,6 +238,34 @@ class RunTracker:
         )
 
 
+@contextmanager
+def _heartbeat(run_id: int) -> Iterator[None]:
+    """Refresh the run's heartbeat from a thread while it executes.
+
+    Some pipeline steps (test-set inference, ONNX export, the baseline) make no progress calls
+    for a while; without this, a slow machine could make a live run look dead to other processes.
+    """
+    stop = threading.Event()
+    interval = max(float(setting("RUN_STALE_SECONDS")) / 4, 1.0)
+
+    def beat() -> None:
+        try:
+            while not stop.wait(interval):
+                TrainingRun.objects.filter(pk=run_id, status=Status.RUNNING).update(heartbeat_at=timezone.now())
+        except DatabaseError:
+            logger.exception("Training run #%s: heartbeat failed", run_id)
+        finally:
+            connection.close()  # this thread's own connection
+
+    thread = threading.Thread(target=beat, name=f"run-{run_id}-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=2)
+
+
 def _claim(run_id: int) -> bool:
     now = timezone.now()
     return bool(
@@ -251,7 +285,8 @@ def training_run_execute(*, run_id: int, progress_printer: ProgressPrinter | Non
     tracker = RunTracker(run, progress_printer)
     work_dir = model_store() / f"{TMP_PREFIX}{run.pk}-{get_random_string(8)}"
     try:
-        version, summary = _train_and_register(run, tracker, work_dir)
+        with _heartbeat(run.pk):
+            version, summary = _train_and_register(run, tracker, work_dir)
     except Cancelled:
         tracker.line("cancelled")
         return _finish(run, tracker, Status.CANCELLED, error="Cancelled on request.")

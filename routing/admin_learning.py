@@ -66,7 +66,7 @@ def _shadow_act(request: HttpRequest, version: ModelVersion) -> HttpResponse:
 def shadow_report_view(request: HttpRequest) -> HttpResponse:
     _require(request, "routing.view_modelversion")
     requested = request.GET.get("version") or request.POST.get("version")
-    version = get_object_or_404(ModelVersion, pk=int(requested)) if str(requested).isdigit() else shadow_version()
+    version = get_object_or_404(ModelVersion, pk=int(requested)) if str(requested).isdecimal() else shadow_version()
     if request.method == "POST" and version is not None:
         return _shadow_act(request, version)
     shadowed = ModelVersion.objects.filter(routing_events__shadow=True).distinct().order_by("-pk")[:20]

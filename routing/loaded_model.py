@@ -47,6 +47,8 @@ class TeamInfo:
     name: str
     # The team's own triage threshold; None defers to the model's proposal, then the global value.
     triage_threshold: float | None
+    # An inactive team has no inbox: a message predicted for it always goes to triage.
+    active: bool = True
 
 
 def artifact_dir(version: ModelVersion) -> Path:
@@ -173,7 +175,7 @@ class LoadedModel:
                     team=slug,
                     team_name=info.name if info is not None else slug,
                     confidence=confidence,
-                    triage=confidence < threshold,
+                    triage=confidence < threshold or info is None or not info.active,
                     scores={label: float(p) for label, p in zip(self.labels, row)},
                     model_version=self.version,
                 )

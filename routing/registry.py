@@ -66,6 +66,12 @@ def promotion_gate(*, candidate: ModelVersion) -> tuple[bool, str]:
             f"v{candidate.pk} stays a candidate: AUTO_PROMOTE is off. Compare it with v{active.pk} "
             "on its evaluation page and promote it in the admin."
         )
+    evaluated_on = (candidate.metrics or {}).get("evaluated_on", "test")
+    if evaluated_on != "test":
+        return False, (
+            f"v{candidate.pk} stays a candidate: it was scored on the {evaluated_on} split (no test tickets), "
+            "which is no fair comparison with the active version."
+        )
     if candidate.test_accuracy is None or active.test_accuracy is None:
         return False, f"v{candidate.pk} stays a candidate: a test accuracy is missing, so there is no fair comparison."
     margin = setting("PROMOTION_MARGIN")

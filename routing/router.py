@@ -115,8 +115,8 @@ class Router:
     def _next_state(self, current: RouterState) -> RouterState:
         row = ModelVersion.objects.filter(state=ModelVersion.State.ACTIVE).values_list("pk", "sha256").first()
         teams = {
-            slug: TeamInfo(name=name, triage_threshold=threshold)
-            for slug, name, threshold in Team.objects.values_list("slug", "name", "triage_threshold")
+            slug: TeamInfo(name=name, triage_threshold=threshold, active=active)
+            for slug, name, threshold, active in Team.objects.values_list("slug", "name", "triage_threshold", "active")
         }
         if row is None:
             return RouterState(model=None, teams=teams, problem=NO_MODEL_MESSAGE)

@@ -63,8 +63,8 @@ shadow_models = _ShadowModelCache()
 
 
 def _team_directory() -> dict[str, TeamInfo]:
-    rows = Team.objects.values_list("slug", "name", "triage_threshold")
-    return {slug: TeamInfo(name=name, triage_threshold=threshold) for slug, name, threshold in rows}
+    rows = Team.objects.values_list("slug", "name", "triage_threshold", "active")
+    return {slug: TeamInfo(name=name, triage_threshold=threshold, active=active) for slug, name, threshold, active in rows}
 
 
 def _score(*, conversation_id: int, message_id: int | None, text: str) -> RoutingEvent | None:
@@ -174,7 +174,7 @@ def _ground_truth(conversation_ids: set[int], active: dict[int, Decision]) -> di
     ).values_list("external_id", "team_id")
     for external_id, team_id in corrections:
         suffix = external_id.removeprefix(CORRECTION_PREFIX)
-        if suffix.isdigit() and int(suffix) in conversation_ids:
+        if suffix.isdecimal() and int(suffix) in conversation_ids:
             truth[int(suffix)] = team_id
     triaged = [pk for pk, (_, triage) in active.items() if triage and pk not in truth]
     assigned = Conversation.objects.filter(pk__in=triaged, team__isnull=False).values_list("pk", "team_id")

@@ -6,6 +6,11 @@ cd "$(dirname "$0")/.."
 REQS="${1:-requirements.txt}"
 PYTHON="${PYTHON:-python3.11}"
 command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+if ! "$PYTHON" -c 'import sys; raise SystemExit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then
+  echo "Switchboard needs Python 3.11 (Django 5.2 LTS, torch 2.13 pins); found: $("$PYTHON" --version 2>&1)." >&2
+  echo "Install python3.11 (and python3.11-venv on Debian/Ubuntu) or set PYTHON=/path/to/python3.11." >&2
+  exit 1
+fi
 if [ ! -x .venv/bin/python ]; then
   echo "==> creating .venv with $($PYTHON --version)"
   "$PYTHON" -m venv .venv

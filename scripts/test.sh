@@ -4,10 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh requirements-dev.txt
-if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
-  echo "==> installing Debian chromium + chromium-driver for the browser tests"
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
+if [ ! -x /usr/bin/chromium ]; then
+  echo "==> installing Debian's chromium for the browser tests (playwright drives /usr/bin/chromium)"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo -n"
+  if ! { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium >/dev/null; }; then
+    echo "Could not install chromium: run 'sudo apt-get install chromium' once, then re-run." >&2
+    exit 1
+  fi
 fi
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 exec .venv/bin/python -m pytest "$@"

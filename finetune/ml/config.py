@@ -37,6 +37,7 @@ class TrainConfig:
     min_per_team: int = 8  # refuse to train with fewer labelled tickets for any team
     parity_threshold: float = 0.97  # min top-1 agreement int8 ONNX vs torch student on val
     patience: int = 2  # epochs without a better val macro-F1 before stopping
+    keep_best_epoch: bool = False  # restore the best-val epoch instead of the last; see DESIGN (val is small)
     class_weighting: str = "balanced"  # "balanced" (inverse frequency) or "none"
     threads: int = 0  # torch CPU threads; 0 = all cores
     target_precision: float = 0.95  # the proposed triage threshold aims at this precision

@@ -63,7 +63,8 @@ def train_student(
         return macro_f1(predict_logits(student, val_ids, pad_id).argmax(1), val_y, student.config.num_labels)
 
     plan = FitPlan(
-        config.distil_epochs, config.distil_lr, config.weight_decay, config.batch_size, config.patience, config.seed
+        config.distil_epochs, config.distil_lr, config.weight_decay, config.batch_size, config.patience, config.seed,
+        keep_best=config.keep_best_epoch,
     )
     history = fit(
         student,

@@ -67,7 +67,7 @@ def train_teacher(
 
     plan = FitPlan(
         config.epochs, config.lr, config.weight_decay, config.batch_size, config.patience, config.seed,
-        min_steps=config.min_teacher_steps,
+        min_steps=config.min_teacher_steps, keep_best=config.keep_best_epoch,
     )
     history = fit(
         model,

@@ -28,6 +28,7 @@ class FitPlan:
     min_steps: int = 0  # small datasets: each epoch repeats the data so all epochs total ≥ this
     warmup: float = 0.1  # share of steps with a linearly rising learning rate
     clip: float = 1.0  # gradient norm clip
+    keep_best: bool = False  # restore the best-validation epoch; False keeps the last (fully decayed) one
 
 
 def _optimizer(model: torch.nn.Module, plan: FitPlan) -> torch.optim.AdamW:
@@ -48,7 +49,7 @@ def fit(
     validate: Callable[[], float] | None,
     on_step: StepHook,
 ) -> dict:
-    """Train in length-grouped batches; keep the weights of the best validation epoch."""
+    """Train in length-grouped batches; keep the last epoch, or the best validation one if asked."""
     rng = random.Random(plan.seed)
     batches_per_pass = len(length_grouped_batches(lengths, plan.batch_size, random.Random(0)))
     passes = max(1, math.ceil(plan.min_steps / max(1, batches_per_pass * plan.epochs)))
@@ -72,10 +73,13 @@ def fit(
         # ">=": on a tie the later epoch (lower learning rate, more converged) wins.
         if scores[-1] >= best_score:
             best_score, best_epoch, stale = scores[-1], epoch, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            if plan.keep_best:
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         elif plan.patience and (stale := stale + 1) >= plan.patience:
             break
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
-    return {"epochs_run": epoch, "best_epoch": best_epoch or epoch, "val_macro_f1": scores, "steps": step}
+    kept = best_epoch if best_state is not None else epoch
+    return {"epochs_run": epoch, "best_epoch": best_epoch or epoch, "kept_epoch": kept, "val_macro_f1": scores,
+            "steps": step}

@@ -63,6 +63,17 @@ async def test_inbox_lists_own_team_and_triage_only(teams, agent_user, keyword_r
         await socket.disconnect()
 
 
+async def test_conversations_of_a_deactivated_team_wait_in_triage(teams, agent_user, keyword_router):
+    """Deactivating a team moves its open conversations to every agent's triage queue."""
+    bugs, bugs_id = await _routed_conversation("app crash on start")
+    await database_sync_to_async(lambda: type(teams[2]).objects.filter(pk=teams[2].pk).update(active=False))()
+    agent, inbox = await agent_socket(agent_user)
+    summary = next(c for c in inbox["conversations"] if c["id"] == bugs_id)
+    assert (summary["team"], summary["triage"]) == ("bugs", True)
+    for socket in (bugs, agent):
+        await socket.disconnect()
+
+
 async def test_reply_reaches_customer_and_is_acked(teams, agent_user, keyword_router):
     """An agent's reply is stored once, acked, and delivered to the customer with the author."""
     customer, conversation_id = await _routed_conversation("invoice question")

@@ -152,6 +152,18 @@ async def test_malformed_frames_get_an_error_and_the_socket_stays_up(teams, keyw
     await socket.disconnect()
 
 
+async def test_refused_message_error_names_its_client_id(teams, keyword_router):
+    """A message refused for good is named in the error, so the widget stops resending it."""
+    socket, _ = await customer_socket()
+    await receive_type(socket, "history")
+    await socket.send_json_to({"type": "message", "text": "z" * 5001, "client_id": "too-long-1"})
+    error = await receive_type(socket, "error")
+    assert (error["code"], error["client_id"]) == ("text_too_long", "too-long-1")
+    await socket.send_to(text_data="not json")
+    assert "client_id" not in await receive_type(socket, "error")
+    await socket.disconnect()
+
+
 async def test_oversized_frame_is_refused_without_closing(teams, keyword_router, settings):
     """A frame over CHAT_MAX_FRAME_BYTES is refused with an error; the connection stays usable."""
     settings.SWITCHBOARD = {**settings.SWITCHBOARD, "CHAT_MAX_FRAME_BYTES": 200}

@@ -102,6 +102,17 @@ def test_triage_threshold_precedence(
     assert [p.triage for p in router.predict(["card", "bug", "login"])] == [expect_triage] * 3
 
 
+def test_inactive_team_always_goes_to_triage(router, teams, install_version, settings):
+    """A confident answer for a deactivated team (no inbox) is sent to triage instead."""
+    settings.SWITCHBOARD = {**settings.SWITCHBOARD, "TRIAGE_THRESHOLD": 0.0}
+    install_version("v1", state="active", proposed_triage_threshold=0.0)
+    before = router.predict(["card"])[0]
+    Team.objects.filter(slug=before.team).update(active=False)
+    router._checked_at = float("-inf")
+    after = router.predict(["card"])[0]
+    assert (before.triage, after.team, after.triage) == (False, before.team, True)
+
+
 def test_no_active_model_raises_no_model(router, teams, install_version):
     """With only a candidate registered, predict raises NoModelError (503, code no_model)."""
     install_version("v1", state="candidate")

@@ -246,7 +246,7 @@
       $("ag-conn").textContent = "offline";
       $("ag-conn").classList.remove("ag-ok");
       if (event.code === 4401 || event.code === 4403) {
-        showError("You are logged out or not in a team: log in at /admin/login/ and reload.");
+        showError("You are logged out or not in a team: log in at /agent/login/ and reload.");
         return;
       }
       var ceiling = Math.min(30000, 500 * Math.pow(2, attempts));

@@ -271,6 +271,18 @@
       if (frame.code === "rate_limited") {
         clearTimeout(retryTimer);
         retryTimer = setTimeout(flushOutbox, 3000);
+      } else if (frame.client_id) {
+        // Refused for good (too long, empty, malformed): resending it would fail forever.
+        saved.outbox = saved.outbox.filter(function (item) {
+          return item.client_id !== frame.client_id;
+        });
+        save();
+        var node = log.querySelector('[data-client-id="' + cssEscape(frame.client_id) + '"]');
+        if (node) {
+          node.classList.remove("sb-pending");
+          node.classList.add("sb-failed");
+          node.title = "Not sent: " + (frame.detail || frame.code);
+        }
       }
       showStatus(frame.detail || frame.code);
     },

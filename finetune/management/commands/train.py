@@ -15,7 +15,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from chatbot.errors import SwitchboardError
-from finetune.training import training_run_execute, training_run_start
+from finetune.training import training_run_execute, training_run_start, training_runs_fail_stale
 
 ROWS = (("baseline", "TF-IDF + LR baseline"), ("teacher", "teacher"), ("student", "student"), ("int8", "int8 ONNX (served)"))
 
@@ -68,8 +68,12 @@ class Command(BaseCommand):
     @staticmethod
     def _follow(run, show):
         """Poll the row the worker updates (at most once a second) until the run ends."""
+        polls = 0
         while not run.is_finished:
             time.sleep(1)
+            polls += 1
+            if polls % 15 == 0:  # a worker that died mid-run must not leave us waiting forever
+                training_runs_fail_stale()
             run.refresh_from_db()
             show(run.stage or "queued", run.percent, run.eta_seconds, "")
         return run
