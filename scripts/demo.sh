@@ -21,7 +21,7 @@ WORKER_PID=$!
 trap 'kill $WORKER_PID 2>/dev/null || true' EXIT INT TERM
 
 if ! $PY manage.py shell -v 0 -c "from routing.models import ModelVersion as M; raise SystemExit(0 if M.objects.filter(state='active').exists() else 1)"; then
-  echo "==> the worker trains the first model on the demo tickets (a few minutes on 2 cores)"
+  echo "==> the worker trains the first model on the demo tickets (about 4 minutes on 2 cores)"
   $PY manage.py train --queue --wait
 fi
 
