@@ -204,6 +204,17 @@
     return false;
   }
 
+  // The server answered for this message (ack or final refusal): out of the outbox, not pending.
+  function settle(clientId) {
+    saved.outbox = saved.outbox.filter(function (item) {
+      return item.client_id !== clientId;
+    });
+    save();
+    var node = log.querySelector('[data-client-id="' + cssEscape(clientId) + '"]');
+    if (node) node.classList.remove("sb-pending");
+    return node;
+  }
+
   function flushOutbox() {
     saved.outbox.forEach(function (item) {
       sendFrame({ type: "message", text: item.text, client_id: item.client_id });
@@ -236,15 +247,8 @@
       flushOutbox();
     },
     ack: function (frame) {
-      saved.outbox = saved.outbox.filter(function (item) {
-        return item.client_id !== frame.client_id;
-      });
-      save();
-      var node = log.querySelector('[data-client-id="' + cssEscape(frame.client_id) + '"]');
-      if (node) {
-        node.classList.remove("sb-pending");
-        rendered[frame.message_id] = node;
-      }
+      var node = settle(frame.client_id);
+      if (node) rendered[frame.message_id] = node;
     },
     message: function (frame) {
       typing.hidden = true;
@@ -273,15 +277,10 @@
         retryTimer = setTimeout(flushOutbox, 3000);
       } else if (frame.client_id) {
         // Refused for good (too long, empty, malformed): resending it would fail forever.
-        saved.outbox = saved.outbox.filter(function (item) {
-          return item.client_id !== frame.client_id;
-        });
-        save();
-        var node = log.querySelector('[data-client-id="' + cssEscape(frame.client_id) + '"]');
-        if (node) {
-          node.classList.remove("sb-pending");
-          node.classList.add("sb-failed");
-          node.title = "Not sent: " + (frame.detail || frame.code);
+        var failed = settle(frame.client_id);
+        if (failed) {
+          failed.classList.add("sb-failed");
+          failed.title = "Not sent: " + (frame.detail || frame.code);
         }
       }
       showStatus(frame.detail || frame.code);
