@@ -251,9 +251,10 @@ def _heartbeat(run_id: int) -> Iterator[None]:
     def beat() -> None:
         try:
             while not stop.wait(interval):
-                TrainingRun.objects.filter(pk=run_id, status=Status.RUNNING).update(heartbeat_at=timezone.now())
-        except DatabaseError:
-            logger.exception("Training run #%s: heartbeat failed", run_id)
+                try:
+                    TrainingRun.objects.filter(pk=run_id, status=Status.RUNNING).update(heartbeat_at=timezone.now())
+                except DatabaseError:  # a busy database: the next beat tries again
+                    logger.warning("Training run #%s: heartbeat write failed", run_id, exc_info=True)
         finally:
             connection.close()  # this thread's own connection
 
