@@ -30,9 +30,9 @@ def _rate(part: int, whole: int) -> float | None:
 
 
 @dataclass(frozen=True)
-class TeamDay:
-    slug: str
-    name: str
+class DriftCounts:
+    """Routed and triaged messages and agent corrections, for one day (and one team or all)."""
+
     routed: int
     triaged: int
     corrections: int
@@ -43,25 +43,20 @@ class TeamDay:
 
     @property
     def correction_rate(self) -> float | None:
-        """Corrections into this team per conversation the model routed to it."""
+        """Corrections per conversation the model routed."""
         return _rate(self.corrections, self.routed)
 
 
 @dataclass(frozen=True)
-class DriftDay:
+class TeamDay(DriftCounts):
+    slug: str
+    name: str
+
+
+@dataclass(frozen=True)
+class DriftDay(DriftCounts):
     day: date
-    routed: int
-    triaged: int
-    corrections: int
     teams: list[TeamDay] = field(default_factory=list)
-
-    @property
-    def triage_share(self) -> float | None:
-        return _rate(self.triaged, self.routed)
-
-    @property
-    def correction_rate(self) -> float | None:
-        return _rate(self.corrections, self.routed)
 
 
 def _routing_counts(start: datetime) -> dict[tuple[date, int | None], tuple[int, int]]:
