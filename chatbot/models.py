@@ -47,10 +47,6 @@ class Conversation(models.Model):
     def __str__(self) -> str:
         return f"Conversation #{self.pk}"
 
-    @property
-    def in_triage(self) -> bool:
-        return self.status == self.Status.OPEN and (self.team_id is None or not self.team.active)
-
 
 class Message(models.Model):
     class Sender(models.TextChoices):

@@ -52,13 +52,17 @@ def conversation_first_customer_text(*, conversation: Conversation) -> str:
     return first or ""
 
 
+def conversation_in_triage(*, conversation: Conversation) -> bool:
+    """No team yet, or a deactivated one: it has no inbox any more, so triage holds it."""
+    return conversation.team_id is None or not conversation.team.active
+
+
 def conversation_team_payload(*, conversation: Conversation) -> dict[str, Any]:
     team = conversation.team
     return {
         "team": team.slug if team else None,
         "team_name": team.name if team else None,
-        # A deactivated team has no inbox any more: its open conversations wait in triage.
-        "triage": team is None or not team.active,
+        "triage": conversation_in_triage(conversation=conversation),
     }
 
 

@@ -63,10 +63,9 @@ def conversation_group(conversation_id: int) -> str:
 
 
 def inbox_group(conversation: Conversation) -> str:
-    # A deactivated team has no inbox any more: its conversations are triage's.
-    if conversation.team_id and conversation.team.active:
-        return team_group(conversation.team.slug)
-    return TRIAGE_GROUP
+    if selectors.conversation_in_triage(conversation=conversation):
+        return TRIAGE_GROUP
+    return team_group(conversation.team.slug)
 
 
 class Outbox:
