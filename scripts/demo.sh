@@ -8,6 +8,7 @@ scripts/bootstrap.sh requirements.txt
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 PY=.venv/bin/python
 ADDR="${DEMO_ADDR:-127.0.0.1:8000}"
+HOST="${ADDR%:*}" PORT="${ADDR##*:}"
 
 echo "==> migrating the database (var/switchboard.sqlite3)"
 $PY manage.py migrate --noinput -v0
@@ -31,4 +32,5 @@ echo "    chat widget demo   http://$ADDR/"
 echo "    agent console      http://$ADDR/agent/"
 echo "    admin              http://$ADDR/admin/   (credentials printed above)"
 echo "    API docs           http://$ADDR/api/docs/"
-$PY manage.py runserver "$ADDR"
+# The same app server as production (uvicorn; see README "At scale").
+$PY -m uvicorn chatbot.asgi:application --host "$HOST" --port "$PORT" --http httptools --loop uvloop --ws websockets

@@ -1,4 +1,4 @@
-"""Real daphne server subprocesses sharing the test database, for the multi-process and browser tests."""
+"""Real uvicorn server subprocesses sharing the test database, for the multi-process and browser tests."""
 
 from __future__ import annotations
 
@@ -14,7 +14,14 @@ from typing import Iterator
 from django.conf import settings
 from django.db import connection
 
-DAPHNE = Path(sys.executable).with_name("daphne")
+
+
+def server_command(port: int) -> list[str]:
+    """The app server as the README runs it: uvicorn with httptools, uvloop and websockets."""
+    return [
+        sys.executable, "-m", "uvicorn", "chatbot.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+        "--http", "httptools", "--loop", "uvloop", "--ws", "websockets", "--no-access-log",
+    ]
 
 
 def free_port() -> int:
@@ -36,18 +43,18 @@ def _wait_for_port(port: int, process: subprocess.Popen, log: Path, timeout: flo
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"daphne exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+            raise RuntimeError(f"server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
         except OSError:
             time.sleep(0.2)
-    raise RuntimeError(f"daphne did not listen on {port} within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+    raise RuntimeError(f"server did not listen on {port} within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
 
 
 @contextmanager
-def daphne_servers(log_dir: Path, names: list[str], **env: str) -> Iterator[list[str]]:
-    """Run one ``daphne chatbot.asgi:application`` per name, started together (each takes seconds
+def asgi_servers(log_dir: Path, names: list[str], **env: str) -> Iterator[list[str]]:
+    """Run one app server (``server_command``) per name, started together (each takes seconds
     to import the project); yield their http base URLs in order."""
     full_env = {
         **os.environ,
@@ -63,7 +70,7 @@ def daphne_servers(log_dir: Path, names: list[str], **env: str) -> Iterator[list
             port, log = free_port(), Path(log_dir) / f"{name}.log"
             with log.open("w") as out:
                 process = subprocess.Popen(
-                    [str(DAPHNE), "-b", "127.0.0.1", "-p", str(port), "chatbot.asgi:application"],
+                    server_command(port),
                     cwd=settings.BASE_DIR, env=full_env, stdout=out, stderr=subprocess.STDOUT,
                 )
             running.append((process, port, log))

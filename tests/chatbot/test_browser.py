@@ -1,5 +1,5 @@
 """End to end in headless Chromium: the widget on the demo page and the agent console, against a
-real daphne process routing with a real (tiny) ONNX model."""
+real uvicorn process routing with a real (tiny) ONNX model."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model
 from chatbot.models import Conversation, Message
 from finetune.ml.artifacts import verify_checksums
 from routing.models import ModelVersion, Team
-from tests.chatbot.servers import daphne_servers
+from tests.chatbot.servers import asgi_servers
 from tests.ml_fixtures import make_tiny_artifact
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -49,7 +49,7 @@ def test_widget_message_reaches_agent_console_and_reply_comes_back(tmp_path, ser
     artifacts = Path(settings.BASE_DIR) / "test-artifacts"
     artifacts.mkdir(exist_ok=True)
 
-    with daphne_servers(tmp_path, ["web"], MODEL_STORE=str(served_model)) as (server,):
+    with asgi_servers(tmp_path, ["web"], MODEL_STORE=str(served_model)) as (server,):
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             console = browser.new_context().new_page()

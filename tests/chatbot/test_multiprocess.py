@@ -1,4 +1,4 @@
-"""Two daphne processes sharing Redis: a customer on one and an agent on the other hear each other."""
+"""Two uvicorn processes sharing Redis: a customer on one and an agent on the other hear each other."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from asgiref.sync import sync_to_async
 from websockets.asyncio.client import connect
 
 from chatbot.models import Message
-from tests.chatbot.servers import daphne_servers, session_cookie_for
+from tests.chatbot.servers import asgi_servers, session_cookie_for
 
 pytestmark = [pytest.mark.scale, pytest.mark.django_db(transaction=True)]
 
@@ -35,7 +35,7 @@ async def test_customer_and_agent_on_different_processes_see_each_other(tmp_path
     """Customer on process A, agent on process B: routing, messages and replies cross via Redis."""
     env = {"REDIS_URL": REDIS_URL, "CHANNELS_PREFIX": f"sbtest-{uuid.uuid4().hex[:12]}"}
     cookie = await sync_to_async(session_cookie_for)(agent_user)
-    with daphne_servers(tmp_path, ["a", "b"], **env) as (server_a, server_b):
+    with asgi_servers(tmp_path, ["a", "b"], **env) as (server_a, server_b):
         async with _ws(server_b, "/ws/agent/", additional_headers={"Cookie": cookie}) as agent:
             await _next(agent, "inbox")
             async with _ws(server_a, "/ws/chat/") as customer:
