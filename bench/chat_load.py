@@ -12,8 +12,9 @@ once all are connected, each sends ``--messages`` messages paced ``--interval`` 
 starting at a random point in its first interval.
 
 Reports, per N: acks, messages stored in the database (must equal sent: zero lost, zero doubled),
-p50/p99 of send->ack and send->agent-receive, handshake p99 and retries, the servers' peak RSS and
-the 1-minute load average (other work on the machine skews every number here). The channel layer
+p50/p99 of send->ack and send->agent-receive, handshake p99 and retries, the servers' peak RSS,
+the CPU time per message sent (both servers together, and this load generator) and the 1-minute
+load average (other work on the machine skews every latency here; CPU per message much less). The channel layer
 is whatever the settings give the servers with ``REDIS_URL`` set; DJANGO_SETTINGS_MODULE (and
 PYTHONPATH) pass through to them, so another layer can be compared without editing the project.
 """
@@ -274,6 +275,7 @@ async def one_level(clients: int, args, servers, cookie: str, texts: list[str]) 
 
     sampler = asyncio.create_task(sample_rss())
     tasks = await ramp(clients, args, servers, texts, run, go)
+    cpu_before = cpu_seconds(servers)
     started = time.perf_counter()
     go.set()
     done, pending = await asyncio.wait(tasks, timeout=args.timeout)
@@ -284,11 +286,12 @@ async def one_level(clients: int, args, servers, cookie: str, texts: list[str]) 
     while len(run.at_agent) < len(run.acked) and time.monotonic() < drain:
         await asyncio.sleep(0.1)
     elapsed = time.perf_counter() - started
+    cpu = [after - before for before, after in zip(cpu_before, cpu_seconds(servers))]
     stop.set()
     await asyncio.gather(*agents, sampler, return_exceptions=True)
     from asgiref.sync import sync_to_async
 
-    return await sync_to_async(report)(clients, run, elapsed, peak, failures, len(pending))
+    return await sync_to_async(report)(clients, run, elapsed, peak, failures, len(pending), cpu)
 
 
 def stored_counts(conversation_ids: list[int]) -> tuple[int, int]:
@@ -298,7 +301,13 @@ def stored_counts(conversation_ids: list[int]) -> tuple[int, int]:
     return rows.count(), rows.values("client_id").distinct().count()
 
 
-def report(clients: int, run: Run, elapsed: float, peak: dict, failures: list, unfinished: int) -> dict:
+def cpu_seconds(servers) -> list[float]:
+    """CPU time (user + system) used so far by each server, then by this load generator."""
+    used = [sum(psutil.Process(process.pid).cpu_times()[:2]) for process, _ in servers]
+    return [*used, sum(os.times()[:2])]
+
+
+def report(clients: int, run: Run, elapsed: float, peak: dict, failures: list, unfinished: int, cpu: list) -> dict:
     stored, distinct = stored_counts(run.conversations)
     ack_ms = [1000 * (run.acked[c] - run.sent[c]) for c in run.acked if c in run.sent]
     agent_ms = [1000 * (run.at_agent[c] - run.sent[c]) for c in run.at_agent if c in run.sent]
@@ -312,6 +321,9 @@ def report(clients: int, run: Run, elapsed: float, peak: dict, failures: list, u
         "unfinished": unfinished, "connect_p99_ms": percentile(run.connect_ms, 0.99),
         "handshake_retries": len(run.handshake_retries), "retry_reasons": sorted(set(run.handshake_retries)),
         "connect_failed": run.connect_failed, "load1": round(os.getloadavg()[0], 1),
+        # CPU per message sent, from the first send to the drain: both servers, then the load generator.
+        "server_cpu_ms_per_msg": round(1000 * sum(cpu[:-1]) / max(1, len(run.sent)), 2),
+        "loadgen_cpu_ms_per_msg": round(1000 * cpu[-1] / max(1, len(run.sent)), 2),
     }
 
 
@@ -319,7 +331,7 @@ def print_table(rows: list[dict], routing: str) -> None:
     print(f"\nrouting: {routing}; settings: {os.environ.get('DJANGO_SETTINGS_MODULE')}")
     head = (
         "clients", "sent", "acked", "stored", "lost", "doubled", "at_agent", "ack p50", "ack p99", "agent p50",
-        "agent p99", "conn p99", "retries", "conn failed", "RSS MB (A,B)", "s", "load1",
+        "agent p99", "conn p99", "retries", "conn failed", "RSS MB (A,B)", "s", "load1", "CPU ms/msg (servers, loadgen)",
     )
     print(" | ".join(head))
     for r in rows:
@@ -328,6 +340,7 @@ def print_table(rows: list[dict], routing: str) -> None:
             f"{r['ack_p50_ms']:.1f}", f"{r['ack_p99_ms']:.1f}", f"{r['agent_p50_ms']:.1f}", f"{r['agent_p99_ms']:.1f}",
             f"{r['connect_p99_ms']:.0f}", r["handshake_retries"], r["connect_failed"],
             ",".join(map(str, r["rss_mb"])), r["seconds"], r["load1"],
+            f"{r['server_cpu_ms_per_msg']},{r['loadgen_cpu_ms_per_msg']}",
         )))
         if r["errors"] or r["client_failures"] or r["unfinished"] or r["retry_reasons"]:
             print(

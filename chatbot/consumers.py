@@ -14,7 +14,7 @@ from urllib.parse import parse_qs
 from chatbot import selectors, services
 from chatbot.errors import NoModelError
 from chatbot.models import Conversation
-from chatbot.ws_base import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, JsonFrameConsumer, db_call, db_run
+from chatbot.ws_base import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, JsonFrameConsumer, db_call, db_run, post_batcher
 
 logger = logging.getLogger(__name__)
 
@@ -94,13 +94,13 @@ class CustomerChatConsumer(JsonFrameConsumer):
                 await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def frame_message(self, frame: dict[str, Any]) -> None:
-        result, broadcasts = await db_call(
-            services.message_post_customer,
-            conversation=self.conversation, text=frame.get("text"), client_id=frame.get("client_id"),
+        request = services.PostRequest(
+            conversation_id=self.conversation.pk, text=frame.get("text"), client_id=frame.get("client_id")
         )
+        result, broadcasts = await post_batcher().post(request)
         # Stored and committed: ack first, then tell the other sockets (in this socket's order).
         await self.send_json({"type": "ack", "client_id": result.message.client_id, "message_id": result.message.pk})
-        await services.broadcasts_send(broadcasts)
+        await services.broadcasts_send(broadcasts, origin=self.channel_name)
         # Checked after every message, not only the first: a resend after a crash between
         # storing and routing still gets the conversation into an inbox.
         if not result.routed:
@@ -124,7 +124,9 @@ class CustomerChatConsumer(JsonFrameConsumer):
             await services.broadcasts_send([(services.inbox_group(self.conversation), event)])
 
     async def chat_message(self, event):
-        await self.send_json({"type": "message", **event["message"]})
+        # The socket that sent a message has its ack; the conversation's other sockets need it.
+        if event.get("origin") != self.channel_name:
+            await self.send_json({"type": "message", **event["message"]})
 
     async def chat_routed(self, event):
         self.conversation = await db_run(selectors.conversation_get_by_token, token=self.conversation.token)

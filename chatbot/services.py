@@ -46,6 +46,15 @@ class PredictionLike(Protocol):
 
 
 @dataclass(frozen=True)
+class PostRequest:
+    """One customer message for ``messages_post_customer``, as received (validated there)."""
+
+    conversation_id: int
+    text: object
+    client_id: object
+
+
+@dataclass(frozen=True)
 class PostResult:
     message: Message
     # False when the client_id was seen before: the stored message is returned, nothing new.
@@ -83,6 +92,15 @@ _layer_slots: WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = 
 
 
 @contextmanager
+def _collecting_into(outbox: Outbox) -> Iterator[Outbox]:
+    token = _outbox.set(outbox)
+    try:
+        yield outbox
+    finally:
+        _outbox.reset(token)
+
+
+@contextmanager
 def broadcasts_collected() -> Iterator[Outbox]:
     """Keep what commits inside the block in an Outbox instead of sending it from this thread.
 
@@ -91,12 +109,11 @@ def broadcasts_collected() -> Iterator[Outbox]:
     transaction) still sends at once: nothing committed is ever dropped.
     """
     outbox = Outbox()
-    token = _outbox.set(outbox)
     try:
-        yield outbox
+        with _collecting_into(outbox):
+            yield outbox
     finally:
         outbox.open = False
-        _outbox.reset(token)
 
 
 def _deliver(outbox: Outbox | None, group: str, event: dict[str, Any]) -> None:
@@ -126,13 +143,16 @@ def layer_slot() -> asyncio.Semaphore:
     return slots
 
 
-async def broadcasts_send(events: list[tuple[str, dict[str, Any]]]) -> None:
-    """Send collected broadcasts in the order they were committed."""
+async def broadcasts_send(events: list[tuple[str, dict[str, Any]]], *, origin: str | None = None) -> None:
+    """Send collected broadcasts in the order they were committed.
+
+    ``origin``, the sending socket's channel name, rides along so that socket can skip its echo.
+    """
     if events:
         layer = get_channel_layer()
         async with layer_slot():
             for group, event in events:
-                await layer.group_send(group, event)
+                await layer.group_send(group, {**event, "origin": origin} if origin else event)
 
 
 def client_id_validate(*, client_id: object) -> str:
@@ -223,6 +243,91 @@ def _post(
 def message_post_customer(*, conversation: Conversation, text: object, client_id: object) -> PostResult:
     """Store a customer's message once per client_id; a resend returns the stored one."""
     return _post(conversation=conversation, sender=Message.Sender.CUSTOMER, text=text, client_id=client_id)
+
+
+Outcome = tuple[PostResult | SwitchboardError, list[tuple[str, dict[str, Any]]]]
+
+
+def messages_post_customer(*, requests: list[PostRequest]) -> list[Outcome]:
+    """Store many customers' messages in one transaction: one outcome per request, in order.
+
+    Each outcome is the PostResult (or the SwitchboardError refusing that one message) and the
+    broadcasts its commit produced. The same rules as ``message_post_customer``: one row per
+    (conversation, client_id), closed conversations refuse, each conversation row is locked
+    (in id order, so concurrent batches cannot deadlock) before its messages are written.
+    """
+    cleaned: dict[int, tuple[str, str]] = {}
+    outcomes: list[Outcome | None] = [None] * len(requests)
+    for index, request in enumerate(requests):
+        try:
+            text = ticket_text_validate(text=request.text)
+            cleaned[index] = (text, client_id_validate(client_id=request.client_id))
+        except SwitchboardError as exc:
+            outcomes[index] = (exc, [])
+    if cleaned:
+        try:
+            stored = _posts_store(requests, cleaned, check_resends=False)
+        except IntegrityError:
+            # A resend of a stored client_id (rare: reconnects): again, looking them up first.
+            stored = _posts_store(requests, cleaned, check_resends=True)
+        for index, outcome in stored.items():
+            outcomes[index] = outcome
+    return outcomes  # type: ignore[return-value]
+
+
+def _posts_store(requests: list[PostRequest], cleaned: dict[int, tuple[str, str]], *, check_resends: bool):
+    outboxes = {index: Outbox() for index in cleaned}
+    results: dict[int, PostResult | SwitchboardError] = {}
+    try:
+        with transaction.atomic():
+            ids = sorted({requests[index].conversation_id for index in cleaned})
+            locked = {c.pk: c for c in _lock_many(ids)}
+            seen = _stored_by_client_id(locked, [cleaned[i][1] for i in cleaned]) if check_resends else {}
+            new: dict[int, Message] = {}
+            for index, (text, client_id) in cleaned.items():
+                conversation = locked.get(requests[index].conversation_id)
+                key = (requests[index].conversation_id, client_id)
+                if conversation is None or conversation.status == Conversation.Status.CLOSED:
+                    number = requests[index].conversation_id
+                    results[index] = SwitchboardError(
+                        f"Conversation {number} is closed; start a new conversation to write again.",
+                        code="conversation_closed",
+                    )
+                elif key in seen:
+                    results[index] = PostResult(message=seen[key], created=False, routed=conversation.routed_at is not None)
+                else:
+                    seen[key] = new[index] = Message(
+                        conversation=conversation, sender=Message.Sender.CUSTOMER, text=text, client_id=client_id
+                    )
+            Message.objects.bulk_create(new.values())
+            _touch_many([locked[m.conversation_id] for m in new.values()])
+            for index, message in new.items():
+                conversation = locked[message.conversation_id]
+                with _collecting_into(outboxes[index]):
+                    _message_broadcast(conversation, message)
+                results[index] = PostResult(message=message, created=True, routed=conversation.routed_at is not None)
+    finally:
+        for outbox in outboxes.values():
+            outbox.open = False
+    return {index: (results[index], outboxes[index].events) for index in cleaned}
+
+
+def _lock_many(conversation_ids: list[int]) -> list[Conversation]:
+    rows = Conversation.objects.select_for_update(of=("self",)).select_related("team")
+    return list(rows.filter(pk__in=conversation_ids).order_by("pk"))
+
+
+def _stored_by_client_id(locked: dict[int, Conversation], client_ids: list[str]) -> dict[tuple[int, str], Message]:
+    rows = Message.objects.filter(conversation_id__in=list(locked), client_id__in=set(client_ids))
+    return {(m.conversation_id, m.client_id): m for m in rows.select_related("author")}
+
+
+def _touch_many(conversations: list[Conversation]) -> None:
+    """``_touch`` for customer messages of many conversations: one UPDATE for the stale ones."""
+    now = timezone.now()
+    stale = {c.pk for c in conversations if (now - c.updated_at).total_seconds() >= UPDATED_AT_RESOLUTION_SECONDS}
+    if stale:
+        Conversation.objects.filter(pk__in=stale).update(updated_at=now)
 
 
 def message_post_agent(

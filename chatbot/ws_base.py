@@ -10,11 +10,13 @@ database thread never waits on the channel layer.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
+from weakref import WeakKeyDictionary
 
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
@@ -34,6 +36,8 @@ GROSS_SIZE_FACTOR = 8
 TYPING_INTERVAL_SECONDS = 1.0
 # Database threads per process for chat work; each keeps its own connection (CONN_MAX_AGE).
 CHAT_DB_THREADS = 8
+# Messages written in one transaction at most (see PostBatcher).
+POST_BATCH_MAX = 200
 
 _db_pool: ThreadPoolExecutor | None = None
 
@@ -59,6 +63,59 @@ async def db_call(func: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[
     """
     run = database_sync_to_async(_collecting, thread_sensitive=False, executor=_pool())
     return await run(func, args, kwargs)
+
+
+class PostBatcher:
+    """Customer messages from every socket of the process, stored a batch per transaction.
+
+    Group commit: while one batch is being written, new messages wait and go together in the
+    next; an idle process writes a lone message at once, a busy one pays one transaction (and
+    one thread hop, one commit) for many. Each message is still stored before its socket acks
+    it, and a socket sends its next message only after this one's outcome, so one
+    conversation's order holds.
+    """
+
+    def __init__(self, *, max_batch: int = POST_BATCH_MAX) -> None:
+        self.max_batch = max_batch
+        self._waiting: list[tuple[services.PostRequest, asyncio.Future]] = []
+        self._writer: asyncio.Task | None = None
+
+    async def post(self, request: services.PostRequest) -> tuple[services.PostResult, list]:
+        """Store ``request`` (in some batch): its result and broadcasts, or its SwitchboardError raised."""
+        future = asyncio.get_running_loop().create_future()
+        self._waiting.append((request, future))
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write())
+        result, events = await future
+        if isinstance(result, SwitchboardError):
+            raise result
+        return result, events
+
+    async def _write(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting[: self.max_batch], self._waiting[self.max_batch :]
+                try:
+                    outcomes, _ = await db_call(services.messages_post_customer, requests=[r for r, _ in batch])
+                except Exception as exc:  # noqa: BLE001 - each waiting socket reports it
+                    outcomes = [exc] * len(batch)
+                for (_, future), outcome in zip(batch, outcomes):
+                    if not future.done():
+                        future.set_exception(outcome) if isinstance(outcome, Exception) else future.set_result(outcome)
+        finally:
+            self._writer = None
+
+
+_batchers: WeakKeyDictionary[asyncio.AbstractEventLoop, PostBatcher] = WeakKeyDictionary()
+
+
+def post_batcher() -> PostBatcher:
+    """This event loop's PostBatcher."""
+    loop = asyncio.get_running_loop()
+    batcher = _batchers.get(loop)
+    if batcher is None:
+        batcher = _batchers[loop] = PostBatcher()
+    return batcher
 
 
 async def db_run(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

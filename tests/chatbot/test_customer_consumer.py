@@ -220,3 +220,21 @@ async def test_customer_only_sees_own_conversation(teams, keyword_router):
     assert all("alice" not in json.dumps(frame) for frame in frames)
     await alice.disconnect()
     await bob.disconnect()
+
+
+async def test_message_is_echoed_to_the_conversations_other_sockets_not_the_sender(teams, keyword_router):
+    """Two tabs on one conversation: the sender gets the ack, the other tab gets the message."""
+    sender, started = await customer_socket()
+    await receive_type(sender, "history")
+    other, _ = await customer_socket(started["token"])
+    await sender.send_json_to({"type": "message", "text": "invoice twice", "client_id": "t1"})
+    await receive_type(sender, "ack")
+    echo = await receive_type(other, "message")
+    assert (echo["text"], echo["client_id"]) == ("invoice twice", "t1")
+    await receive_type(sender, "routed")
+    frames = []
+    while not await sender.receive_nothing(timeout=0.2):
+        frames.append(await sender.receive_json_from())
+    assert "message" not in [frame["type"] for frame in frames]
+    await sender.disconnect()
+    await other.disconnect()

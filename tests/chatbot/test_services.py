@@ -129,3 +129,56 @@ async def test_broadcasts_in_flight_never_exceed_the_layer_concurrency(monkeypat
     monkeypatch.setattr(services, "get_channel_layer", SlowLayer)
     await asyncio.gather(*(services.broadcasts_send([("g", {"n": n}), ("h", {"n": n})]) for n in range(300)))
     assert peak == services.LAYER_CONCURRENCY
+
+
+def _request(conversation: Conversation, text: object, client_id: object) -> services.PostRequest:
+    return services.PostRequest(conversation_id=conversation.pk, text=text, client_id=client_id)
+
+
+def test_batch_stores_each_message_once_and_answers_in_request_order():
+    """One batch over several conversations: one outcome per request, in order, each row stored once."""
+    one, two = services.conversation_start(), services.conversation_start()
+    outcomes = services.messages_post_customer(
+        requests=[_request(one, "a", "1"), _request(two, "b", "1"), _request(one, "c", "2")]
+    )
+    results = [result for result, _ in outcomes]
+    assert [r.message.text for r in results] == ["a", "b", "c"] and all(r.created for r in results)
+    assert list(Message.objects.filter(conversation=one).values_list("text", flat=True)) == ["a", "c"]
+    assert results[0].message.pk < results[2].message.pk
+
+
+def test_batch_refuses_bad_and_closed_messages_one_by_one_and_stores_the_rest():
+    """Invalid text and a closed conversation get their own errors; the others in the batch are stored."""
+    open_one, closed = services.conversation_start(), services.conversation_start()
+    services.conversation_close(conversation=closed, user=None)
+    outcomes = services.messages_post_customer(
+        requests=[_request(open_one, "  ", "x"), _request(closed, "hi", "y"), _request(open_one, "ok", "z")]
+    )
+    assert [getattr(result, "code", None) for result, _ in outcomes] == ["empty_text", "conversation_closed", None]
+    assert [events for _, events in outcomes][:2] == [[], []]
+    assert list(Message.objects.filter(sender="customer").values_list("client_id", flat=True)) == ["z"]
+
+
+def test_batch_with_resends_returns_the_stored_messages_and_stores_the_new_one():
+    """A client_id stored before, or twice in one batch, is stored once; the new message beside it is stored."""
+    conversation = services.conversation_start()
+    first = services.message_post_customer(conversation=conversation, text="first", client_id="one")
+    outcomes = services.messages_post_customer(
+        requests=[_request(conversation, "first", "one"), _request(conversation, "new", "two"),
+                  _request(conversation, "new", "two")]
+    )
+    (again, again_events), (new, new_events), (twice, _) = outcomes
+    assert not again.created and again.message.pk == first.message.pk and again_events == []
+    assert new.created and not twice.created and twice.message.pk == new.message.pk
+    assert [group for group, _ in new_events] == [services.conversation_group(conversation.pk)]
+    assert list(Message.objects.filter(conversation=conversation).values_list("client_id", flat=True)) == ["one", "two"]
+
+
+def test_batch_broadcasts_go_to_the_inbox_of_a_routed_conversation(teams):
+    """A routed conversation's message is announced to its conversation group and its team inbox."""
+    conversation = services.conversation_start()
+    Conversation.objects.filter(pk=conversation.pk).update(team=teams[0], routed_at=timezone.now())
+    [(result, events)] = services.messages_post_customer(requests=[_request(conversation, "more", "m")])
+    assert result.routed
+    assert [group for group, _ in events] == [services.conversation_group(conversation.pk), "team.billing"]
+    assert events[1][1]["message"]["text"] == "more"
