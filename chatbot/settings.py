@@ -115,11 +115,12 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
     # The pub/sub layer: one Redis round trip per event instead of ~4 (the core layer's
-    # per-channel queues); measured in bench/chat_load.py. Events for a socket that is gone are
-    # dropped, which is fine: messages live in the database and history reloads on reconnect.
+    # per-channel queues), and group sends pipelined (chatbot.layers); measured in
+    # bench/chat_load.py. Events for a socket that is gone are dropped, which is fine: messages
+    # live in the database and history reloads on reconnect.
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "BACKEND": "chatbot.layers.PipelinedPubSubChannelLayer",
             "CONFIG": {
                 "hosts": [REDIS_URL],
                 # Deployments (or test runs) sharing one Redis keep their groups apart.

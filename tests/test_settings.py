@@ -70,7 +70,7 @@ def test_postgres_and_redis_urls_switch_backends(tmp_path):
     values = _settings(tmp_path, DATABASE_URL=POSTGRES_URL, REDIS_URL=REDIS_URL)
     assert values["engine"] == "django.db.backends.postgresql"
     assert (values["name"], values["host"]) == ("postgres", "127.0.0.1")
-    assert values["layer"] == "channels_redis.pubsub.RedisPubSubChannelLayer"
+    assert values["layer"] == "chatbot.layers.PipelinedPubSubChannelLayer"
     assert values["cache"].endswith("RedisCache")
 
 
@@ -104,7 +104,7 @@ def test_really_round_trips_through_redis_channel_layer(tmp_path):
     )
     result = _run(tmp_path, code, REDIS_URL=REDIS_URL)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split()[-2:] == ["RedisPubSubChannelLayer", "7"]
+    assert result.stdout.split()[-2:] == ["PipelinedPubSubChannelLayer", "7"]
 
 
 def test_check_deploy_is_clean_with_production_variables(tmp_path):
