@@ -1,10 +1,10 @@
-"""Load test of the live chat: N customer sockets against two daphne processes sharing Redis and PostgreSQL.
+"""Load test of the live chat: N customer sockets against two server processes (daphne or uvicorn) sharing Redis and PostgreSQL.
 
     .venv/bin/python bench/chat_load.py --clients 50,200,500 [--artifact DIR] [--json out.json]
 
 Creates (drops first) a PostgreSQL database, migrates it, loads the demo teams and tickets, and
 serves ``--artifact`` as the active model (else whatever version is active there; if none, every
-conversation goes to triage, and the table says so). Two daphne processes run on loopback; one
+conversation goes to triage, and the table says so). Two server processes (``--server``) run on loopback; one
 staff agent listens on every team inbox and triage on each process. One warm-up conversation per
 server runs first (first-use imports). Customers connect to alternating processes at ``--ramp``
 sockets per second (a failed handshake is retried with backoff and reported, not counted as lost);
@@ -13,7 +13,7 @@ starting at a random point in its first interval.
 
 Reports, per N: acks, messages stored in the database (must equal sent: zero lost, zero doubled),
 p50/p99 of send->ack and send->agent-receive, handshake p99 and retries, the servers' peak RSS,
-the CPU time per message sent (both servers together, and this load generator) and the 1-minute
+the CPU time per message sent (both servers together, this load generator, PostgreSQL + Redis) and the 1-minute
 load average (other work on the machine skews every latency here; CPU per message much less). The channel layer
 is whatever the settings give the servers with ``REDIS_URL`` set; DJANGO_SETTINGS_MODULE (and
 PYTHONPATH) pass through to them, so another layer can be compared without editing the project.
@@ -55,6 +55,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/9")
     parser.add_argument("--timeout", type=float, default=120.0, help="Upper bound per run (seconds).")
     parser.add_argument("--json", help="Also write the results here.")
+    parser.add_argument(
+        "--server", choices=("daphne", "uvicorn"), default="daphne",
+        help="ASGI server for the two processes (uvicorn: uvloop, httptools, websockets, no compression).",
+    )
     return parser.parse_args()
 
 
@@ -130,13 +134,22 @@ def servers_start(database_url: str, args, store: Path, logs: Path) -> list[tupl
     servers = []
     for index in range(2):
         port = 18800 + index + random.randint(0, 900)
-        log = (logs / f"daphne-{index}.log").open("w")
-        process = subprocess.Popen(
-            [str(Path(sys.executable).with_name("daphne")), "-b", "127.0.0.1", "-p", str(port), "chatbot.asgi:application"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
+        log = (logs / f"server-{index}.log").open("w")
+        process = subprocess.Popen(server_command(args.server, port), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         servers.append((process, f"ws://127.0.0.1:{port}"))
     return servers
+
+
+def server_command(server: str, port: int) -> list[str]:
+    binary = str(Path(sys.executable).with_name(server))
+    if server == "daphne":
+        return [binary, "-b", "127.0.0.1", "-p", str(port), "chatbot.asgi:application"]
+    # Chat frames are a few hundred bytes: per-message deflate would only cost CPU on both ends.
+    return [
+        binary, "chatbot.asgi:application", "--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop",
+        "--http", "httptools", "--ws", "websockets", "--ws-per-message-deflate", "false", "--no-access-log",
+        "--log-level", "warning", "--lifespan", "off",
+    ]
 
 
 async def wait_listening(servers, timeout: float = 180.0) -> None:
@@ -145,14 +158,14 @@ async def wait_listening(servers, timeout: float = 180.0) -> None:
         port = int(url.rsplit(":", 1)[1])
         while True:
             if process.poll() is not None:
-                raise SystemExit(f"daphne on {port} exited with {process.returncode}; see bench/out/daphne-*.log")
+                raise SystemExit(f"server on {port} exited with {process.returncode}; see bench/out/server-*.log")
             try:
                 _, writer = await asyncio.open_connection("127.0.0.1", port)
                 writer.close()
                 break
             except OSError:
                 if time.monotonic() > deadline:
-                    raise SystemExit(f"daphne on {port} did not start in {timeout:.0f} s")
+                    raise SystemExit(f"server on {port} did not start in {timeout:.0f} s")
                 await asyncio.sleep(0.3)
 
 
@@ -302,9 +315,15 @@ def stored_counts(conversation_ids: list[int]) -> tuple[int, int]:
 
 
 def cpu_seconds(servers) -> list[float]:
-    """CPU time (user + system) used so far by each server, then by this load generator."""
+    """CPU time (user + system) used so far by each server, this load generator, and every
+    PostgreSQL and Redis process on the machine (whoever else uses them is counted too)."""
     used = [sum(psutil.Process(process.pid).cpu_times()[:2]) for process, _ in servers]
-    return [*used, sum(os.times()[:2])]
+    services = 0.0
+    for process in psutil.process_iter(["name"]):
+        if (process.info["name"] or "").startswith(("postgres", "redis-server")):
+            with contextlib.suppress(psutil.Error):
+                services += sum(process.cpu_times()[:2])
+    return [*used, sum(os.times()[:2]), services]
 
 
 def report(clients: int, run: Run, elapsed: float, peak: dict, failures: list, unfinished: int, cpu: list) -> dict:
@@ -322,16 +341,17 @@ def report(clients: int, run: Run, elapsed: float, peak: dict, failures: list, u
         "handshake_retries": len(run.handshake_retries), "retry_reasons": sorted(set(run.handshake_retries)),
         "connect_failed": run.connect_failed, "load1": round(os.getloadavg()[0], 1),
         # CPU per message sent, from the first send to the drain: both servers, then the load generator.
-        "server_cpu_ms_per_msg": round(1000 * sum(cpu[:-1]) / max(1, len(run.sent)), 2),
-        "loadgen_cpu_ms_per_msg": round(1000 * cpu[-1] / max(1, len(run.sent)), 2),
+        "server_cpu_ms_per_msg": round(1000 * sum(cpu[:-2]) / max(1, len(run.sent)), 2),
+        "loadgen_cpu_ms_per_msg": round(1000 * cpu[-2] / max(1, len(run.sent)), 2),
+        "pg_redis_cpu_ms_per_msg": round(1000 * cpu[-1] / max(1, len(run.sent)), 2),
     }
 
 
-def print_table(rows: list[dict], routing: str) -> None:
-    print(f"\nrouting: {routing}; settings: {os.environ.get('DJANGO_SETTINGS_MODULE')}")
+def print_table(rows: list[dict], routing: str, server: str) -> None:
+    print(f"\nrouting: {routing}; server: {server}; settings: {os.environ.get('DJANGO_SETTINGS_MODULE')}")
     head = (
         "clients", "sent", "acked", "stored", "lost", "doubled", "at_agent", "ack p50", "ack p99", "agent p50",
-        "agent p99", "conn p99", "retries", "conn failed", "RSS MB (A,B)", "s", "load1", "CPU ms/msg (servers, loadgen)",
+        "agent p99", "conn p99", "retries", "conn failed", "RSS MB (A,B)", "s", "load1", "CPU ms/msg (servers, loadgen, pg+redis)",
     )
     print(" | ".join(head))
     for r in rows:
@@ -340,7 +360,7 @@ def print_table(rows: list[dict], routing: str) -> None:
             f"{r['ack_p50_ms']:.1f}", f"{r['ack_p99_ms']:.1f}", f"{r['agent_p50_ms']:.1f}", f"{r['agent_p99_ms']:.1f}",
             f"{r['connect_p99_ms']:.0f}", r["handshake_retries"], r["connect_failed"],
             ",".join(map(str, r["rss_mb"])), r["seconds"], r["load1"],
-            f"{r['server_cpu_ms_per_msg']},{r['loadgen_cpu_ms_per_msg']}",
+            f"{r['server_cpu_ms_per_msg']},{r['loadgen_cpu_ms_per_msg']},{r['pg_redis_cpu_ms_per_msg']}",
         )))
         if r["errors"] or r["client_failures"] or r["unfinished"] or r["retry_reasons"]:
             print(
@@ -371,10 +391,10 @@ async def main() -> None:
         for clients in [int(n) for n in args.clients.split(",")]:
             row = await one_level(clients, args, servers, cookie, texts)
             rows.append(row)
-            print_table([row], routing)
-        print_table(rows, routing)
+            print_table([row], routing, args.server)
+        print_table(rows, routing, args.server)
         if args.json:
-            Path(args.json).write_text(json.dumps({"routing": routing, "rows": rows}, indent=2))
+            Path(args.json).write_text(json.dumps({"routing": routing, "server": args.server, "rows": rows}, indent=2))
     finally:
         for process, _ in servers:
             process.terminate()
