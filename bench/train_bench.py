@@ -53,18 +53,23 @@ def teacher_latency(config: TrainConfig, labels: list[str], texts: list[str]) ->
     """Torch teacher, one thread, batch 1: raw model and via transformers' pipeline().
 
     Latency depends on the architecture, not the weights, so the base model with a fresh head is
-    timed (the pipeline does not keep its teacher).
+    timed (the pipeline does not keep its teacher). The pipeline needs a transformers
+    classification model: the base encoder with its [CLS]-pooler head, the way users would serve it.
     """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
+    from finetune.ml.model import MeanPooledClassifier
+
     torch.set_num_threads(1)
     tokenizer = AutoTokenizer.from_pretrained(config.base_model)
-    model = AutoModelForSequenceClassification.from_pretrained(config.base_model, num_labels=len(labels)).eval()
-    classify = pipeline("text-classification", model=model, tokenizer=tokenizer, device=-1)
+    hf_model = AutoModelForSequenceClassification.from_pretrained(config.base_model, num_labels=len(labels)).eval()
+    classify = pipeline("text-classification", model=hf_model, tokenizer=tokenizer, device=-1)
+    model = MeanPooledClassifier.from_pretrained(config.base_model, len(labels), seed=0).eval()
 
     @torch.no_grad()
     def raw(text: str) -> None:
-        model(**tokenizer(text, truncation=True, max_length=config.max_length, return_tensors="pt"))
+        encoded = tokenizer(text, truncation=True, max_length=config.max_length, return_tensors="pt")
+        model(encoded["input_ids"], encoded["attention_mask"])
 
     result = {"teacher_torch": latency_ms(raw, texts, limit=200), "teacher_hf_pipeline": latency_ms(classify, texts, limit=200)}
     torch.set_num_threads(config.threads)

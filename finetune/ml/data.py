@@ -51,12 +51,12 @@ def predict_logits(model, ids: list[list[int]], pad_id: int, batch_size: int = 1
     on_batch(fraction_done, message), if given, is called after every batch (progress, cancel).
     """
     model.eval()
-    out = np.zeros((len(ids), model.config.num_labels), dtype=np.float32)
+    out = np.zeros((len(ids), model.num_labels), dtype=np.float32)
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         input_ids, mask = collate([ids[i] for i in idx], pad_id)
-        out[idx] = model(input_ids=input_ids, attention_mask=mask).logits.float().numpy()
+        out[idx] = model(input_ids=input_ids, attention_mask=mask).float().numpy()
         if on_batch is not None:
             on_batch(min(1.0, (start + batch_size) / len(order)), f"scored {start + len(idx)}/{len(order)} texts")
     return out

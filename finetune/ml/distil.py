@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 import torch.nn.functional as F
-from transformers import AutoModelForSequenceClassification
 
 from .config import TrainConfig
 from .data import collate, predict_logits
 from .evaluate import macro_f1
+from .model import MeanPooledClassifier
 from .training import FitPlan, StepHook, fit
 
 
@@ -34,7 +32,7 @@ def distil_loss(
 
 def train_student(
     config: TrainConfig,
-    teacher_dir: Path,
+    teacher: MeanPooledClassifier,
     *,
     ids: list[list[int]],
     teacher_logits: np.ndarray,
@@ -43,24 +41,28 @@ def train_student(
     val_y: list[int],
     pad_id: int,
     on_step: StepHook,
-) -> tuple[torch.nn.Module, dict]:
-    """Train the student on every text (labelled and not) against cached teacher logits."""
+) -> tuple[MeanPooledClassifier, dict]:
+    """Train the student on every text (labelled and not) against cached teacher logits.
+
+    The student starts as the teacher's embeddings, first k layers and head.
+    """
     torch.manual_seed(config.seed)
-    student = AutoModelForSequenceClassification.from_pretrained(
-        teacher_dir, num_hidden_layers=config.student_layers
-    )
+    student = teacher.truncated(config.student_layers)
+    student.requires_grad_(True)  # a merged LoRA teacher comes back with its base weights frozen
+    if config.freeze_embeddings:
+        student.freeze_word_embeddings()
     soft = torch.from_numpy(teacher_logits)
     gold_t = torch.tensor(gold, dtype=torch.long)
 
     def batch_loss(m: torch.nn.Module, batch: list[int]) -> torch.Tensor:
         input_ids, mask = collate([ids[i] for i in batch], pad_id)
-        logits = m(input_ids=input_ids, attention_mask=mask).logits
+        logits = m(input_ids=input_ids, attention_mask=mask)
         return distil_loss(
             logits, soft[batch], gold_t[batch], temperature=config.kd_temperature, alpha=config.kd_alpha
         )
 
     def validate() -> float:
-        return macro_f1(predict_logits(student, val_ids, pad_id).argmax(1), val_y, student.config.num_labels)
+        return macro_f1(predict_logits(student, val_ids, pad_id).argmax(1), val_y, student.num_labels)
 
     plan = FitPlan(
         config.distil_epochs, config.distil_lr, config.weight_decay, config.batch_size, config.patience, config.seed,

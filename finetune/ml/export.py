@@ -11,28 +11,16 @@ from onnxruntime.quantization import QuantType, quantize_dynamic
 
 from .data import collate
 from .errors import ParityError
+from .model import MeanPooledClassifier
 
 
-class LogitsOnly(torch.nn.Module):
-    """The served signature: (input_ids, attention_mask) -> logits; token types are all zero."""
-
-    def __init__(self, model: torch.nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        token_type_ids = torch.zeros_like(input_ids)
-        return self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
-
-
-def export_int8(model: torch.nn.Module, sample_ids: list[list[int]], pad_id: int, fp32_path: Path, int8_path: Path) -> None:
+def export_int8(model: MeanPooledClassifier, sample_ids: list[list[int]], pad_id: int, fp32_path: Path, int8_path: Path) -> None:
     """Export fp32 ONNX (opset 17, dynamic batch/sequence), then quantize weights to int8."""
-    # The legacy exporter restores the training mode of the module it is given, and a fresh
-    # wrapper is in training mode: without .eval() here later torch runs would use dropout.
-    wrapper = LogitsOnly(model).eval()
+    # The legacy exporter restores the training mode of the module it is given: export in eval.
+    model.eval()
     input_ids, mask = collate(sample_ids[:2], pad_id)
     torch.onnx.export(
-        wrapper,
+        model,
         (input_ids, mask),
         str(fp32_path),
         dynamo=False,

@@ -116,24 +116,22 @@ def prepare(config: TrainConfig, examples: list[LabelledText], unlabelled: list[
     return data
 
 
-def teach(config, data: Prepared, pad_id: int, scratch: Path, report: Reporter):
-    """Fine-tune the teacher and save it (the student is built from its first layers)."""
-    teacher, history = train_teacher(
+def teach(config, data: Prepared, pad_id: int, report: Reporter):
+    """Fine-tune the teacher (the student is built from its first layers)."""
+    return train_teacher(
         config, data.labels, train_ids=data.ids["train"], train_y=data.y["train"],
         val_ids=data.ids["val"], val_y=data.y["val"], pad_id=pad_id, on_step=report.hook("teacher"),
     )
-    teacher.save_pretrained(scratch / "teacher")
-    return teacher, history
 
 
-def distil(config, data: Prepared, teacher, pad_id: int, scratch: Path, report: Reporter):
+def distil(config, data: Prepared, teacher, pad_id: int, report: Reporter):
     """Cache teacher logits for every text once, then train the student against them."""
     ids = data.ids["train"] + data.ids["unlabelled"]
     gold = data.y["train"] + [-1] * len(data.ids["unlabelled"])
     report("distil", 0.0, f"teacher soft labels for {len(ids)} texts")
     soft = predict_logits(teacher, ids, pad_id, on_batch=report.hook("distil", 0.0, 0.1))
     return train_student(
-        config, scratch / "teacher", ids=ids, teacher_logits=soft, gold=gold,
+        config, teacher, ids=ids, teacher_logits=soft, gold=gold,
         val_ids=data.ids["val"], val_y=data.y["val"], pad_id=pad_id, on_step=report.hook("distil", 0.1, 1.0),
     )
 
@@ -307,11 +305,11 @@ def _run(config: TrainConfig, examples, unlabelled, work_dir: Path, report: Repo
     report("split", 1.0, f"{len(data.y['train'])} train, {len(data.y['val'])} val, {len(data.y['test'])} test")
     watch.lap("split")
     # 2. teacher
-    teacher, teacher_history = teach(config, data, pad_id, scratch, report)
+    teacher, teacher_history = teach(config, data, pad_id, report)
     logits = {"teacher": predict_logits(teacher, data.ids[data.eval_split], pad_id)}
     watch.lap("teacher")
     # 3. student, distilled from the teacher on every text we have
-    student, student_history = distil(config, data, teacher, pad_id, scratch, report)
+    student, student_history = distil(config, data, teacher, pad_id, report)
     del teacher
     logits["student"] = predict_logits(student, data.ids[data.eval_split], pad_id)
     watch.lap("distil")

@@ -1,15 +1,15 @@
-"""The teacher: a pretrained encoder with a classification head, fully fine-tuned or with LoRA."""
+"""The teacher: the pretrained encoder with a mean-pooled classification head, fully fine-tuned or with LoRA."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from transformers import AutoModelForSequenceClassification
 
 from .config import TrainConfig
 from .data import collate, predict_logits
 from .evaluate import macro_f1
+from .model import MeanPooledClassifier
 from .training import FitPlan, StepHook, fit
 
 LORA_TARGETS = ["query", "key", "value", "dense"]
@@ -26,17 +26,16 @@ def class_weights(labels: list[int], num_labels: int, mode: str) -> torch.Tensor
 
 def build_teacher(config: TrainConfig, labels: list[str]) -> torch.nn.Module:
     """Load the base encoder with a fresh head (seeded); wrap it in LoRA adapters if asked."""
-    torch.manual_seed(config.seed)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        config.base_model,
-        num_labels=len(labels),
-        id2label=dict(enumerate(labels)),
-        label2id={label: i for i, label in enumerate(labels)},
-    )
+    model = MeanPooledClassifier.from_pretrained(config.base_model, len(labels), seed=config.seed)
+    if config.freeze_embeddings:
+        model.freeze_word_embeddings()
     if config.method == "lora":
         from peft import LoraConfig, get_peft_model
 
-        lora = LoraConfig(task_type="SEQ_CLS", r=16, lora_alpha=32, lora_dropout=0.1, target_modules=LORA_TARGETS)
+        # The head is new: it trains in full beside the adapters.
+        lora = LoraConfig(
+            r=16, lora_alpha=32, lora_dropout=0.1, target_modules=LORA_TARGETS, modules_to_save=["classifier"]
+        )
         model = get_peft_model(model, lora)
     return model
 
@@ -51,7 +50,7 @@ def train_teacher(
     val_y: list[int],
     pad_id: int,
     on_step: StepHook,
-) -> tuple[torch.nn.Module, dict]:
+) -> tuple[MeanPooledClassifier, dict]:
     """Fine-tune on the train split, early-stop on val macro-F1; return a plain (merged) model."""
     model = build_teacher(config, labels)
     weights = class_weights(train_y, len(labels), config.class_weighting)
@@ -59,7 +58,7 @@ def train_teacher(
 
     def batch_loss(m: torch.nn.Module, batch: list[int]) -> torch.Tensor:
         input_ids, mask = collate([train_ids[i] for i in batch], pad_id)
-        logits = m(input_ids=input_ids, attention_mask=mask).logits
+        logits = m(input_ids=input_ids, attention_mask=mask)
         return F.cross_entropy(logits, targets[batch], weight=weights)
 
     def validate() -> float:

@@ -5,17 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoTokenizer
 
 from finetune.ml.data import encode, predict_logits
 from finetune.ml.errors import ParityError
 from finetune.ml.export import check_parity, export_int8, onnx_logits, onnx_session
+from finetune.ml.model import MeanPooledClassifier
 
 
 def test_export_keeps_torch_model_in_eval_and_matches_it(tiny_base_model, tmp_path):
     """After export the torch model is still in eval mode and int8 ONNX agrees on varied lengths."""
-    torch.manual_seed(0)
-    model = AutoModelForSequenceClassification.from_pretrained(tiny_base_model, num_labels=3).eval()
+    model = MeanPooledClassifier.from_pretrained(str(tiny_base_model), 3, seed=0).eval()
     tokenizer = AutoTokenizer.from_pretrained(tiny_base_model)
     texts = ["hi", "please refund my invoice", "the app keeps crashing when i login to my account today"] * 4
     ids = encode(tokenizer, texts, 64)

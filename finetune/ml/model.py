@@ -1,0 +1,69 @@
+"""The classifier trained and served: a pretrained encoder, mean pooling, a linear head.
+
+all-MiniLM-L6-v2 was trained as a sentence encoder through the mean of its token vectors; its
+[CLS] pooler was never trained for that. Fine-tuning through the mean (the model's own
+pooling) is what this module does; both teacher and student share the class, the student
+being the teacher's embeddings, first k layers and head.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+from transformers import AutoModel
+
+
+class MeanPooledClassifier(nn.Module):
+    """(input_ids, attention_mask) -> logits [batch, num_labels]; padding is left out of the mean."""
+
+    def __init__(self, encoder: nn.Module, num_labels: int, dropout: float = 0.1):
+        super().__init__()
+        self.encoder = encoder
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(encoder.config.hidden_size, num_labels)
+
+    @classmethod
+    def from_pretrained(cls, base_model: str, num_labels: int, *, seed: int) -> MeanPooledClassifier:
+        """The base encoder (its unused [CLS] pooler dropped) with a fresh head initialised from `seed`."""
+        torch.manual_seed(seed)
+        encoder = AutoModel.from_pretrained(base_model)
+        if getattr(encoder, "pooler", None) is not None:
+            encoder.pooler = None  # loaded, then dropped: no "unexpected weights" report on every run
+        model = cls(encoder, num_labels, dropout=getattr(encoder.config, "hidden_dropout_prob", 0.1))
+        std = getattr(encoder.config, "initializer_range", 0.02)
+        nn.init.normal_(model.classifier.weight, std=std)
+        nn.init.zeros_(model.classifier.bias)
+        return model
+
+    @property
+    def num_labels(self) -> int:
+        return self.classifier.out_features
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.encoder.encoder.layer)
+
+    def freeze_word_embeddings(self) -> None:
+        """Keep the pretrained token vectors fixed: the optimizer then skips the largest matrix."""
+        self.encoder.get_input_embeddings().weight.requires_grad_(False)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        # Token types are all zero for single texts; passing them keeps the ONNX graph free of
+        # a buffer lookup that the legacy exporter would bake in at the sample's shape.
+        hidden = self.encoder(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=torch.zeros_like(input_ids)
+        ).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        return self.classifier(self.dropout(pooled))
+
+    def truncated(self, layers: int) -> MeanPooledClassifier:
+        """A copy keeping the embeddings, the first `layers` transformer layers and the head."""
+        if not 1 <= layers <= self.num_layers:
+            raise ValueError(f"a student needs 1..{self.num_layers} layers, got {layers}")
+        student = copy.deepcopy(self)
+        student.encoder.encoder.layer = nn.ModuleList(list(student.encoder.encoder.layer)[:layers])
+        student.encoder.config.num_hidden_layers = layers
+        return student

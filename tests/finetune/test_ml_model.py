@@ -1,0 +1,71 @@
+"""The mean-pooled classifier: padding does not change a text's logits; students share the teacher's parts."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from finetune.ml.model import MeanPooledClassifier
+
+
+def test_padding_is_left_out_of_the_mean(tiny_base_model):
+    model = MeanPooledClassifier.from_pretrained(str(tiny_base_model), 4, seed=0).eval()
+    short = torch.tensor([[2, 10, 11, 3]])
+    padded = torch.tensor([[2, 10, 11, 3, 0, 0, 0]])
+    with torch.no_grad():
+        alone = model(short, torch.ones_like(short))
+        in_batch = model(padded, (padded != 0).long())
+    assert alone.shape == (1, 4)
+    assert torch.allclose(alone, in_batch, atol=1e-5)
+
+
+def test_same_seed_same_head_and_student_keeps_the_first_layers(tiny_base_model):
+    a = MeanPooledClassifier.from_pretrained(str(tiny_base_model), 3, seed=5)
+    b = MeanPooledClassifier.from_pretrained(str(tiny_base_model), 3, seed=5)
+    assert torch.equal(a.classifier.weight, b.classifier.weight)
+    student = a.truncated(1)
+    assert (student.num_layers, a.num_layers, student.encoder.config.num_hidden_layers) == (1, 2, 1)
+    assert torch.equal(student.classifier.weight, a.classifier.weight)
+    first = dict(a.encoder.encoder.layer[0].named_parameters())
+    for name, param in student.encoder.encoder.layer[0].named_parameters():
+        assert torch.equal(param, first[name])
+    with torch.no_grad():  # a copy: training the student leaves the teacher alone
+        student.classifier.weight.add_(1.0)
+    assert not torch.equal(student.classifier.weight, a.classifier.weight)
+    with pytest.raises(ValueError, match="1..2 layers"):
+        a.truncated(3)
+
+
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_student_trains_every_layer_and_frozen_embeddings_stay(tiny_base_model, method):
+    """A student of a merged LoRA teacher still trains its layers; frozen word vectors never move."""
+    from transformers import AutoTokenizer
+
+    from finetune.ml.data import encode
+    from finetune.ml.distil import train_student
+    from finetune.ml.teacher import build_teacher
+    from tests.ml_fixtures import synthetic_tickets, tiny_config
+
+    config = tiny_config(tiny_base_model, method=method, freeze_embeddings=True, distil_epochs=2)
+    labels = ["billing", "bugs"]
+    teacher = build_teacher(config, labels)
+    if method == "lora":
+        teacher = teacher.merge_and_unload()
+    teacher.eval()
+    assert isinstance(teacher, MeanPooledClassifier)
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_base_model))
+    rows = synthetic_tickets(labels, per_label=8)
+    ids = encode(tokenizer, [text for text, _ in rows], 32)
+    gold = [labels.index(label) for _, label in rows]
+    student, _ = train_student(
+        config, teacher, ids=ids, teacher_logits=torch.randn(len(ids), 2).numpy(), gold=gold,
+        val_ids=[], val_y=[], pad_id=tokenizer.pad_token_id, on_step=lambda fraction, message: None,
+    )
+    embeddings = student.encoder.get_input_embeddings().weight
+    assert torch.equal(embeddings, teacher.encoder.get_input_embeddings().weight)
+    assert not embeddings.requires_grad
+    moved = [
+        name for name, param in student.encoder.encoder.layer[0].named_parameters()
+        if not torch.equal(param, dict(teacher.encoder.encoder.layer[0].named_parameters())[name])
+    ]
+    assert moved, "the student's first layer did not train"
