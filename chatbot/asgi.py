@@ -11,12 +11,15 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from chatbot.ws_routing import websocket_urlpatterns  # noqa: E402
+from routing.fast_route import RouteFastPath  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         # The widget's script and the console's assets are served by the app server itself,
         # so one <script> tag works against any deployment (a CDN can front /static/).
-        "http": ASGIStaticFilesHandler(django_asgi_app),
+        # routing.fast_route answers ordinary POST /api/v1/route requests without Django's
+        # per-request machinery (measured in bench/route_bench.py) and passes everything else on.
+        "http": RouteFastPath(ASGIStaticFilesHandler(django_asgi_app)),
         "websocket": URLRouter(websocket_urlpatterns),
     }
 )

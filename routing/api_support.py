@@ -60,10 +60,18 @@ class CachedTokenAuthentication(TokenAuthentication):
     TOKEN_CACHE_SECONDS = 30.0
     _cache: dict[str, tuple[object, object, float]] = {}
 
-    def authenticate_credentials(self, key):
-        cached = self._cache.get(key)
+    @classmethod
+    def cached(cls, key: str) -> tuple[object, object] | None:
+        """(user, token) for a key verified less than TOKEN_CACHE_SECONDS ago, else None."""
+        cached = cls._cache.get(key)
         if cached is not None and cached[2] > time.monotonic():
             return cached[0], cached[1]
+        return None
+
+    def authenticate_credentials(self, key):
+        cached = self.cached(key)
+        if cached is not None:
+            return cached
         user, token = super().authenticate_credentials(key)
         if len(self._cache) > 10_000:  # bounded: a flood of distinct valid tokens cannot grow it
             self._cache.clear()
