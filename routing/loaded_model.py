@@ -149,7 +149,9 @@ class LoadedModel:
 
     def probabilities(self, texts: list[str]) -> np.ndarray:
         """softmax(logits / temperature), shape [len(texts), len(labels)]; texts must be non-empty."""
-        encodings = self.tokenizer.encode_batch(texts)
+        # One text (every chat message, most API calls): encode() skips encode_batch's thread pool
+        # hand-off, which cost more than the tokenizing itself inside a busy server.
+        encodings = [self.tokenizer.encode(texts[0])] if len(texts) == 1 else self.tokenizer.encode_batch(texts)
         input_ids = np.array([e.ids for e in encodings], dtype=np.int64)
         attention_mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
         logits = self.session.run(["logits"], {"input_ids": input_ids, "attention_mask": attention_mask})[0]
