@@ -7,16 +7,20 @@ an ``error`` frame and the connection stays up, except for gross abuse (see Fram
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 from urllib.parse import parse_qs
 
-from chatbot import selectors, services
+from chatbot import selectors, services, services_bulk
 from chatbot.errors import NoModelError
-from chatbot.models import Conversation
-from chatbot.ws_base import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, JsonFrameConsumer, db_call, db_run, post_batcher
+from chatbot.models import Conversation, Message
+from chatbot.ws_base import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, JsonFrameConsumer, batcher, db_call, db_run, posts_store
+from routing.models import ModelVersion
 
 logger = logging.getLogger(__name__)
+# First messages routed together at most: one inference over this many texts (memory grows with it).
+ROUTE_BATCH_MAX = 32
 
 
 def router_get():
@@ -26,10 +30,13 @@ def router_get():
     return get_router()
 
 
-async def _shadow_score(conversation_id: int, message_id: int, text: str) -> None:
-    from routing.shadow import ashadow_score  # late: it loads onnxruntime
+def _shadow_score_all(messages: list[Message]) -> None:
+    from routing.shadow import shadow_score  # late: it loads onnxruntime
 
-    await ashadow_score(conversation_id=conversation_id, message_id=message_id, text=text)
+    if not ModelVersion.objects.filter(state=ModelVersion.State.SHADOW).exists():
+        return  # one query per batch instead of one per message
+    for message in messages:
+        shadow_score(conversation_id=message.conversation_id, message_id=message.pk, text=message.text)
 
 
 def _history(conversation: Conversation) -> dict[str, Any]:
@@ -47,16 +54,30 @@ def _new_history(conversation: Conversation) -> dict[str, Any]:
     return {"messages": [], "status": conversation.status, **team}
 
 
-async def _predict(text: str):
-    """The router's prediction, or None (triage) when no model serves or the router fails."""
+async def _predict(texts: list[str]) -> list:
+    """The router's predictions, or None each (triage) when no model serves or the router fails."""
     try:
-        return (await router_get().apredict([text]))[0]
+        return await router_get().apredict(texts)
     except NoModelError:
-        return None
+        return [None] * len(texts)
     except Exception:
-        # A broken model must not break the chat: the conversation waits in triage instead.
-        logger.exception("chat: routing failed; sending the conversation to triage")
-        return None
+        # A broken model must not break the chat: the conversations wait in triage instead.
+        logger.exception("chat: routing failed; sending the conversations to triage")
+        return [None] * len(texts)
+
+
+async def conversations_route(messages: list[Message]) -> list[None]:
+    """``Batcher`` work: route the conversations of these first messages, one inference and one
+    transaction for all; then a shadow candidate scores the same texts (never raises)."""
+    predictions = await _predict([message.text for message in messages])
+    requests = [
+        services_bulk.RouteRequest(conversation_id=message.conversation_id, prediction=prediction, message=message)
+        for message, prediction in zip(messages, predictions)
+    ]
+    _, broadcasts = await db_call(services_bulk.conversations_route, requests=requests)
+    await services.broadcasts_send(broadcasts)
+    await db_call(_shadow_score_all, messages)
+    return [None] * len(messages)
 
 
 class CustomerChatConsumer(JsonFrameConsumer):
@@ -67,6 +88,8 @@ class CustomerChatConsumer(JsonFrameConsumer):
 
     async def connect(self):
         self.conversation = None
+        self.team_changed = False
+        self.routing: asyncio.Task | None = None
         token = parse_qs(self.scope.get("query_string", b"").decode()).get("token", [None])[0]
         if token is None:
             conversation = await db_run(services.conversation_start)
@@ -94,23 +117,29 @@ class CustomerChatConsumer(JsonFrameConsumer):
                 await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def frame_message(self, frame: dict[str, Any]) -> None:
-        request = services.PostRequest(
+        request = services_bulk.PostRequest(
             conversation_id=self.conversation.pk, text=frame.get("text"), client_id=frame.get("client_id")
         )
-        result, broadcasts = await post_batcher().post(request)
+        result, broadcasts = await batcher(posts_store).submit(request)
         # Stored and committed: ack first, then tell the other sockets (in this socket's order).
         await self.send_json({"type": "ack", "client_id": result.message.client_id, "message_id": result.message.pk})
         await services.broadcasts_send(broadcasts, origin=self.channel_name)
         # Checked after every message, not only the first: a resend after a crash between
         # storing and routing still gets the conversation into an inbox.
-        if not result.routed:
-            prediction = await _predict(result.message.text)
-            await db_run(
-                services.conversation_route,
-                conversation=self.conversation, prediction=prediction, message=result.message,
-            )
-            # A shadow candidate scores the same text beside the active model; never raises.
-            await _shadow_score(self.conversation.pk, result.message.pk, result.message.text)
+        # Routing runs beside this socket's next messages: they are stored and acked meanwhile,
+        # and the inbox gets them with the conversation (routing reads the history under the
+        # conversation's row lock) or after it.
+        if not result.routed and self.routing is None:
+            self.routing = asyncio.create_task(self._route(result.message))
+
+    async def _route(self, message: Message) -> None:
+        try:
+            await batcher(conversations_route, max_batch=ROUTE_BATCH_MAX).submit(message)
+        except Exception:
+            # The next message tries again; meanwhile the conversation waits unrouted.
+            logger.exception("chat: routing conversation %s failed", message.conversation_id)
+        finally:
+            self.routing = None
 
     async def frame_typing(self, frame: dict[str, Any]) -> None:
         event = {
@@ -118,8 +147,9 @@ class CustomerChatConsumer(JsonFrameConsumer):
             "origin": self.channel_name,
         }
         await services.broadcasts_send([(self.group, event)])
-        if self.conversation.routed_at is None:
+        if self.conversation.routed_at is None or self.team_changed:
             self.conversation = await db_run(selectors.conversation_get_by_token, token=self.conversation.token)
+            self.team_changed = False
         if self.conversation.routed_at is not None:
             await services.broadcasts_send([(services.inbox_group(self.conversation), event)])
 
@@ -129,7 +159,9 @@ class CustomerChatConsumer(JsonFrameConsumer):
             await self.send_json({"type": "message", **event["message"]})
 
     async def chat_routed(self, event):
-        self.conversation = await db_run(selectors.conversation_get_by_token, token=self.conversation.token)
+        # Read again only when needed (a typing notice goes to the inbox): hundreds of sockets
+        # routed at once would otherwise each cost a query.
+        self.team_changed = True
         await self.send_json({"type": "routed", **{key: event[key] for key in ("team", "team_name", "triage")}})
 
     async def chat_typing(self, event):

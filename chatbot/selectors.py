@@ -66,9 +66,14 @@ def conversation_team_payload(*, conversation: Conversation) -> dict[str, Any]:
     }
 
 
-def conversation_summary(*, conversation: Conversation) -> dict[str, Any]:
-    """One inbox row: where it is, what the router predicted, and how it started."""
+def conversation_summary(*, conversation: Conversation, first_text: str | None = None) -> dict[str, Any]:
+    """One inbox row: where it is, what the router predicted, and how it started.
+
+    ``first_text``, the customer's first message when the caller has it, saves a query.
+    """
     predicted = conversation.predicted_team
+    if first_text is None:
+        first_text = conversation_first_customer_text(conversation=conversation)
     return {
         "id": conversation.pk,
         "status": conversation.status,
@@ -77,7 +82,7 @@ def conversation_summary(*, conversation: Conversation) -> dict[str, Any]:
         "predicted_team_name": predicted.name if predicted else None,
         "confidence": conversation.confidence,
         "model_version": str(conversation.model_version_id) if conversation.model_version_id else None,
-        "preview": conversation_first_customer_text(conversation=conversation)[:PREVIEW_CHARS],
+        "preview": first_text[:PREVIEW_CHARS],
         "created_at": conversation.created_at.isoformat(),
         "updated_at": conversation.updated_at.isoformat(),
     }

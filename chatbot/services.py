@@ -24,9 +24,9 @@ from django.utils import timezone
 
 from chatbot import selectors
 from chatbot.errors import ConflictError, SwitchboardError
-from chatbot.models import Conversation, Message, RoutingEvent
+from chatbot.models import Conversation, Message
 from finetune.services import ticket_record_correction, ticket_text_validate
-from routing.models import ModelVersion, Team
+from routing.models import Team
 
 TRIAGE_GROUP = "triage"
 CLIENT_ID_MAX_CHARS = 64
@@ -43,15 +43,6 @@ class PredictionLike(Protocol):
     confidence: float
     triage: bool
     model_version: str
-
-
-@dataclass(frozen=True)
-class PostRequest:
-    """One customer message for ``messages_post_customer``, as received (validated there)."""
-
-    conversation_id: int
-    text: object
-    client_id: object
 
 
 @dataclass(frozen=True)
@@ -92,15 +83,6 @@ _layer_slots: WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = 
 
 
 @contextmanager
-def _collecting_into(outbox: Outbox) -> Iterator[Outbox]:
-    token = _outbox.set(outbox)
-    try:
-        yield outbox
-    finally:
-        _outbox.reset(token)
-
-
-@contextmanager
 def broadcasts_collected() -> Iterator[Outbox]:
     """Keep what commits inside the block in an Outbox instead of sending it from this thread.
 
@@ -109,11 +91,12 @@ def broadcasts_collected() -> Iterator[Outbox]:
     transaction) still sends at once: nothing committed is ever dropped.
     """
     outbox = Outbox()
+    token = _outbox.set(outbox)
     try:
-        with _collecting_into(outbox):
-            yield outbox
+        yield outbox
     finally:
         outbox.open = False
+        _outbox.reset(token)
 
 
 def _deliver(outbox: Outbox | None, group: str, event: dict[str, Any]) -> None:
@@ -187,12 +170,17 @@ def _open_or_raise(conversation: Conversation) -> None:
         )
 
 
-def _message_broadcast(conversation: Conversation, message: Message) -> None:
+def _message_events(conversation: Conversation, message: Message) -> list[tuple[str, dict[str, Any]]]:
     event = {"type": "chat.message", "message": selectors.message_payload(message=message)}
-    broadcast_on_commit(conversation_group(conversation.pk), event)
     # Before routing the conversation belongs to no inbox; conversation.assigned carries it then.
-    if conversation.routed_at is not None:
-        broadcast_on_commit(inbox_group(conversation), event)
+    if conversation.routed_at is None:
+        return [(conversation_group(conversation.pk), event)]
+    return [(conversation_group(conversation.pk), event), (inbox_group(conversation), event)]
+
+
+def _message_broadcast(conversation: Conversation, message: Message) -> None:
+    for group, event in _message_events(conversation, message):
+        broadcast_on_commit(group, event)
 
 
 def _touch(conversation: Conversation, *, sender: str, author) -> None:
@@ -245,91 +233,6 @@ def message_post_customer(*, conversation: Conversation, text: object, client_id
     return _post(conversation=conversation, sender=Message.Sender.CUSTOMER, text=text, client_id=client_id)
 
 
-Outcome = tuple[PostResult | SwitchboardError, list[tuple[str, dict[str, Any]]]]
-
-
-def messages_post_customer(*, requests: list[PostRequest]) -> list[Outcome]:
-    """Store many customers' messages in one transaction: one outcome per request, in order.
-
-    Each outcome is the PostResult (or the SwitchboardError refusing that one message) and the
-    broadcasts its commit produced. The same rules as ``message_post_customer``: one row per
-    (conversation, client_id), closed conversations refuse, each conversation row is locked
-    (in id order, so concurrent batches cannot deadlock) before its messages are written.
-    """
-    cleaned: dict[int, tuple[str, str]] = {}
-    outcomes: list[Outcome | None] = [None] * len(requests)
-    for index, request in enumerate(requests):
-        try:
-            text = ticket_text_validate(text=request.text)
-            cleaned[index] = (text, client_id_validate(client_id=request.client_id))
-        except SwitchboardError as exc:
-            outcomes[index] = (exc, [])
-    if cleaned:
-        try:
-            stored = _posts_store(requests, cleaned, check_resends=False)
-        except IntegrityError:
-            # A resend of a stored client_id (rare: reconnects): again, looking them up first.
-            stored = _posts_store(requests, cleaned, check_resends=True)
-        for index, outcome in stored.items():
-            outcomes[index] = outcome
-    return outcomes  # type: ignore[return-value]
-
-
-def _posts_store(requests: list[PostRequest], cleaned: dict[int, tuple[str, str]], *, check_resends: bool):
-    outboxes = {index: Outbox() for index in cleaned}
-    results: dict[int, PostResult | SwitchboardError] = {}
-    try:
-        with transaction.atomic():
-            ids = sorted({requests[index].conversation_id for index in cleaned})
-            locked = {c.pk: c for c in _lock_many(ids)}
-            seen = _stored_by_client_id(locked, [cleaned[i][1] for i in cleaned]) if check_resends else {}
-            new: dict[int, Message] = {}
-            for index, (text, client_id) in cleaned.items():
-                conversation = locked.get(requests[index].conversation_id)
-                key = (requests[index].conversation_id, client_id)
-                if conversation is None or conversation.status == Conversation.Status.CLOSED:
-                    number = requests[index].conversation_id
-                    results[index] = SwitchboardError(
-                        f"Conversation {number} is closed; start a new conversation to write again.",
-                        code="conversation_closed",
-                    )
-                elif key in seen:
-                    results[index] = PostResult(message=seen[key], created=False, routed=conversation.routed_at is not None)
-                else:
-                    seen[key] = new[index] = Message(
-                        conversation=conversation, sender=Message.Sender.CUSTOMER, text=text, client_id=client_id
-                    )
-            Message.objects.bulk_create(new.values())
-            _touch_many([locked[m.conversation_id] for m in new.values()])
-            for index, message in new.items():
-                conversation = locked[message.conversation_id]
-                with _collecting_into(outboxes[index]):
-                    _message_broadcast(conversation, message)
-                results[index] = PostResult(message=message, created=True, routed=conversation.routed_at is not None)
-    finally:
-        for outbox in outboxes.values():
-            outbox.open = False
-    return {index: (results[index], outboxes[index].events) for index in cleaned}
-
-
-def _lock_many(conversation_ids: list[int]) -> list[Conversation]:
-    rows = Conversation.objects.select_for_update(of=("self",)).select_related("team")
-    return list(rows.filter(pk__in=conversation_ids).order_by("pk"))
-
-
-def _stored_by_client_id(locked: dict[int, Conversation], client_ids: list[str]) -> dict[tuple[int, str], Message]:
-    rows = Message.objects.filter(conversation_id__in=list(locked), client_id__in=set(client_ids))
-    return {(m.conversation_id, m.client_id): m for m in rows.select_related("author")}
-
-
-def _touch_many(conversations: list[Conversation]) -> None:
-    """``_touch`` for customer messages of many conversations: one UPDATE for the stale ones."""
-    now = timezone.now()
-    stale = {c.pk for c in conversations if (now - c.updated_at).total_seconds() >= UPDATED_AT_RESOLUTION_SECONDS}
-    if stale:
-        Conversation.objects.filter(pk__in=stale).update(updated_at=now)
-
-
 def message_post_agent(
     *, conversation: Conversation, user: AbstractBaseUser, text: object, client_id: object
 ) -> PostResult:
@@ -339,54 +242,21 @@ def message_post_agent(
     )
 
 
-def _model_version_for(prediction: PredictionLike | None) -> ModelVersion | None:
-    if prediction is None or not str(prediction.model_version).isdecimal():
-        return None
-    return ModelVersion.objects.filter(pk=int(prediction.model_version)).first()
+def _assignment_events(
+    conversation: Conversation, messages: list[dict[str, Any]], first_text: str
+) -> list[tuple[str, dict[str, Any]]]:
+    """The new inbox hears of the conversation (with its messages); the customer of its team."""
+    summary = selectors.conversation_summary(conversation=conversation, first_text=first_text)
+    assigned = {"type": "conversation.assigned", "conversation": summary, "messages": messages}
+    routed = {"type": "chat.routed", **selectors.conversation_team_payload(conversation=conversation)}
+    return [(inbox_group(conversation), assigned), (conversation_group(conversation.pk), routed)]
 
 
 def _assignment_broadcast(conversation: Conversation) -> None:
-    summary = selectors.conversation_summary(conversation=conversation)
     messages = selectors.conversation_messages(conversation=conversation)
-    broadcast_on_commit(
-        inbox_group(conversation), {"type": "conversation.assigned", "conversation": summary, "messages": messages}
-    )
-    broadcast_on_commit(
-        conversation_group(conversation.pk),
-        {"type": "chat.routed", **selectors.conversation_team_payload(conversation=conversation)},
-    )
-
-
-@transaction.atomic
-def conversation_route(
-    *, conversation: Conversation, prediction: PredictionLike | None, message: Message | None = None
-) -> Conversation:
-    """Put a conversation in its team's inbox (confident prediction) or the triage queue.
-
-    ``prediction`` None means no model serves. Routing happens once: a second call (a resend
-    racing the first routing) returns the conversation unchanged.
-    """
-    locked = _lock(conversation)
-    if locked.routed_at is not None:
-        return locked
-    predicted = Team.objects.filter(slug=prediction.team).first() if prediction else None
-    confident = predicted is not None and predicted.active and not prediction.triage
-    locked.team = predicted if confident else None
-    locked.predicted_team = predicted
-    locked.confidence = prediction.confidence if prediction else None
-    locked.model_version = _model_version_for(prediction)
-    locked.routed_at = timezone.now()
-    locked.save()
-    RoutingEvent.objects.create(
-        conversation=locked,
-        message=message,
-        model_version=locked.model_version,
-        team=predicted,
-        confidence=locked.confidence,
-        triage=not confident,
-    )
-    _assignment_broadcast(locked)
-    return locked
+    first_text = selectors.conversation_first_customer_text(conversation=conversation)
+    for group, event in _assignment_events(conversation, messages, first_text):
+        broadcast_on_commit(group, event)
 
 
 def _correction_from(conversation: Conversation) -> Team | None:

@@ -15,14 +15,14 @@ import json
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 from weakref import WeakKeyDictionary
 
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from chatbot import services
+from chatbot import services, services_bulk
 from chatbot.conf import setting
 from chatbot.errors import SwitchboardError
 
@@ -36,8 +36,8 @@ GROSS_SIZE_FACTOR = 8
 TYPING_INTERVAL_SECONDS = 1.0
 # Database threads per process for chat work; each keeps its own connection (CONN_MAX_AGE).
 CHAT_DB_THREADS = 8
-# Messages written in one transaction at most (see PostBatcher).
-POST_BATCH_MAX = 200
+# Items written in one transaction at most (see Batcher).
+BATCH_MAX = 200
 
 _db_pool: ThreadPoolExecutor | None = None
 
@@ -65,57 +65,63 @@ async def db_call(func: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[
     return await run(func, args, kwargs)
 
 
-class PostBatcher:
-    """Customer messages from every socket of the process, stored a batch per transaction.
+class Batcher:
+    """Work from every socket of the process, done a batch at a time by ``write_batch``.
 
-    Group commit: while one batch is being written, new messages wait and go together in the
-    next; an idle process writes a lone message at once, a busy one pays one transaction (and
-    one thread hop, one commit) for many. Each message is still stored before its socket acks
-    it, and a socket sends its next message only after this one's outcome, so one
-    conversation's order holds.
+    Group commit: while one batch is being written, new items wait and go together in the
+    next; an idle process writes a lone item at once, a busy one pays one transaction (one
+    thread hop, one commit) for many. ``write_batch`` returns one outcome per item, in order;
+    an exception outcome is raised to that item's caller only. A socket submits its next item
+    only after this one's outcome, so one conversation's order holds.
     """
 
-    def __init__(self, *, max_batch: int = POST_BATCH_MAX) -> None:
+    def __init__(self, write_batch: Callable[[list], Awaitable[list]], *, max_batch: int = BATCH_MAX) -> None:
+        self.write_batch = write_batch
         self.max_batch = max_batch
-        self._waiting: list[tuple[services.PostRequest, asyncio.Future]] = []
+        self._waiting: list[tuple[Any, asyncio.Future]] = []
         self._writer: asyncio.Task | None = None
 
-    async def post(self, request: services.PostRequest) -> tuple[services.PostResult, list]:
-        """Store ``request`` (in some batch): its result and broadcasts, or its SwitchboardError raised."""
+    async def submit(self, item: Any) -> Any:
         future = asyncio.get_running_loop().create_future()
-        self._waiting.append((request, future))
+        self._waiting.append((item, future))
         if self._writer is None:
             self._writer = asyncio.create_task(self._write())
-        result, events = await future
-        if isinstance(result, SwitchboardError):
-            raise result
-        return result, events
+        outcome = await future
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
 
     async def _write(self) -> None:
         try:
             while self._waiting:
                 batch, self._waiting = self._waiting[: self.max_batch], self._waiting[self.max_batch :]
                 try:
-                    outcomes, _ = await db_call(services.messages_post_customer, requests=[r for r, _ in batch])
+                    outcomes = await self.write_batch([item for item, _ in batch])
                 except Exception as exc:  # noqa: BLE001 - each waiting socket reports it
                     outcomes = [exc] * len(batch)
                 for (_, future), outcome in zip(batch, outcomes):
                     if not future.done():
-                        future.set_exception(outcome) if isinstance(outcome, Exception) else future.set_result(outcome)
+                        future.set_result(outcome)
         finally:
             self._writer = None
 
 
-_batchers: WeakKeyDictionary[asyncio.AbstractEventLoop, PostBatcher] = WeakKeyDictionary()
+async def posts_store(requests: list[services_bulk.PostRequest]) -> list:
+    """``Batcher`` work for customer messages: (PostResult, broadcasts) or the refusal, per message."""
+    outcomes, _ = await db_call(services_bulk.messages_post_customer, requests=requests)
+    return [result if isinstance(result, SwitchboardError) else (result, events) for result, events in outcomes]
 
 
-def post_batcher() -> PostBatcher:
-    """This event loop's PostBatcher."""
+_batchers: WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Any, Batcher]] = WeakKeyDictionary()
+
+
+def batcher(write_batch: Callable[[list], Awaitable[list]], *, max_batch: int = BATCH_MAX) -> Batcher:
+    """This event loop's Batcher for ``write_batch``."""
     loop = asyncio.get_running_loop()
-    batcher = _batchers.get(loop)
-    if batcher is None:
-        batcher = _batchers[loop] = PostBatcher()
-    return batcher
+    per_loop = _batchers.setdefault(loop, {})
+    if write_batch not in per_loop:
+        per_loop[write_batch] = Batcher(write_batch, max_batch=max_batch)
+    return per_loop[write_batch]
 
 
 async def db_run(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

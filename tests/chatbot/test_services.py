@@ -9,9 +9,9 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from chatbot import services
+from chatbot import services, services_bulk
 from chatbot.errors import SwitchboardError
-from chatbot.models import Conversation, Message
+from chatbot.models import Conversation, Message, RoutingEvent
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -131,14 +131,14 @@ async def test_broadcasts_in_flight_never_exceed_the_layer_concurrency(monkeypat
     assert peak == services.LAYER_CONCURRENCY
 
 
-def _request(conversation: Conversation, text: object, client_id: object) -> services.PostRequest:
-    return services.PostRequest(conversation_id=conversation.pk, text=text, client_id=client_id)
+def _request(conversation: Conversation, text: object, client_id: object) -> services_bulk.PostRequest:
+    return services_bulk.PostRequest(conversation_id=conversation.pk, text=text, client_id=client_id)
 
 
 def test_batch_stores_each_message_once_and_answers_in_request_order():
     """One batch over several conversations: one outcome per request, in order, each row stored once."""
     one, two = services.conversation_start(), services.conversation_start()
-    outcomes = services.messages_post_customer(
+    outcomes = services_bulk.messages_post_customer(
         requests=[_request(one, "a", "1"), _request(two, "b", "1"), _request(one, "c", "2")]
     )
     results = [result for result, _ in outcomes]
@@ -151,7 +151,7 @@ def test_batch_refuses_bad_and_closed_messages_one_by_one_and_stores_the_rest():
     """Invalid text and a closed conversation get their own errors; the others in the batch are stored."""
     open_one, closed = services.conversation_start(), services.conversation_start()
     services.conversation_close(conversation=closed, user=None)
-    outcomes = services.messages_post_customer(
+    outcomes = services_bulk.messages_post_customer(
         requests=[_request(open_one, "  ", "x"), _request(closed, "hi", "y"), _request(open_one, "ok", "z")]
     )
     assert [getattr(result, "code", None) for result, _ in outcomes] == ["empty_text", "conversation_closed", None]
@@ -163,7 +163,7 @@ def test_batch_with_resends_returns_the_stored_messages_and_stores_the_new_one()
     """A client_id stored before, or twice in one batch, is stored once; the new message beside it is stored."""
     conversation = services.conversation_start()
     first = services.message_post_customer(conversation=conversation, text="first", client_id="one")
-    outcomes = services.messages_post_customer(
+    outcomes = services_bulk.messages_post_customer(
         requests=[_request(conversation, "first", "one"), _request(conversation, "new", "two"),
                   _request(conversation, "new", "two")]
     )
@@ -178,7 +178,39 @@ def test_batch_broadcasts_go_to_the_inbox_of_a_routed_conversation(teams):
     """A routed conversation's message is announced to its conversation group and its team inbox."""
     conversation = services.conversation_start()
     Conversation.objects.filter(pk=conversation.pk).update(team=teams[0], routed_at=timezone.now())
-    [(result, events)] = services.messages_post_customer(requests=[_request(conversation, "more", "m")])
+    [(result, events)] = services_bulk.messages_post_customer(requests=[_request(conversation, "more", "m")])
     assert result.routed
     assert [group for group, _ in events] == [services.conversation_group(conversation.pk), "team.billing"]
     assert events[1][1]["message"]["text"] == "more"
+
+
+def _prediction(team: str, *, triage: bool = False):
+    from routing.loaded_model import Prediction
+
+    return Prediction(team=team, team_name=team.title(), confidence=0.9, triage=triage, scores={}, model_version="none")
+
+
+def test_route_batch_routes_each_conversation_once_and_announces_it_with_its_history(teams):
+    """One batch: a confident one to its team, an unsure one to triage, a repeat left alone; events carry history."""
+    sure, unsure = services.conversation_start(), services.conversation_start()
+    first = services.message_post_customer(conversation=sure, text="invoice wrong", client_id="a").message
+    services.message_post_customer(conversation=unsure, text="hmm", client_id="b")
+    requests = [
+        services_bulk.RouteRequest(conversation_id=sure.pk, prediction=_prediction("billing"), message=first),
+        services_bulk.RouteRequest(conversation_id=unsure.pk, prediction=_prediction("bugs", triage=True)),
+        services_bulk.RouteRequest(conversation_id=sure.pk, prediction=_prediction("bugs")),
+    ]
+    with services.broadcasts_collected() as outbox:
+        routed = services_bulk.conversations_route(requests=requests)
+    assert [(c.team.slug if c.team else None, c.predicted_team.slug) for c in routed] == [
+        ("billing", "billing"), (None, "bugs"), ("billing", "billing")
+    ]
+    assert RoutingEvent.objects.filter(conversation=sure).count() == 1
+    assigned = {group: event for group, event in outbox.events if event["type"] == "conversation.assigned"}
+    assert set(assigned) == {"team.billing", services.TRIAGE_GROUP}
+    assert assigned["team.billing"]["conversation"]["preview"] == "invoice wrong"
+    assert [m["text"] for m in assigned["team.billing"]["messages"]] == ["invoice wrong"]
+    again = services_bulk.conversations_route(
+        requests=[services_bulk.RouteRequest(conversation_id=unsure.pk, prediction=_prediction("billing"))]
+    )
+    assert again[0].team is None and RoutingEvent.objects.filter(conversation=unsure).count() == 1
