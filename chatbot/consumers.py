@@ -21,6 +21,7 @@ from routing.models import ModelVersion
 logger = logging.getLogger(__name__)
 # First messages routed together at most: one inference over this many texts (memory grows with it).
 ROUTE_BATCH_MAX = 32
+PREDICT_CHUNK = 4
 
 
 def router_get():
@@ -55,9 +56,17 @@ def _new_history(conversation: Conversation) -> dict[str, Any]:
 
 
 async def _predict(texts: list[str]) -> list:
-    """The router's predictions, or None each (triage) when no model serves or the router fails."""
+    """The router's predictions, or None each (triage) when no model serves or the router fails.
+
+    Asked PREDICT_CHUNK texts at a time, the chunks side by side: the int8 student costs about
+    1.0 ms of CPU per text in batches of 1-4 but 2.0 ms in batches of 32 (measured on the demo
+    artifact, 2 cores).
+    """
+    router = router_get()
+    chunks = [texts[start : start + PREDICT_CHUNK] for start in range(0, len(texts), PREDICT_CHUNK)]
     try:
-        return await router_get().apredict(texts)
+        answers = await asyncio.gather(*(router.apredict(chunk) for chunk in chunks))
+        return [prediction for answer in answers for prediction in answer]
     except NoModelError:
         return [None] * len(texts)
     except Exception:

@@ -25,12 +25,13 @@ class _Publisher:
         self._waiting: list[tuple[str, bytes, asyncio.Future]] = []
         self._writer: asyncio.Task | None = None
 
-    async def publish(self, channel: str, data: bytes) -> None:
+    def publish(self, channel: str, data: bytes) -> asyncio.Future:
+        """Queue ``data`` for ``channel``; the future is done once Redis has it."""
         future = asyncio.get_running_loop().create_future()
         self._waiting.append((channel, data, future))
         if self._writer is None:
             self._writer = asyncio.create_task(self._write())
-        await future
+        return future
 
     async def _write(self) -> None:
         try:
@@ -63,7 +64,7 @@ class PipelinedPubSubChannelLayer(RedisPubSubChannelLayer):
         super().__init__(*args, **kwargs)
         self._publishers: dict[tuple[asyncio.AbstractEventLoop, int], _Publisher] = {}
 
-    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+    def _queue(self, group: str, message: dict[str, Any]) -> asyncio.Future:
         layer = self._get_layer()
         channel = layer._get_group_channel_name(group)
         shard = layer._get_shard(channel)
@@ -71,7 +72,14 @@ class PipelinedPubSubChannelLayer(RedisPubSubChannelLayer):
         publisher = self._publishers.get(key)
         if publisher is None:
             publisher = self._publishers[key] = _Publisher(shard.host)
-        await publisher.publish(channel, self.serialize(message))
+        return publisher.publish(channel, self.serialize(message))
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        await self._queue(group, message)
+
+    async def group_send_many(self, events: list[tuple[str, dict[str, Any]]]) -> None:
+        """``group_send`` of each (group, message) in order, waiting once for them all."""
+        await asyncio.gather(*[self._queue(group, message) for group, message in events])
 
     async def flush(self) -> None:
         loop = asyncio.get_running_loop()

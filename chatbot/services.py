@@ -133,9 +133,14 @@ async def broadcasts_send(events: list[tuple[str, dict[str, Any]]], *, origin: s
     """
     if events:
         layer = get_channel_layer()
+        if origin:
+            events = [(group, {**event, "origin": origin}) for group, event in events]
         async with layer_slot():
+            if hasattr(layer, "group_send_many"):  # chatbot.layers: one wait for the lot
+                await layer.group_send_many(events)
+                return
             for group, event in events:
-                await layer.group_send(group, {**event, "origin": origin} if origin else event)
+                await layer.group_send(group, event)
 
 
 def client_id_validate(*, client_id: object) -> str:

@@ -36,3 +36,20 @@ async def test_a_send_to_an_unreachable_redis_raises_for_its_caller():
     with pytest.raises(RedisConnectionError):
         await layer.group_send("room", {"type": "chat.message"})
     await layer.flush()
+
+
+async def test_group_send_many_delivers_to_each_group_in_order():
+    """A list of (group, event) is sent in its order, each event to its own group only."""
+    layer = PipelinedPubSubChannelLayer(hosts=[REDIS_URL], prefix=f"sbtest-{uuid.uuid4().hex[:12]}")
+    even, odd = await layer.new_channel(), await layer.new_channel()
+    await layer.group_add("even", even)
+    await layer.group_add("odd", odd)
+    try:
+        await layer.group_send_many([("even" if n % 2 == 0 else "odd", {"type": "t", "n": n}) for n in range(40)])
+        got_even = [(await asyncio.wait_for(layer.receive(even), 5))["n"] for _ in range(20)]
+        got_odd = [(await asyncio.wait_for(layer.receive(odd), 5))["n"] for _ in range(20)]
+        assert got_even == list(range(0, 40, 2)) and got_odd == list(range(1, 40, 2))
+    finally:
+        await layer.group_discard("even", even)
+        await layer.group_discard("odd", odd)
+        await layer.flush()
