@@ -17,7 +17,7 @@ from rest_framework.authentication import TokenAuthentication
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
-from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
+from rest_framework.throttling import AnonRateThrottle, SimpleRateThrottle, UserRateThrottle
 
 from chatbot.errors import SwitchboardError
 
@@ -79,16 +79,58 @@ class CachedTokenAuthentication(TokenAuthentication):
         return user, token
 
 
-class UserThrottle(UserRateThrottle):
-    """Per-token rate read at request time, so a changed REST_FRAMEWORK setting takes effect."""
+class SlottedRateThrottle(SimpleRateThrottle):
+    """DRF's rate (N per period) kept as counts per 1/60 of the period, not a timestamp per request.
+
+    DRF's SimpleRateThrottle stores one timestamp per request and (un)pickles the whole list on
+    every check: measured 20 us per check at 100 entries, 0.3 ms at 6,000 and 5 ms at 100,000 (the
+    default per-token rate is 100000/hour). Here the state is at most 60 (slot, count) pairs; the
+    window is the current slot and the 59 before it, so it moves in steps of 1/60 of the period.
+    The rate and the 429 + Retry-After answer are DRF's.
+    """
+
+    SLOTS = 60
+    cache_format = "throttle_slots_%(scope)s_%(ident)s"  # not DRF's key: its values are timestamp lists
+
+    def allow_request(self, request, view):
+        if self.rate is None:
+            return True
+        self.key = self.get_cache_key(request, view)
+        if self.key is None:
+            return True
+        self.now = self.timer()
+        self.slot_seconds = self.duration / self.SLOTS
+        current = int(self.now // self.slot_seconds)
+        self.counts = [(slot, n) for slot, n in self.cache.get(self.key, []) if slot > current - self.SLOTS]
+        if sum(n for _, n in self.counts) >= self.num_requests:
+            return self.throttle_failure()
+        if self.counts and self.counts[-1][0] == current:
+            self.counts[-1] = (current, self.counts[-1][1] + 1)
+        else:
+            self.counts.append((current, 1))
+        self.cache.set(self.key, self.counts, self.duration)
+        return True
+
+    def wait(self):
+        """Seconds until enough of the oldest slots leave the window to admit one more request."""
+        excess = sum(n for _, n in self.counts) - self.num_requests + 1
+        for slot, n in self.counts:
+            excess -= n
+            if excess <= 0:
+                return max((slot + self.SLOTS) * self.slot_seconds - self.now, 0.0)
+        return float(self.duration)
 
     def get_rate(self):
+        # Read at request time, so a changed REST_FRAMEWORK setting takes effect.
         return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
 
 
-class AnonThrottle(AnonRateThrottle):
-    def get_rate(self):
-        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
+class UserThrottle(SlottedRateThrottle, UserRateThrottle):
+    """Per token."""
+
+
+class AnonThrottle(SlottedRateThrottle, AnonRateThrottle):
+    """Per client address, for callers without a token."""
 
 
 def _code_of(exc: exceptions.APIException) -> str:

@@ -92,3 +92,30 @@ def test_unknown_token_is_401_and_a_valid_one_is_cached(api, client, teams, djan
     assert api.get("/api/v1/teams").status_code == 200
     with django_assert_num_queries(1):  # the team list only
         assert api.get("/api/v1/teams").status_code == 200
+
+
+def test_throttle_window_slides_and_retry_after_says_when(settings):
+    """3/min: a 4th request within the minute is refused with the wait until the oldest slot leaves;
+    after it leaves, one more is admitted; state stays a few (slot, count) pairs, not a timestamp each."""
+    from types import SimpleNamespace
+
+    from django.core.cache import cache
+
+    from routing.api_support import UserThrottle
+
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"anon": "9/min", "user": "3/min"}}
+    caller = SimpleNamespace(user=SimpleNamespace(pk=42, is_authenticated=True))
+
+    def check(at: float) -> UserThrottle:
+        throttle = UserThrottle()
+        throttle.timer = lambda: at
+        throttle.allowed = throttle.allow_request(caller, None)
+        return throttle
+
+    assert [check(t).allowed for t in (1000.2, 1000.7, 1030.5)] == [True, True, True]
+    refused = check(1040.0)
+    assert not refused.allowed and refused.wait() == pytest.approx(1060.0 - 1040.0)  # slot 1000 leaves at 1060
+    assert not check(1059.9).allowed
+    assert check(1060.0).allowed  # the two at 1000.x left together; one slot is free again
+    assert check(1060.1).allowed and not check(1060.2).allowed
+    assert len(cache.get(UserThrottle().cache_format % {"scope": "user", "ident": 42})) == 2
