@@ -8,7 +8,7 @@ accepts, inside the view's throttle rates — with the view's own permission and
 the same serializer, router, renderer and response headers. Everything else (no or unknown token,
 session cookies, bad JSON, validation errors, throttled callers, HTTPS redirects, other hosts or
 settings it does not know) goes to Django unchanged, with the body replayed, so every error still
-comes from DRF. Inference runs on one worker thread per process, never on the event loop.
+comes from DRF. Throttling and inference run on one worker thread per process, never on the event loop.
 """
 
 from __future__ import annotations
@@ -92,14 +92,13 @@ class RouteFastPath:
             return None
         if not all(p().has_permission(caller, None) for p in RouteApi.permission_classes):
             return None
-        if not all(t().allow_request(caller, None) for t in RouteApi.throttle_classes):
-            return None
         loop = asyncio.get_running_loop()
         try:
-            return 200, _render(await loop.run_in_executor(_EXECUTOR, _predict_body, data))
+            body = await loop.run_in_executor(_EXECUTOR, _throttled_route_body, caller, data)
         except Exception as exc:  # rendered exactly as the DRF view renders it
             response = exception_handler(exc, {})
             return response.status_code, _render(response.data)
+        return None if body is None else (200, _render(body))
 
 
 def _eligible_headers(scope: dict) -> dict[bytes, bytes] | None:
@@ -174,8 +173,14 @@ def _replay(body: bytes, more: bool, receive):
     return replayed
 
 
-def _predict_body(data: dict) -> dict:
+def _throttled_route_body(caller: _Caller, data: dict) -> dict | None:
+    """The route answer, or None when a throttle refuses (DRF then answers 429).
+
+    On this thread, not the event loop: with REDIS_URL the throttles' cache is a network call.
+    """
     try:
+        if not all(throttle().allow_request(caller, None) for throttle in RouteApi.throttle_classes):
+            return None
         return route_body(get_router(), data)
     finally:
         # Django closes a request's DB connections when it ends; this thread has no requests.
