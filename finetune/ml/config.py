@@ -29,9 +29,10 @@ class TrainConfig:
     weight_decay: float = 0.01  # AdamW weight decay (teacher and student)
     batch_size: int = 32  # examples per step
     max_length: int = 64  # tokens per text; support messages are short
-    # Word embeddings stay as pretrained (teacher and student): AdamW then skips 11.7M of
-    # MiniLM's 22.7M parameters each step.
-    freeze_embeddings: bool = False
+    # The student keeps the teacher's word embeddings fixed: AdamW then skips MiniLM's 11.7M-entry
+    # token matrix, 3x a 2-layer student's other weights (~30% less time per step). The teacher
+    # trains them: frozen there, its Banking77 3,000 accuracy fell 96.4% -> 95.8%.
+    student_freeze_embeddings: bool = True
     student_layers: int = 2  # the student keeps the teacher's first k layers
     distil_epochs: int = 3  # passes over labelled + unlabelled texts; fits the 6-minute budget
     distil_lr: float = 2e-4  # student peak learning rate
@@ -46,6 +47,7 @@ class TrainConfig:
     # Restore the best-val epoch instead of the last. Off: val (300 texts on banking77 3,000) is too
     # noisy to pick epochs; best-val picked epoch 2 at 93.44% test vs the last epoch's 95.68%.
     keep_best_epoch: bool = False
+    label_smoothing: float = 0.0  # teacher cross-entropy label smoothing, in [0, 1)
     class_weighting: str = "balanced"  # or "none"; measured on banking77 3,000: 95.81% vs 95.88% (noise)
     threads: int = 0  # torch CPU threads; 0 = all cores
     target_precision: float = 0.95  # the proposed triage threshold aims at this precision
@@ -67,6 +69,8 @@ class TrainConfig:
         for name in ("patience", "threads", "max_unlabelled", "min_teacher_steps", "min_distil_steps"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be 0 or more, got {getattr(self, name)}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 0 <= self.kd_alpha <= 1:
             raise ConfigError(f"kd_alpha must be in [0, 1], got {self.kd_alpha}")
         if self.kd_temperature <= 0:

@@ -49,7 +49,7 @@ def train_student(
     torch.manual_seed(config.seed)
     student = teacher.truncated(config.student_layers)
     student.requires_grad_(True)  # a merged LoRA teacher comes back with its base weights frozen
-    if config.freeze_embeddings:
+    if config.student_freeze_embeddings:
         student.freeze_word_embeddings()
     soft = torch.from_numpy(teacher_logits)
     gold_t = torch.tensor(gold, dtype=torch.long)

@@ -13,6 +13,7 @@ import copy
 import torch
 from torch import nn
 from transformers import AutoModel
+from transformers.utils import logging as hf_logging
 
 
 class MeanPooledClassifier(nn.Module):
@@ -28,7 +29,13 @@ class MeanPooledClassifier(nn.Module):
     def from_pretrained(cls, base_model: str, num_labels: int, *, seed: int) -> MeanPooledClassifier:
         """The base encoder (its unused [CLS] pooler dropped) with a fresh head initialised from `seed`."""
         torch.manual_seed(seed)
-        encoder = AutoModel.from_pretrained(base_model)
+        bars = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # a "Loading weights" bar per run is noise in a job log
+        try:
+            encoder = AutoModel.from_pretrained(base_model)
+        finally:
+            if bars:
+                hf_logging.enable_progress_bar()
         if getattr(encoder, "pooler", None) is not None:
             encoder.pooler = None  # loaded, then dropped: no "unexpected weights" report on every run
         model = cls(encoder, num_labels, dropout=getattr(encoder.config, "hidden_dropout_prob", 0.1))

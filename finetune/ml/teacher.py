@@ -27,8 +27,6 @@ def class_weights(labels: list[int], num_labels: int, mode: str) -> torch.Tensor
 def build_teacher(config: TrainConfig, labels: list[str]) -> torch.nn.Module:
     """Load the base encoder with a fresh head (seeded); wrap it in LoRA adapters if asked."""
     model = MeanPooledClassifier.from_pretrained(config.base_model, len(labels), seed=config.seed)
-    if config.freeze_embeddings:
-        model.freeze_word_embeddings()
     if config.method == "lora":
         from peft import LoraConfig, get_peft_model
 
@@ -59,7 +57,7 @@ def train_teacher(
     def batch_loss(m: torch.nn.Module, batch: list[int]) -> torch.Tensor:
         input_ids, mask = collate([train_ids[i] for i in batch], pad_id)
         logits = m(input_ids=input_ids, attention_mask=mask)
-        return F.cross_entropy(logits, targets[batch], weight=weights)
+        return F.cross_entropy(logits, targets[batch], weight=weights, label_smoothing=config.label_smoothing)
 
     def validate() -> float:
         return macro_f1(predict_logits(model, val_ids, pad_id).argmax(1), val_y, len(labels))

@@ -46,7 +46,7 @@ def test_student_trains_every_layer_and_frozen_embeddings_stay(tiny_base_model, 
     from finetune.ml.teacher import build_teacher
     from tests.ml_fixtures import synthetic_tickets, tiny_config
 
-    config = tiny_config(tiny_base_model, method=method, freeze_embeddings=True, distil_epochs=2)
+    config = tiny_config(tiny_base_model, method=method, student_freeze_embeddings=True, distil_epochs=2)
     labels = ["billing", "bugs"]
     teacher = build_teacher(config, labels)
     if method == "lora":

@@ -168,6 +168,8 @@ def test_config_from_dict_rejects_unknown_keys(tiny_base_model):
         TrainConfig.from_dict({"epoch": 3})
     with pytest.raises(ConfigError, match="method"):
         TrainConfig(base_model=str(tiny_base_model), method="adapter")
+    with pytest.raises(ConfigError, match="label_smoothing"):
+        TrainConfig(base_model=str(tiny_base_model), label_smoothing=1.0)
     config = tiny_config(tiny_base_model, method="lora")
     assert TrainConfig.from_dict(config.to_dict()) == config
 
