@@ -47,8 +47,6 @@ class PostRequest:
     client_id: object
 
 
-
-
 Outcome = tuple[PostResult | SwitchboardError, list[tuple[str, dict[str, Any]]]]
 
 
@@ -139,8 +137,6 @@ def _touch_many(conversations: list[Conversation]) -> None:
     stale = {c.pk for c in conversations if (now - c.updated_at).total_seconds() >= UPDATED_AT_RESOLUTION_SECONDS}
     if stale:
         Conversation.objects.filter(pk__in=stale).update(updated_at=now)
-
-
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ def model_version_promote(*, version: ModelVersion, user: AbstractBaseUser | Non
     version.promoted_at = timezone.now()
     version.promoted_by = user if user is not None and user.is_authenticated else None
     version.save(update_fields=["state", "shadow_since", "promoted_at", "promoted_by"])
-    logger.info("model version %s promoted by %s", version.pk, version.promoted_by)
+    logger.info("model version %s promoted by %s", version.pk, version.promoted_by or "the promotion gate")
     return version
 
 

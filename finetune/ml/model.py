@@ -52,19 +52,22 @@ class MeanPooledClassifier(nn.Module):
     def num_layers(self) -> int:
         return len(self.encoder.encoder.layer)
 
-    def freeze_word_embeddings(self) -> None:
-        """Keep the pretrained token vectors fixed: the optimizer then skips the largest matrix."""
-        self.encoder.get_input_embeddings().weight.requires_grad_(False)
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The text vectors the head sees: the mean of the token vectors, padding left out."""
         # Token types are all zero for single texts; passing them keeps the ONNX graph free of
         # a buffer lookup that the legacy exporter would bake in at the sample's shape.
         hidden = self.encoder(
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=torch.zeros_like(input_ids)
         ).last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-        return self.classifier(self.dropout(pooled))
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+    def freeze_word_embeddings(self) -> None:
+        """Keep the pretrained token vectors fixed: the optimizer then skips the largest matrix."""
+        self.encoder.get_input_embeddings().weight.requires_grad_(False)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(self.pooled(input_ids, attention_mask)))
 
     def truncated(self, layers: int) -> MeanPooledClassifier:
         """A copy keeping the embeddings, the first `layers` transformer layers and the head."""

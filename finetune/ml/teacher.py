@@ -24,9 +24,45 @@ def class_weights(labels: list[int], num_labels: int, mode: str) -> torch.Tensor
     return torch.tensor(weights, dtype=torch.float32)
 
 
-def build_teacher(config: TrainConfig, labels: list[str]) -> torch.nn.Module:
-    """Load the base encoder with a fresh head (seeded); wrap it in LoRA adapters if asked."""
+@torch.no_grad()
+def probe_head(model: MeanPooledClassifier, ids: list[list[int]], y: list[int], pad_id: int, *, balanced: bool) -> None:
+    """Linear probe, then fine-tune: fit the head by logistic regression on the frozen encoder's vectors.
+
+    A random head sends large, random gradients into the pretrained encoder for its first steps
+    and distorts it most where labels are few; a head that already separates the teams does not.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    model.eval()
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    vectors = np.zeros((len(ids), model.classifier.in_features), dtype=np.float32)
+    for start in range(0, len(order), 128):
+        idx = order[start : start + 128]
+        vectors[idx] = model.pooled(*collate([ids[i] for i in idx], pad_id)).numpy()
+    present = sorted(set(y))
+    if len(present) < 2:
+        return  # nothing to separate: keep the random head
+    probe = LogisticRegression(max_iter=1000, class_weight="balanced" if balanced else None).fit(vectors, y)
+    weight = torch.zeros_like(model.classifier.weight)
+    # Teams absent from train keep a very negative bias: the probe never saw them.
+    bias = torch.full_like(model.classifier.bias, -10.0)
+    coef, intercept = probe.coef_, probe.intercept_
+    if len(present) == 2:  # sklearn's binary form: one row for the second class
+        coef, intercept = np.vstack([-coef / 2, coef / 2]), np.array([-intercept[0] / 2, intercept[0] / 2])
+    for row, label in enumerate(probe.classes_):
+        weight[label] = torch.from_numpy(coef[row]).float()
+        bias[label] = float(intercept[row])
+    model.classifier.weight.copy_(weight)
+    model.classifier.bias.copy_(bias)
+
+
+def build_teacher(config: TrainConfig, labels: list[str], *, probe: tuple | None = None) -> torch.nn.Module:
+    """Load the base encoder with a fresh head (seeded; fitted by a linear probe on `probe` =
+    (ids, y, pad_id) when config.head_init is "probe"); wrap it in LoRA adapters if asked."""
     model = MeanPooledClassifier.from_pretrained(config.base_model, len(labels), seed=config.seed)
+    if probe is not None and config.head_init == "probe":
+        ids, y, pad_id = probe
+        probe_head(model, ids, y, pad_id, balanced=config.class_weighting == "balanced")
     if config.method == "lora":
         from peft import LoraConfig, get_peft_model
 
@@ -50,7 +86,7 @@ def train_teacher(
     on_step: StepHook,
 ) -> tuple[MeanPooledClassifier, dict]:
     """Fine-tune on the train split, early-stop on val macro-F1; return a plain (merged) model."""
-    model = build_teacher(config, labels)
+    model = build_teacher(config, labels, probe=(train_ids, train_y, pad_id))
     weights = class_weights(train_y, len(labels), config.class_weighting)
     targets = torch.tensor(train_y, dtype=torch.long)
 

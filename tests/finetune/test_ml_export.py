@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -13,14 +15,19 @@ from finetune.ml.export import check_parity, export_int8, onnx_logits, onnx_sess
 from finetune.ml.model import MeanPooledClassifier
 
 
-def test_export_keeps_torch_model_in_eval_and_matches_it(tiny_base_model, tmp_path):
-    """After export the torch model is still in eval mode and int8 ONNX agrees on varied lengths."""
+def test_export_keeps_torch_model_in_eval_and_matches_it(tiny_base_model, tmp_path, caplog):
+    """After export the torch model is still in eval mode and int8 ONNX agrees on varied lengths.
+
+    The quantizer's per-tensor notes stay out of the logs (a job log should show real problems).
+    """
+    caplog.set_level(logging.INFO)
     model = MeanPooledClassifier.from_pretrained(str(tiny_base_model), 3, seed=0).eval()
     tokenizer = AutoTokenizer.from_pretrained(tiny_base_model)
     texts = ["hi", "please refund my invoice", "the app keeps crashing when i login to my account today"] * 4
     ids = encode(tokenizer, texts, 64)
     export_int8(model, ids, tokenizer.pad_token_id, tmp_path / "fp32.onnx", tmp_path / "int8.onnx")
     assert not model.training
+    assert not [r.getMessage() for r in caplog.records if "Quantization parameters" in r.getMessage()]
     torch_logits = predict_logits(model, ids, tokenizer.pad_token_id)
     assert np.allclose(torch_logits, predict_logits(model, ids, tokenizer.pad_token_id))
     fp32 = onnx_logits(onnx_session(tmp_path / "fp32.onnx", 1), ids, tokenizer.pad_token_id, 3)

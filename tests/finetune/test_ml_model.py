@@ -69,3 +69,25 @@ def test_student_trains_every_layer_and_frozen_embeddings_stay(tiny_base_model, 
         if not torch.equal(param, dict(teacher.encoder.encoder.layer[0].named_parameters())[name])
     ]
     assert moved, "the student's first layer did not train"
+
+
+@pytest.mark.parametrize("labels", [["billing", "bugs"], ["accounts", "billing", "bugs", "sales"]])
+def test_probe_head_separates_teams_before_any_fine_tuning(tiny_base_model, labels):
+    """The linear-probe head already routes the training texts; a team with no texts is never chosen."""
+    from transformers import AutoTokenizer
+
+    from finetune.ml.data import encode, predict_logits
+    from finetune.ml.teacher import probe_head
+    from tests.ml_fixtures import synthetic_tickets
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_base_model))
+    rows = synthetic_tickets(labels, per_label=16)
+    ids = encode(tokenizer, [text for text, _ in rows], 32)
+    y = [labels.index(label) for _, label in rows]
+    # One output more than there are teams with texts: "unseen" has no training text at all.
+    model = MeanPooledClassifier.from_pretrained(str(tiny_base_model), len(labels) + 1, seed=0)
+    random_accuracy = (predict_logits(model, ids, tokenizer.pad_token_id).argmax(1) == y).mean()
+    probe_head(model, ids, y, tokenizer.pad_token_id, balanced=True)
+    predicted = predict_logits(model, ids, tokenizer.pad_token_id).argmax(1)
+    assert (predicted == y).mean() >= 0.9 > random_accuracy
+    assert len(labels) not in set(predicted.tolist())
