@@ -104,8 +104,9 @@ def test_tampering_is_detected(tiny_run, tmp_path):
 def test_lora_teacher_works(tiny_base_model, tmp_path):
     """method='lora' trains adapters, merges them and exports a plain model that routes well."""
     examples, unlabelled = tiny_examples(TINY_LABELS)
-    # The tiny random model oscillates at this lr: keep the best-val epoch, as the option allows.
-    config = tiny_config(tiny_base_model, method="lora", lr=5e-3, keep_best_epoch=True)
+    # The tiny random model oscillates at high lr (5e-3 scored 4/6 with the probed head, 6/6 with
+    # a random one; 2e-3 and 1e-2 6/6): keep the best-val epoch, as the option allows.
+    config = tiny_config(tiny_base_model, method="lora", lr=2e-3, keep_best_epoch=True)
     result = run_pipeline(config=config, examples=examples, unlabelled=unlabelled, work_dir=tmp_path / "lora")
     assert result.metrics["teacher"]["accuracy"] >= 0.8
     assert result.metrics["config"]["method"] == "lora"
