@@ -16,6 +16,7 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.db.models import Case, FloatField, Value, When
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from chatbot import selectors
@@ -206,7 +207,11 @@ def _routed_save(routed: list[Conversation], now) -> None:
     for c in routed:
         groups[(c.team_id, c.predicted_team_id, c.model_version_id)].append(c)
     for (team_id, predicted_id, version_id), members in groups.items():
-        confidence = Case(*[When(pk=c.pk, then=Value(c.confidence)) for c in members], output_field=FloatField())
+        # Cast: with no model every confidence is NULL, and PostgreSQL types an all-NULL CASE as text.
+        confidence = Cast(
+            Case(*[When(pk=c.pk, then=Value(c.confidence)) for c in members], output_field=FloatField()),
+            output_field=FloatField(),
+        )
         Conversation.objects.filter(pk__in=[c.pk for c in members]).update(
             team_id=team_id, predicted_team_id=predicted_id, model_version_id=version_id,
             confidence=confidence, routed_at=now, updated_at=now,
