@@ -42,3 +42,16 @@ def router_recheck_at_first_use():
     from routing.router import get_router
 
     get_router()._checked_at = float("-inf")
+
+
+@pytest.fixture(autouse=True)
+def chat_db_threads_drained():
+    """After each test, wait for chat DB work still running on the chat threads (a socket's
+    background writes can outlive the test); otherwise PostgreSQL's flush of a transactional
+    test can deadlock with it. Set up after pytest-django's db fixtures, so torn down before."""
+    yield
+    from chatbot import ws_base
+
+    pool, ws_base._db_pool = ws_base._db_pool, None
+    if pool is not None:
+        pool.shutdown(wait=True)
