@@ -78,7 +78,7 @@ def tiny_config(base_model: Path, **overrides):
 
     values = dict(
         base_model=str(base_model), epochs=10, lr=2e-3, distil_epochs=10, distil_lr=2e-3, batch_size=8,
-        min_per_team=4, patience=0, threads=1, seed=0, min_teacher_steps=0, min_distil_steps=0,
+        min_per_team=4, patience=0, threads=1, seed=0, min_teacher_steps=0, min_distil_steps=0, student_layers=2,
     )
     return TrainConfig(**{**values, **overrides})
 

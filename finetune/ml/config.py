@@ -16,6 +16,14 @@ def default_base_model() -> str:
     return str(get_model_path())
 
 
+def native_bf16() -> bool:
+    """True when this CPU has bfloat16 arithmetic in hardware (AVX512-BF16 or AMX tiles)."""
+    import torch
+
+    checks = (getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None))
+    return any(check is not None and check() for check in checks)
+
+
 @dataclass
 class TrainConfig:
     base_model: str = ""  # a local Hugging Face model dir; "" = packaged all-MiniLM-L6-v2
@@ -37,7 +45,8 @@ class TrainConfig:
     student_freeze_embeddings: bool = True
     # The student keeps the teacher's first k layers. Banking77 3,000, same teacher (96.0 %): int8
     # student 95.5 % with 2 layers (0.55 ms p50), 95.9 % with 3 (0.77 ms, distillation 1.4x longer).
-    student_layers: int = 2
+    # 3: the 2-teacher ensemble's 3-layer student keeps 96.3 % (int8, per-channel) under 1 ms p50.
+    student_layers: int = 3
     distil_epochs: int = 3  # passes over labelled + unlabelled texts; fits the 6-minute budget
     distil_lr: float = 2e-4  # student peak learning rate
     kd_temperature: float = 2.0  # softmax temperature of the distillation targets
@@ -54,9 +63,18 @@ class TrainConfig:
     # "probe": the teacher's head starts as a logistic regression on the frozen encoder's vectors
     # (linear probe, then fine-tune); "random": a random head.
     head_init: str = "probe"
+    # Teachers fine-tuned from seeds seed, seed+1, ...; with more than one, the teacher is their
+    # ensemble (mean logits) and the student learns from it. Banking77 3,000: one 96.1-96.2 %, two
+    # 96.3-96.6 %, three 96.6 % -- each one adds a teacher's training time (~85 s on 2 AMX cores).
+    teachers: int = 2
     label_smoothing: float = 0.0  # teacher CE label smoothing in [0, 1); 0.1 measured 95.8 % vs 96.0 %
     class_weighting: str = "balanced"  # or "none"; measured on banking77 3,000: 95.81% vs 95.88% (noise)
     threads: int = 0  # torch CPU threads; 0 = all cores
+    # Training arithmetic: "bf16" autocast (weights and optimizer state stay float32), "fp32", or
+    # "auto" = bf16 where the CPU computes it natively (AVX512-BF16 / AMX), else fp32. Measured here
+    # (AMX, 2 threads): a teacher step 298 -> 158 ms with the fused optimizer; elsewhere bf16 is
+    # emulated and slower, so "auto" keeps fp32. Evaluation, parity and export are always float32.
+    precision: str = "auto"
     target_precision: float = 0.95  # the proposed triage threshold aims at this precision
     baseline: bool = True  # also fit TF-IDF + logistic regression for an honest comparison
     max_unlabelled: int = 20000  # cap on unlabelled texts used for distillation
@@ -72,7 +90,7 @@ class TrainConfig:
             raise ConfigError(f"head_init must be 'probe' or 'random', got {self.head_init!r}")
         if self.class_weighting not in ("balanced", "none"):
             raise ConfigError(f"class_weighting must be 'balanced' or 'none', got {self.class_weighting!r}")
-        for name in ("epochs", "distil_epochs", "batch_size", "max_length", "student_layers", "min_per_team"):
+        for name in ("epochs", "distil_epochs", "batch_size", "max_length", "student_layers", "min_per_team", "teachers"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         for name in ("patience", "threads", "max_unlabelled", "min_teacher_steps", "min_distil_steps"):
@@ -92,6 +110,10 @@ class TrainConfig:
             )
         if self.threads == 0:
             self.threads = os.cpu_count() or 1
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise ConfigError(f"precision must be 'auto', 'bf16' or 'fp32', got {self.precision!r}")
+        if self.precision == "auto":
+            self.precision = "bf16" if native_bf16() else "fp32"
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:

@@ -66,7 +66,7 @@ def train_student(
 
     plan = FitPlan(
         config.distil_epochs, config.distil_lr, config.weight_decay, config.batch_size, config.patience, config.seed,
-        min_steps=config.min_distil_steps, keep_best=config.keep_best_epoch,
+        min_steps=config.min_distil_steps, keep_best=config.keep_best_epoch, bf16=config.precision == "bf16",
     )
     history = fit(
         student,

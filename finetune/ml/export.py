@@ -62,7 +62,10 @@ def export_int8(model: MeanPooledClassifier, sample_ids: list[list[int]], pad_id
             },
         )
         # Plain dynamic quantization: quant_pre_process / the transformers optimizer broke it.
-        quantize_dynamic(str(fp32_path), str(int8_path), weight_type=QuantType.QInt8)
+        # Per-channel scales: one scale per output column instead of per matrix. Banking77 3,000,
+        # 3-layer student at 96.30 % in torch: int8 96.30 % (99.8 % top-1 agreement) vs 95.97 %
+        # (99.1 %) per tensor, same latency.
+        quantize_dynamic(str(fp32_path), str(int8_path), weight_type=QuantType.QInt8, per_channel=True)
 
 
 def onnx_session(path: Path, threads: int) -> ort.InferenceSession:

@@ -67,7 +67,8 @@ class MeanPooledClassifier(nn.Module):
         self.encoder.get_input_embeddings().weight.requires_grad_(False)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.dropout(self.pooled(input_ids, attention_mask)))
+        # float32 logits even under bf16 autocast: softmax, KL and cross-entropy need the precision.
+        return self.classifier(self.dropout(self.pooled(input_ids, attention_mask))).float()
 
     def truncated(self, layers: int) -> MeanPooledClassifier:
         """A copy keeping the embeddings, the first `layers` transformer layers and the head."""
@@ -77,3 +78,25 @@ class MeanPooledClassifier(nn.Module):
         student.encoder.encoder.layer = nn.ModuleList(list(student.encoder.encoder.layer)[:layers])
         student.encoder.config.num_hidden_layers = layers
         return student
+
+
+class TeacherEnsemble(nn.Module):
+    """Teachers fine-tuned from different seeds answering as one: the mean of their logits.
+
+    Single teachers on Banking77 3,000 (seeds 13/14/15): 96.14 / 96.23 / 96.17 %; the mean of two
+    96.33-96.62 %, of three 96.59 %. The student is still built from the first member's layers.
+    """
+
+    def __init__(self, members: list[MeanPooledClassifier]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    @property
+    def num_labels(self) -> int:
+        return self.members[0].num_labels
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return torch.stack([member(input_ids, attention_mask) for member in self.members]).mean(0)
+
+    def truncated(self, layers: int) -> MeanPooledClassifier:
+        return self.members[0].truncated(layers)

@@ -11,13 +11,13 @@ import random
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from tokenizers import Tokenizer
-from transformers import AutoTokenizer
+from transformers import AutoConfig, AutoTokenizer
 
 from . import calibrate
 from .artifacts import write_checksums
@@ -114,6 +114,18 @@ def prepare(config: TrainConfig, examples: list[LabelledText], unlabelled: list[
     data.ids = {s: encode(tokenizer, t, config.max_length) for s, t in texts.items()}
     data.ids["unlabelled"] = encode(tokenizer, data.unlabelled, config.max_length)
     return data
+
+
+def student_depth_fit(config: TrainConfig, data: Prepared) -> TrainConfig:
+    """A base model shallower than student_layers: the student keeps all its layers (noted)."""
+    layers = AutoConfig.from_pretrained(config.base_model).num_hidden_layers
+    if config.student_layers <= layers:
+        return config
+    data.notes.append(
+        f"The base model has {layers} layers, fewer than student_layers={config.student_layers}: "
+        f"the student keeps all {layers}."
+    )
+    return replace(config, student_layers=layers)
 
 
 def teach(config, data: Prepared, pad_id: int, report: Reporter):
@@ -300,6 +312,7 @@ def _run(config: TrainConfig, examples, unlabelled, work_dir: Path, report: Repo
     tokenizer = AutoTokenizer.from_pretrained(config.base_model)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     data = prepare(config, examples, unlabelled, tokenizer, teams)
+    config = student_depth_fit(config, data)
     scratch = work_dir / "_scratch"
     scratch.mkdir()
     report("split", 1.0, f"{len(data.y['train'])} train, {len(data.y['val'])} val, {len(data.y['test'])} test")

@@ -36,6 +36,11 @@ def _metrics_table(metrics: dict) -> list[str]:
     return rows
 
 
+def _teachers(config: dict) -> str:
+    count = config.get("teachers", 1)  # metrics of versions trained before ensembles have no key
+    return f"ensemble of {count} seeds, " if count > 1 else ""
+
+
 def model_card(metrics: dict) -> str:
     """A short Markdown card: data, config, metrics, latency, size, calibration, verdict, limits."""
     data, config, cal = metrics["data"], metrics["config"], metrics["calibration"]
@@ -49,7 +54,7 @@ def model_card(metrics: dict) -> str:
         f"{data['unlabelled']} unlabelled texts used for distillation.",
         "",
         "## Training",
-        f"Teacher: `{config['base_model']}` ({config['method']} fine-tuning, {config['epochs']} epochs max, "
+        f"Teacher: `{config['base_model']}` ({_teachers(config)}{config['method']} fine-tuning, {config['epochs']} epochs max, "
         f"lr {config['lr']:g}); student: first {config['student_layers']} layers, distilled "
         f"{config['distil_epochs']} epochs at T={config['kd_temperature']:g}; exported to ONNX, int8 weights.",
         "",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -9,7 +11,7 @@ import torch.nn.functional as F
 from .config import TrainConfig
 from .data import collate, predict_logits
 from .evaluate import macro_f1
-from .model import MeanPooledClassifier
+from .model import MeanPooledClassifier, TeacherEnsemble
 from .training import FitPlan, StepHook, fit
 
 LORA_TARGETS = ["query", "key", "value", "dense"]
@@ -84,6 +86,41 @@ def train_teacher(
     val_y: list[int],
     pad_id: int,
     on_step: StepHook,
+) -> tuple[MeanPooledClassifier | TeacherEnsemble, dict]:
+    """Fine-tune config.teachers teachers (seeds seed, seed+1, ...); one, or their ensemble.
+
+    History: the single teacher's fit history, or {"members": [one per teacher]}.
+    """
+    count = config.teachers
+    members, histories = [], []
+    for index in range(count):
+        member_config = replace(config, seed=config.seed + index)
+        prefix = f"teacher {index + 1}/{count}: " if count > 1 else ""
+
+        def hook(fraction: float, message: str, index: int = index, prefix: str = prefix) -> None:
+            on_step((index + fraction) / count, prefix + message)
+
+        model, history = _train_one(
+            member_config, labels, train_ids=train_ids, train_y=train_y, val_ids=val_ids, val_y=val_y,
+            pad_id=pad_id, on_step=hook,
+        )
+        members.append(model)
+        histories.append(history)
+    if count == 1:
+        return members[0], histories[0]
+    return TeacherEnsemble(members).eval(), {"members": histories}
+
+
+def _train_one(
+    config: TrainConfig,
+    labels: list[str],
+    *,
+    train_ids: list[list[int]],
+    train_y: list[int],
+    val_ids: list[list[int]],
+    val_y: list[int],
+    pad_id: int,
+    on_step: StepHook,
 ) -> tuple[MeanPooledClassifier, dict]:
     """Fine-tune on the train split, early-stop on val macro-F1; return a plain (merged) model."""
     model = build_teacher(config, labels, probe=(train_ids, train_y, pad_id))
@@ -100,7 +137,7 @@ def train_teacher(
 
     plan = FitPlan(
         config.epochs, config.lr, config.weight_decay, config.batch_size, config.patience, config.seed,
-        min_steps=config.min_teacher_steps, keep_best=config.keep_best_epoch,
+        min_steps=config.min_teacher_steps, keep_best=config.keep_best_epoch, bf16=config.precision == "bf16",
     )
     history = fit(
         model,

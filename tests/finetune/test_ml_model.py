@@ -91,3 +91,34 @@ def test_probe_head_separates_teams_before_any_fine_tuning(tiny_base_model, labe
     predicted = predict_logits(model, ids, tokenizer.pad_token_id).argmax(1)
     assert (predicted == y).mean() >= 0.9 > random_accuracy
     assert len(labels) not in set(predicted.tolist())
+
+
+def test_teacher_ensemble_is_the_mean_of_its_members(tiny_base_model):
+    """Members trained from seed, seed+1: the ensemble answers their mean; its student is member one's."""
+    from transformers import AutoTokenizer
+
+    from finetune.ml.data import encode, predict_logits
+    from finetune.ml.model import TeacherEnsemble
+    from finetune.ml.teacher import train_teacher
+    from tests.ml_fixtures import synthetic_tickets, tiny_config
+
+    labels = ["billing", "bugs"]
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_base_model))
+    rows = synthetic_tickets(labels, per_label=8)
+    ids = encode(tokenizer, [text for text, _ in rows], 32)
+    y = [labels.index(label) for _, label in rows]
+    progress = []
+    teacher, history = train_teacher(
+        tiny_config(tiny_base_model, teachers=2, epochs=2), labels, train_ids=ids, train_y=y, val_ids=ids,
+        val_y=y, pad_id=tokenizer.pad_token_id, on_step=lambda fraction, message: progress.append((fraction, message)),
+    )
+    assert isinstance(teacher, TeacherEnsemble) and len(history["members"]) == 2
+    first, second = teacher.members
+    assert not torch.equal(first.classifier.weight, second.classifier.weight)  # different seeds
+    mean = (predict_logits(first, ids, tokenizer.pad_token_id) + predict_logits(second, ids, tokenizer.pad_token_id)) / 2
+    assert torch.allclose(torch.from_numpy(predict_logits(teacher, ids, tokenizer.pad_token_id)), torch.from_numpy(mean), atol=1e-5)
+    fractions = [fraction for fraction, _ in progress]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert progress[0][1].startswith("teacher 1/2") and progress[-1][1].startswith("teacher 2/2")
+    student = teacher.truncated(1)
+    assert torch.equal(student.classifier.weight, first.classifier.weight)

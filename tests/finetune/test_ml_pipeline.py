@@ -75,6 +75,7 @@ def test_metrics_cover_every_model_and_the_verdict(tiny_run):
     assert metrics["latency_ms"]["int8"]["p50"] > 0
     assert set(metrics["timings_s"]) == {"split", "teacher", "distil", "export", "evaluate"}
     assert metrics["config"]["student_layers"] == 2
+    assert metrics["config"]["teachers"] == 2 and len(metrics["history"]["teacher"]["members"]) == 2
     assert "baseline" in metrics["verdict"] and metrics["verdict"] in result.card
 
 
@@ -183,3 +184,28 @@ def test_make_tiny_artifact_publishes_a_verified_copy(tmp_path):
     assert json.loads((second / "labels.json").read_text()) == ["sales", "support"]
     assert verify_checksums(first) == verify_checksums(second)
     assert sorted(p.name for p in (tmp_path / "store").iterdir()) == ["1", "2"]
+
+
+def test_student_deeper_than_the_base_model_keeps_every_layer(tiny_base_model, tmp_path):
+    """student_layers above the base model's depth (the default 3 on a 2-layer model) is noted and fitted."""
+    examples, unlabelled = tiny_examples(TINY_LABELS, per_label=10)
+    config = tiny_config(tiny_base_model, student_layers=3, teachers=1, epochs=1, distil_epochs=1, baseline=False)
+    result = run_pipeline(config=config, examples=examples, unlabelled=unlabelled, work_dir=tmp_path / "run")
+    assert result.metrics["config"]["student_layers"] == 2
+    assert any("fewer than student_layers=3" in note for note in result.metrics["notes"])
+    assert "members" not in result.metrics["history"]["teacher"]  # one teacher: its own history
+
+
+def test_precision_resolves_and_rejects_unknown(tiny_base_model, monkeypatch):
+    """"auto" becomes bf16 only on CPUs with native bfloat16; unknown values are refused."""
+    from finetune.ml import config as config_module
+
+    monkeypatch.setattr(config_module, "native_bf16", lambda: False)
+    assert tiny_config(tiny_base_model).precision == "fp32"
+    monkeypatch.setattr(config_module, "native_bf16", lambda: True)
+    assert tiny_config(tiny_base_model).precision == "bf16"
+    assert tiny_config(tiny_base_model, precision="fp32").precision == "fp32"
+    with pytest.raises(ConfigError, match="precision must be"):
+        tiny_config(tiny_base_model, precision="fp16")
+    with pytest.raises(ConfigError, match="teachers must be at least 1"):
+        tiny_config(tiny_base_model, teachers=0)
