@@ -162,9 +162,26 @@ def conversation_start() -> Conversation:
     return Conversation.objects.create()
 
 
+def conversations_lock(conversation_ids: list[int]) -> list[Conversation]:
+    """Lock these conversation rows (in id order: concurrent lockers cannot deadlock), teams attached.
+
+    The teams are read after the lock, not joined into it: on PostgreSQL, a FOR UPDATE that
+    waited for a concurrent routing re-reads the locked row but not the joined team columns,
+    which came back as team_id set and team None.
+    """
+    rows = list(Conversation.objects.select_for_update().filter(pk__in=conversation_ids).order_by("pk"))
+    teams = Team.objects.in_bulk({row.team_id for row in rows if row.team_id is not None})
+    for row in rows:
+        if row.team_id is not None:
+            row.team = teams[row.team_id]
+    return rows
+
+
 def _lock(conversation: Conversation) -> Conversation:
-    # of=self: PostgreSQL refuses FOR UPDATE on the nullable side of the team outer join.
-    return Conversation.objects.select_for_update(of=("self",)).select_related("team").get(pk=conversation.pk)
+    rows = conversations_lock([conversation.pk])
+    if not rows:
+        raise Conversation.DoesNotExist(f"Conversation {conversation.pk} does not exist.")
+    return rows[0]
 
 
 def _open_or_raise(conversation: Conversation) -> None:

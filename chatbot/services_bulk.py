@@ -32,6 +32,7 @@ from chatbot.services import (
     _message_events,
     broadcast_on_commit,
     client_id_validate,
+    conversations_lock,
 )
 from finetune.services import ticket_text_validate
 from routing.models import ModelVersion, Team
@@ -84,7 +85,7 @@ def _posts_store(requests: list[PostRequest], cleaned: dict[int, tuple[str, str]
     try:
         with transaction.atomic():
             ids = sorted({requests[index].conversation_id for index in cleaned})
-            locked = {c.pk: c for c in _lock_many(ids)}
+            locked = {c.pk: c for c in conversations_lock(ids)}
             seen = _stored_by_client_id(locked, [cleaned[i][1] for i in cleaned]) if check_resends else {}
             new: dict[int, Message] = {}
             for index, (text, client_id) in cleaned.items():
@@ -122,11 +123,6 @@ def _deliver_all(outboxes: dict[int, Outbox], events: dict[int, Events]) -> None
             _deliver(outboxes[index], group, event)
 
 
-def _lock_many(conversation_ids: list[int]) -> list[Conversation]:
-    rows = Conversation.objects.select_for_update(of=("self",)).select_related("team")
-    return list(rows.filter(pk__in=conversation_ids).order_by("pk"))
-
-
 def _stored_by_client_id(locked: dict[int, Conversation], client_ids: list[str]) -> dict[tuple[int, str], Message]:
     rows = Message.objects.filter(conversation_id__in=list(locked), client_id__in=set(client_ids))
     return {(m.conversation_id, m.client_id): m for m in rows.select_related("author")}
@@ -157,7 +153,7 @@ def conversations_route(*, requests: list[RouteRequest]) -> list[Conversation | 
     for one deleted meanwhile).
     """
     with transaction.atomic():
-        locked = {c.pk: c for c in _lock_many(sorted({r.conversation_id for r in requests}))}
+        locked = {c.pk: c for c in conversations_lock(sorted({r.conversation_id for r in requests}))}
         fresh: dict[int, RouteRequest] = {}
         for request in requests:  # the first request for a conversation wins
             conversation = locked.get(request.conversation_id)

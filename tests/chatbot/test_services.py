@@ -214,3 +214,48 @@ def test_route_batch_routes_each_conversation_once_and_announces_it_with_its_his
         requests=[services_bulk.RouteRequest(conversation_id=unsure.pk, prediction=_prediction("billing"))]
     )
     assert again[0].team is None and RoutingEvent.objects.filter(conversation=unsure).count() == 1
+
+
+def test_a_lock_that_waited_for_a_routing_sees_the_routed_team(teams):
+    """A message batch that locks a conversation while its routing commits gets the team with it.
+
+    On PostgreSQL the routing runs on another connection and commits while the lock waits (the
+    race that once gave team_id set and team None, failing the whole batch); SQLite has no row
+    locks, so there the routing simply commits first.
+    """
+    import threading
+    import time
+
+    from django.db import connection
+
+    conversation = services.conversation_start()
+    team = teams[0]
+    locked_by_routing = threading.Event()
+
+    def route(hold: float) -> None:
+        with transaction.atomic():
+            row = Conversation.objects.select_for_update().get(pk=conversation.pk)
+            row.team = team
+            row.save(update_fields=["team"])
+            locked_by_routing.set()
+            time.sleep(hold)  # the batch below is waiting on the row meanwhile
+
+    if connection.vendor == "postgresql":
+        routing = threading.Thread(target=lambda: (route(0.5), connection.close()))
+        routing.start()
+        assert locked_by_routing.wait(5)
+        begun = time.monotonic()
+        with transaction.atomic():
+            locked = services.conversations_lock([conversation.pk])
+        waited = time.monotonic() - begun
+        routing.join()
+        assert waited > 0.3  # it really waited for the routing's commit
+    else:
+        route(0.0)
+        with transaction.atomic():
+            locked = services.conversations_lock([conversation.pk])
+    assert [(row.pk, row.team_id, row.team) for row in locked] == [(conversation.pk, team.pk, team)]
+    outcomes = services_bulk.messages_post_customer(
+        requests=[services_bulk.PostRequest(conversation_id=conversation.pk, text="still there?", client_id="c-9")]
+    )
+    assert outcomes[0][0].created
