@@ -330,11 +330,16 @@ def report(clients: int, run: Run, elapsed: float, peak: dict, failures: list, u
     stored, distinct = stored_counts(run.conversations)
     ack_ms = [1000 * (run.acked[c] - run.sent[c]) for c in run.acked if c in run.sent]
     agent_ms = [1000 * (run.at_agent[c] - run.sent[c]) for c in run.at_agent if c in run.sent]
+    # A conversation's first message waits for routing (inference + the assignment); later ones do not.
+    first_ms = [1000 * (run.at_agent[c] - run.sent[c]) for c in run.at_agent if c in run.sent and c.endswith("-0")]
+    later_ms = [1000 * (run.at_agent[c] - run.sent[c]) for c in run.at_agent if c in run.sent and not c.endswith("-0")]
     return {
         "clients": clients, "sent": len(run.sent), "acked": len(run.acked), "stored": stored,
         "lost": len(run.sent) - distinct, "doubled": stored - distinct, "at_agent": len(run.at_agent),
         "ack_p50_ms": percentile(ack_ms, 0.5), "ack_p99_ms": percentile(ack_ms, 0.99),
         "agent_p50_ms": percentile(agent_ms, 0.5), "agent_p99_ms": percentile(agent_ms, 0.99),
+        "agent_first_p50_ms": percentile(first_ms, 0.5), "agent_first_p99_ms": percentile(first_ms, 0.99),
+        "agent_later_p50_ms": percentile(later_ms, 0.5), "agent_later_p99_ms": percentile(later_ms, 0.99),
         "rss_mb": [round(value / 2**20) for value in peak.values()], "seconds": round(elapsed, 1),
         "errors": sorted(set(run.errors)), "client_failures": [repr(f)[:120] for f in failures[:3]],
         "unfinished": unfinished, "connect_p99_ms": percentile(run.connect_ms, 0.99),
@@ -362,6 +367,10 @@ def print_table(rows: list[dict], routing: str, server: str) -> None:
             ",".join(map(str, r["rss_mb"])), r["seconds"], r["load1"],
             f"{r['server_cpu_ms_per_msg']},{r['loadgen_cpu_ms_per_msg']},{r['pg_redis_cpu_ms_per_msg']}",
         )))
+        print(
+            f"   send->agent: first messages (routed then) p50 {r['agent_first_p50_ms']:.1f} p99 "
+            f"{r['agent_first_p99_ms']:.1f} ms; later messages p50 {r['agent_later_p50_ms']:.1f} p99 {r['agent_later_p99_ms']:.1f} ms"
+        )
         if r["errors"] or r["client_failures"] or r["unfinished"] or r["retry_reasons"]:
             print(
                 f"   errors={r['errors']} failures={r['client_failures']} unfinished={r['unfinished']} "

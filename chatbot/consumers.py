@@ -21,6 +21,9 @@ from routing.models import ModelVersion
 logger = logging.getLogger(__name__)
 # First messages routed together at most: one inference over this many texts (memory grows with it).
 ROUTE_BATCH_MAX = 32
+# Routing batches in flight at once: a burst of first messages is inferred while the previous
+# batch commits, instead of queueing behind it.
+ROUTE_WRITERS = 3
 PREDICT_CHUNK = 4
 
 
@@ -85,8 +88,21 @@ async def conversations_route(messages: list[Message]) -> list[None]:
     ]
     _, broadcasts = await db_call(services_bulk.conversations_route, requests=requests)
     await services.broadcasts_send(broadcasts)
-    await db_call(_shadow_score_all, messages)
+    # Off the routing path: the next batch need not wait for the shadow's check and scoring.
+    task = asyncio.create_task(_shadow_score(messages))
+    _shadow_tasks.add(task)
+    task.add_done_callback(_shadow_tasks.discard)
     return [None] * len(messages)
+
+
+_shadow_tasks: set[asyncio.Task] = set()
+
+
+async def _shadow_score(messages: list[Message]) -> None:
+    try:
+        await db_call(_shadow_score_all, messages)
+    except Exception:
+        logger.exception("chat: shadow scoring failed")
 
 
 class CustomerChatConsumer(JsonFrameConsumer):
@@ -143,7 +159,7 @@ class CustomerChatConsumer(JsonFrameConsumer):
 
     async def _route(self, message: Message) -> None:
         try:
-            await batcher(conversations_route, max_batch=ROUTE_BATCH_MAX).submit(message)
+            await batcher(conversations_route, max_batch=ROUTE_BATCH_MAX, writers=ROUTE_WRITERS).submit(message)
         except Exception:
             # The next message tries again; meanwhile the conversation waits unrouted.
             logger.exception("chat: routing conversation %s failed", message.conversation_id)
