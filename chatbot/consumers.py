@@ -21,9 +21,6 @@ from routing.models import ModelVersion
 logger = logging.getLogger(__name__)
 # First messages routed together at most: one inference over this many texts (memory grows with it).
 ROUTE_BATCH_MAX = 32
-# Routing batches in flight at once: a burst of first messages is inferred while the previous
-# batch commits, instead of queueing behind it.
-ROUTE_WRITERS = 3
 PREDICT_CHUNK = 4
 
 
@@ -159,7 +156,7 @@ class CustomerChatConsumer(JsonFrameConsumer):
 
     async def _route(self, message: Message) -> None:
         try:
-            await batcher(conversations_route, max_batch=ROUTE_BATCH_MAX, writers=ROUTE_WRITERS).submit(message)
+            await batcher(conversations_route, max_batch=ROUTE_BATCH_MAX).submit(message)
         except Exception:
             # The next message tries again; meanwhile the conversation waits unrouted.
             logger.exception("chat: routing conversation %s failed", message.conversation_id)

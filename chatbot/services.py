@@ -165,15 +165,19 @@ def conversation_start() -> Conversation:
 def conversations_lock(conversation_ids: list[int]) -> list[Conversation]:
     """Lock these conversation rows (in id order: concurrent lockers cannot deadlock), teams attached.
 
-    The teams are read after the lock, not joined into it: on PostgreSQL, a FOR UPDATE that
-    waited for a concurrent routing re-reads the locked row but not the joined team columns,
-    which came back as team_id set and team None.
+    The team comes joined in (of=self: PostgreSQL refuses FOR UPDATE on the nullable side of an
+    outer join). A lock that waited for a concurrent routing or reassignment gets the locked row
+    re-read but the joined team columns as they were (team_id set, team None): those teams are
+    read again after the lock.
     """
-    rows = list(Conversation.objects.select_for_update().filter(pk__in=conversation_ids).order_by("pk"))
-    teams = Team.objects.in_bulk({row.team_id for row in rows if row.team_id is not None})
-    for row in rows:
-        if row.team_id is not None:
-            row.team = teams[row.team_id]
+    rows = Conversation.objects.select_for_update(of=("self",)).select_related("team")
+    rows = list(rows.filter(pk__in=conversation_ids).order_by("pk"))
+    stale = {row.team_id for row in rows if row.team_id is not None and getattr(row.team, "pk", None) != row.team_id}
+    if stale:
+        teams = Team.objects.in_bulk(stale)
+        for row in rows:
+            if row.team_id in stale:
+                row.team = teams[row.team_id]
     return rows
 
 

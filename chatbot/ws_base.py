@@ -68,33 +68,24 @@ async def db_call(func: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[
 class Batcher:
     """Work from every socket of the process, done a batch at a time by ``write_batch``.
 
-    Group commit: while a batch is being written, new items wait and go together in the next;
-    an idle process writes a lone item at once, a busy one pays one transaction (one thread
-    hop, one commit) for many. ``writers`` batches may be in flight at once (routing: one
-    batch's inference runs while the previous one's transaction commits). ``write_batch``
-    returns one outcome per item, in order; an exception outcome is raised to that item's
-    caller only. A socket submits its next item only after this one's outcome, so one
-    conversation's order holds whatever the number of writers.
+    Group commit: while one batch is being written, new items wait and go together in the
+    next; an idle process writes a lone item at once, a busy one pays one transaction (one
+    thread hop, one commit) for many. ``write_batch`` returns one outcome per item, in order;
+    an exception outcome is raised to that item's caller only. A socket submits its next item
+    only after this one's outcome, so one conversation's order holds.
     """
 
-    def __init__(
-        self, write_batch: Callable[[list], Awaitable[list]], *, max_batch: int = BATCH_MAX, writers: int = 1
-    ) -> None:
+    def __init__(self, write_batch: Callable[[list], Awaitable[list]], *, max_batch: int = BATCH_MAX) -> None:
         self.write_batch = write_batch
         self.max_batch = max_batch
-        self.writers = writers
         self._waiting: list[tuple[Any, asyncio.Future]] = []
-        self._running = 0  # writers between start and their last look at _waiting
-        self._tasks: set[asyncio.Task] = set()  # strong references: the loop keeps only weak ones
+        self._writer: asyncio.Task | None = None
 
     async def submit(self, item: Any) -> Any:
         future = asyncio.get_running_loop().create_future()
         self._waiting.append((item, future))
-        if self._running < self.writers:
-            self._running += 1
-            task = asyncio.create_task(self._write())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write())
         outcome = await future
         if isinstance(outcome, Exception):
             raise outcome
@@ -112,8 +103,7 @@ class Batcher:
                     if not future.done():
                         future.set_result(outcome)
         finally:
-            # No await between the empty check above and this: a submit after it starts a writer.
-            self._running -= 1
+            self._writer = None
 
 
 async def posts_store(requests: list[services_bulk.PostRequest]) -> list:
@@ -125,12 +115,12 @@ async def posts_store(requests: list[services_bulk.PostRequest]) -> list:
 _batchers: WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Any, Batcher]] = WeakKeyDictionary()
 
 
-def batcher(write_batch: Callable[[list], Awaitable[list]], *, max_batch: int = BATCH_MAX, writers: int = 1) -> Batcher:
+def batcher(write_batch: Callable[[list], Awaitable[list]], *, max_batch: int = BATCH_MAX) -> Batcher:
     """This event loop's Batcher for ``write_batch``."""
     loop = asyncio.get_running_loop()
     per_loop = _batchers.setdefault(loop, {})
     if write_batch not in per_loop:
-        per_loop[write_batch] = Batcher(write_batch, max_batch=max_batch, writers=writers)
+        per_loop[write_batch] = Batcher(write_batch, max_batch=max_batch)
     return per_loop[write_batch]
 
 
