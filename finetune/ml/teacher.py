@@ -100,10 +100,7 @@ def train_teacher(
         def hook(fraction: float, message: str, index: int = index, prefix: str = prefix) -> None:
             on_step((index + fraction) / count, prefix + message)
 
-        model, history = _train_one(
-            member_config, labels, train_ids=train_ids, train_y=train_y, val_ids=val_ids, val_y=val_y,
-            pad_id=pad_id, on_step=hook,
-        )
+        model, history = _train_one(member_config, labels, (train_ids, train_y), (val_ids, val_y), pad_id, hook)
         members.append(model)
         histories.append(history)
     if count == 1:
@@ -111,18 +108,14 @@ def train_teacher(
     return TeacherEnsemble(members).eval(), {"members": histories}
 
 
+Split = tuple[list[list[int]], list[int]]  # (token ids, labels)
+
+
 def _train_one(
-    config: TrainConfig,
-    labels: list[str],
-    *,
-    train_ids: list[list[int]],
-    train_y: list[int],
-    val_ids: list[list[int]],
-    val_y: list[int],
-    pad_id: int,
-    on_step: StepHook,
+    config: TrainConfig, labels: list[str], train: Split, val: Split, pad_id: int, on_step: StepHook
 ) -> tuple[MeanPooledClassifier, dict]:
     """Fine-tune on the train split, early-stop on val macro-F1; return a plain (merged) model."""
+    (train_ids, train_y), (val_ids, val_y) = train, val
     model = build_teacher(config, labels, probe=(train_ids, train_y, pad_id))
     weights = class_weights(train_y, len(labels), config.class_weighting)
     targets = torch.tensor(train_y, dtype=torch.long)
