@@ -44,6 +44,12 @@ def collate(ids: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tens
     return input_ids, mask
 
 
+def length_sorted_batches(ids: list[list[int]], batch_size: int) -> list[list[int]]:
+    """Indexes of `ids` sorted by length and cut into batches: inference pads each batch little."""
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+
 @torch.no_grad()
 def predict_logits(model, ids: list[list[int]], pad_id: int, batch_size: int = 128, on_batch=None) -> np.ndarray:
     """Logits for every text, computed in length-sorted batches and returned in input order.
@@ -52,11 +58,11 @@ def predict_logits(model, ids: list[list[int]], pad_id: int, batch_size: int = 1
     """
     model.eval()
     out = np.zeros((len(ids), model.num_labels), dtype=np.float32)
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
+    done = 0
+    for idx in length_sorted_batches(ids, batch_size):
         input_ids, mask = collate([ids[i] for i in idx], pad_id)
         out[idx] = model(input_ids=input_ids, attention_mask=mask).float().numpy()
+        done += len(idx)
         if on_batch is not None:
-            on_batch(min(1.0, (start + batch_size) / len(order)), f"scored {start + len(idx)}/{len(order)} texts")
+            on_batch(done / len(ids), f"scored {done}/{len(ids)} texts")
     return out

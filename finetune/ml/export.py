@@ -13,7 +13,7 @@ import onnxruntime as ort
 import torch
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
-from .data import collate
+from .data import collate, length_sorted_batches
 from .errors import ParityError
 from .model import MeanPooledClassifier
 
@@ -80,9 +80,7 @@ def onnx_logits(
 ) -> np.ndarray:
     """Logits from the ONNX model for every text, in input order."""
     out = np.zeros((len(ids), num_labels), dtype=np.float32)
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
+    for idx in length_sorted_batches(ids, batch_size):
         input_ids, mask = collate([ids[i] for i in idx], pad_id)
         feed = {"input_ids": input_ids.numpy(), "attention_mask": mask.numpy()}
         out[idx] = session.run(["logits"], feed)[0]

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import TrainConfig
-from .data import collate, predict_logits
+from .data import collate, length_sorted_batches, predict_logits
 from .evaluate import macro_f1
 from .model import MeanPooledClassifier, TeacherEnsemble
 from .training import FitPlan, StepHook, fit
@@ -35,15 +35,13 @@ def probe_head(model: MeanPooledClassifier, ids: list[list[int]], y: list[int], 
     """
     from sklearn.linear_model import LogisticRegression
 
-    model.eval()
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    vectors = np.zeros((len(ids), model.classifier.in_features), dtype=np.float32)
-    for start in range(0, len(order), 128):
-        idx = order[start : start + 128]
-        vectors[idx] = model.pooled(*collate([ids[i] for i in idx], pad_id)).numpy()
     present = sorted(set(y))
     if len(present) < 2:
         return  # nothing to separate: keep the random head
+    model.eval()
+    vectors = np.zeros((len(ids), model.classifier.in_features), dtype=np.float32)
+    for idx in length_sorted_batches(ids, 128):
+        vectors[idx] = model.pooled(*collate([ids[i] for i in idx], pad_id)).numpy()
     probe = LogisticRegression(max_iter=1000, class_weight="balanced" if balanced else None).fit(vectors, y)
     weight = torch.zeros_like(model.classifier.weight)
     # Teams absent from train keep a very negative bias: the probe never saw them.
