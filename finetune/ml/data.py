@@ -51,17 +51,21 @@ def length_sorted_batches(ids: list[list[int]], batch_size: int) -> list[list[in
 
 
 @torch.no_grad()
-def predict_logits(model, ids: list[list[int]], pad_id: int, batch_size: int = 128, on_batch=None) -> np.ndarray:
+def predict_logits(
+    model, ids: list[list[int]], pad_id: int, batch_size: int = 128, on_batch=None, bf16: bool = False
+) -> np.ndarray:
     """Logits for every text, computed in length-sorted batches and returned in input order.
 
     on_batch(fraction_done, message), if given, is called after every batch (progress, cancel).
+    bf16: compute under bfloat16 autocast (the teacher's inference; see TrainConfig.precision).
     """
     model.eval()
     out = np.zeros((len(ids), model.num_labels), dtype=np.float32)
     done = 0
     for idx in length_sorted_batches(ids, batch_size):
         input_ids, mask = collate([ids[i] for i in idx], pad_id)
-        out[idx] = model(input_ids=input_ids, attention_mask=mask).float().numpy()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out[idx] = model(input_ids=input_ids, attention_mask=mask).float().numpy()
         done += len(idx)
         if on_batch is not None:
             on_batch(done / len(ids), f"scored {done}/{len(ids)} texts")

@@ -44,13 +44,16 @@ def train_student(
 ) -> tuple[MeanPooledClassifier, dict]:
     """Train the student on every text (labelled and not) against cached teacher logits.
 
-    The student starts as the teacher's embeddings, first k layers and head.
+    The student starts as the teacher's embeddings, first k layers and head; unless frozen, its
+    word embeddings train as sparse rows (see ``training._optimizers``).
     """
     torch.manual_seed(config.seed)
     student = teacher.truncated(config.student_layers)
     student.requires_grad_(True)  # a merged LoRA teacher comes back with its base weights frozen
     if config.student_freeze_embeddings:
         student.freeze_word_embeddings()
+    else:
+        student.sparse_word_embeddings(True)
     soft = torch.from_numpy(teacher_logits)
     gold_t = torch.tensor(gold, dtype=torch.long)
 
@@ -66,7 +69,7 @@ def train_student(
 
     plan = FitPlan(
         config.distil_epochs, config.distil_lr, config.weight_decay, config.batch_size, config.patience, config.seed,
-        min_steps=config.min_distil_steps, keep_best=config.keep_best_epoch, bf16=config.precision == "bf16",
+        min_steps=config.min_distil_steps, keep_best=config.keep_best_epoch, bf16=config.bf16,
     )
     history = fit(
         student,
@@ -76,4 +79,5 @@ def train_student(
         validate=validate if val_ids else None,
         on_step=on_step,
     )
+    student.sparse_word_embeddings(False)
     return student.eval(), history

@@ -66,6 +66,11 @@ class MeanPooledClassifier(nn.Module):
         """Keep the pretrained token vectors fixed: the optimizer then skips the largest matrix."""
         self.encoder.get_input_embeddings().weight.requires_grad_(False)
 
+    def sparse_word_embeddings(self, sparse: bool) -> None:
+        """Token-vector gradients as sparse rows (only the batch's tokens), for a lazy optimizer;
+        switched off again before export, which wants a plain embedding."""
+        self.encoder.get_input_embeddings().sparse = sparse
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         # float32 logits even under bf16 autocast: softmax, KL and cross-entropy need the precision.
         return self.classifier(self.dropout(self.pooled(input_ids, attention_mask))).float()

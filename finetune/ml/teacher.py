@@ -27,11 +27,14 @@ def class_weights(labels: list[int], num_labels: int, mode: str) -> torch.Tensor
 
 
 @torch.no_grad()
-def probe_head(model: MeanPooledClassifier, ids: list[list[int]], y: list[int], pad_id: int, *, balanced: bool) -> None:
+def probe_head(
+    model: MeanPooledClassifier, ids: list[list[int]], y: list[int], pad_id: int, *, balanced: bool, bf16: bool = False
+) -> None:
     """Linear probe, then fine-tune: fit the head by logistic regression on the frozen encoder's vectors.
 
     A random head sends large, random gradients into the pretrained encoder for its first steps
     and distorts it most where labels are few; a head that already separates the teams does not.
+    bf16: encode under bfloat16 autocast (a starting point for training needs no more precision).
     """
     from sklearn.linear_model import LogisticRegression
 
@@ -41,7 +44,8 @@ def probe_head(model: MeanPooledClassifier, ids: list[list[int]], y: list[int], 
     model.eval()
     vectors = np.zeros((len(ids), model.classifier.in_features), dtype=np.float32)
     for idx in length_sorted_batches(ids, 128):
-        vectors[idx] = model.pooled(*collate([ids[i] for i in idx], pad_id)).numpy()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            vectors[idx] = model.pooled(*collate([ids[i] for i in idx], pad_id)).float().numpy()
     probe = LogisticRegression(max_iter=1000, class_weight="balanced" if balanced else None).fit(vectors, y)
     weight = torch.zeros_like(model.classifier.weight)
     # Teams absent from train keep a very negative bias: the probe never saw them.
@@ -62,7 +66,9 @@ def build_teacher(config: TrainConfig, labels: list[str], *, probe: tuple | None
     model = MeanPooledClassifier.from_pretrained(config.base_model, len(labels), seed=config.seed)
     if probe is not None and config.head_init == "probe":
         ids, y, pad_id = probe
-        probe_head(model, ids, y, pad_id, balanced=config.class_weighting == "balanced")
+        probe_head(
+            model, ids, y, pad_id, balanced=config.class_weighting == "balanced", bf16=config.bf16
+        )
     if config.method == "lora":
         from peft import LoraConfig, get_peft_model
 
@@ -124,11 +130,13 @@ def _train_one(
         return F.cross_entropy(logits, targets[batch], weight=weights, label_smoothing=config.label_smoothing)
 
     def validate() -> float:
-        return macro_f1(predict_logits(model, val_ids, pad_id).argmax(1), val_y, len(labels))
+        # Per-epoch history and early stopping: at training precision, like the teacher's other inference.
+        logits = predict_logits(model, val_ids, pad_id, bf16=config.bf16)
+        return macro_f1(logits.argmax(1), val_y, len(labels))
 
     plan = FitPlan(
         config.epochs, config.lr, config.weight_decay, config.batch_size, config.patience, config.seed,
-        min_steps=config.min_teacher_steps, keep_best=config.keep_best_epoch, bf16=config.precision == "bf16",
+        min_steps=config.min_teacher_steps, keep_best=config.keep_best_epoch, bf16=config.bf16,
     )
     history = fit(
         model,

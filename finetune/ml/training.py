@@ -32,14 +32,41 @@ class FitPlan:
     bf16: bool = False  # forward passes under bfloat16 autocast (weights and optimizer state stay float32)
 
 
-def _optimizer(model: torch.nn.Module, plan: FitPlan) -> torch.optim.AdamW:
+def _optimizers(model: torch.nn.Module, plan: FitPlan) -> list[torch.optim.Optimizer]:
+    """Fused AdamW for the dense weights; lazy Adam for embedding tables with sparse gradients."""
+    sparse = [
+        m.weight for m in model.modules() if isinstance(m, torch.nn.Embedding) and m.sparse and m.weight.requires_grad
+    ]
     decay, no_decay = [], []
     for name, param in model.named_parameters():
-        if param.requires_grad:
+        if param.requires_grad and not any(param is p for p in sparse):
             (no_decay if name.endswith("bias") or "LayerNorm" in name else decay).append(param)
     groups = [{"params": decay, "weight_decay": plan.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     # fused: one kernel for the whole update instead of a pass per tensor op (teacher step -15 %).
-    return torch.optim.AdamW(groups, lr=plan.lr, fused=True)
+    optimizers: list[torch.optim.Optimizer] = [torch.optim.AdamW(groups, lr=plan.lr, fused=True)]
+    if sparse:
+        # Only the rows of the batch's tokens move, without weight decay: a dense AdamW pass over
+        # MiniLM's 11.7M-entry token matrix made a 2-layer student's step ~20 % slower.
+        optimizers.append(torch.optim.SparseAdam(sparse, lr=plan.lr))
+    return optimizers
+
+
+def clip_gradients(params: list[torch.nn.Parameter], max_norm: float) -> None:
+    """``clip_grad_norm_`` over every gradient, sparse ones (embedding rows) included."""
+    sparse = [p for p in params if p.grad is not None and p.grad.is_sparse]
+    if not sparse:
+        torch.nn.utils.clip_grad_norm_(params, max_norm)
+        return
+    dense = [p for p in params if p.grad is not None and not p.grad.is_sparse]
+    for p in sparse:
+        p.grad = p.grad.coalesce()
+    norms = [torch.nn.utils.get_total_norm([p.grad for p in dense])] if dense else []
+    total = torch.linalg.vector_norm(torch.stack(norms + [p.grad.values().norm() for p in sparse]))
+    if dense:
+        torch.nn.utils.clip_grads_with_norm_(dense, max_norm, total)
+    scale = (max_norm / (total + 1e-6)).clamp(max=1.0)
+    for p in sparse:
+        p.grad = p.grad * scale
 
 
 def fit(
@@ -56,8 +83,8 @@ def fit(
     batches_per_pass = len(length_grouped_batches(lengths, plan.batch_size, random.Random(0)))
     passes = max(1, math.ceil(plan.min_steps / max(1, batches_per_pass * plan.epochs)))
     total = max(1, batches_per_pass * passes * plan.epochs)
-    optimizer = _optimizer(model, plan)
-    schedule = get_linear_schedule_with_warmup(optimizer, int(plan.warmup * total), total)
+    optimizers = _optimizers(model, plan)
+    schedules = [get_linear_schedule_with_warmup(o, int(plan.warmup * total), total) for o in optimizers]
     params = [p for p in model.parameters() if p.requires_grad]
     best_score, best_state, best_epoch, stale, scores, step = -1.0, None, 0, 0, [], 0
     for epoch in range(1, plan.epochs + 1):
@@ -66,8 +93,9 @@ def fit(
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=plan.bf16):
                 loss = batch_loss(model, batch)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, plan.clip)
-            optimizer.step(), schedule.step(), optimizer.zero_grad(set_to_none=True)
+            clip_gradients(params, plan.clip)
+            for optimizer, schedule in zip(optimizers, schedules):
+                optimizer.step(), schedule.step(), optimizer.zero_grad(set_to_none=True)
             step += 1
             on_step(step / total, f"epoch {epoch}/{plan.epochs}, loss {loss.item():.3f}")
         if validate is None:

@@ -71,6 +71,54 @@ def test_student_trains_every_layer_and_frozen_embeddings_stay(tiny_base_model, 
     assert moved, "the student's first layer did not train"
 
 
+def test_student_word_embeddings_train_as_sparse_rows(tiny_base_model):
+    """Unfrozen, only the rows of tokens the student saw move; it comes back a plain (dense) module."""
+    from transformers import AutoTokenizer
+
+    from finetune.ml.data import encode
+    from finetune.ml.distil import train_student
+    from finetune.ml.teacher import build_teacher
+    from tests.ml_fixtures import synthetic_tickets, tiny_config
+
+    config = tiny_config(tiny_base_model, student_freeze_embeddings=False, distil_epochs=2)
+    labels = ["billing", "bugs"]
+    teacher = build_teacher(config, labels).eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_base_model))
+    rows = synthetic_tickets(labels, per_label=8)
+    ids = encode(tokenizer, [text for text, _ in rows], 32)
+    student, _ = train_student(
+        config, teacher, ids=ids, teacher_logits=torch.randn(len(ids), 2).numpy(),
+        gold=[labels.index(label) for _, label in rows], val_ids=[], val_y=[], pad_id=tokenizer.pad_token_id,
+        on_step=lambda fraction, message: None,
+    )
+    table = student.encoder.get_input_embeddings()
+    assert not table.sparse and table.weight.requires_grad
+    before = teacher.encoder.get_input_embeddings().weight
+    moved = {int(i) for i in torch.nonzero((table.weight != before).any(dim=1)).flatten()}
+    seen = {token for text in ids for token in text}
+    assert moved and moved <= seen
+
+
+def test_clip_gradients_treats_sparse_rows_like_dense_ones():
+    from finetune.ml.training import clip_gradients
+
+    torch.manual_seed(0)
+    rows = torch.tensor([[0, 3]])
+    values = torch.randn(2, 4) * 5
+    dense_table, sparse_table = torch.nn.Parameter(torch.zeros(5, 4)), torch.nn.Parameter(torch.zeros(5, 4))
+    dense_table.grad = torch.sparse_coo_tensor(rows, values, (5, 4), check_invariants=True).to_dense()
+    sparse_table.grad = torch.sparse_coo_tensor(rows, values, (5, 4), check_invariants=True)
+    weight_a, weight_b = torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(3))
+    weight_a.grad, weight_b.grad = torch.full((3,), 4.0), torch.full((3,), 4.0)
+    torch.nn.utils.clip_grad_norm_([dense_table, weight_a], 1.0)
+    clip_gradients([sparse_table, weight_b], 1.0)
+    assert sparse_table.grad.is_sparse
+    assert torch.allclose(sparse_table.grad.to_dense(), dense_table.grad, atol=1e-6)
+    assert torch.allclose(weight_b.grad, weight_a.grad, atol=1e-6)
+    norm = torch.linalg.vector_norm(torch.cat([dense_table.grad.flatten(), weight_a.grad]))
+    assert norm == pytest.approx(1.0, abs=1e-4)
+
+
 @pytest.mark.parametrize("labels", [["billing", "bugs"], ["accounts", "billing", "bugs", "sales"]])
 def test_probe_head_separates_teams_before_any_fine_tuning(tiny_base_model, labels):
     """The linear-probe head already routes the training texts; a team with no texts is never chosen."""
