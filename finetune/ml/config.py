@@ -29,7 +29,8 @@ class TrainConfig:
     base_model: str = ""  # a local Hugging Face model dir; "" = packaged all-MiniLM-L6-v2
     method: str = "full"  # "full" fine-tuning or "lora"; same accuracy and speed on CPU here
     # Teacher epochs; the last one is kept (see keep_best_epoch). Banking77 3,000, two-teacher
-    # ensemble, seeds 13 / 14: 5 epochs 96.66 / 96.82 %, 4 epochs 96.92 / 96.59 % in 20 % less time.
+    # ensemble, seeds 13 / 14: 5 epochs 96.66 / 96.82 % (the 96.82 on an earlier round's Intel/AMX
+    # machine), 4 epochs 96.92 / 96.59 % in 20 % less time.
     epochs: int = 4
     min_teacher_steps: int = 250  # few tickets: epochs repeat the data so the teacher gets this many steps
     # Same for the student: on ~800 demo tickets 3 epochs were 75 steps, and that under-trained
@@ -44,16 +45,18 @@ class TrainConfig:
     # False: the student trains its word embeddings too, as sparse rows (only the batch's tokens,
     # lazy Adam), at the cost of a frozen table. Banking77 3,000, int8 student of two 4-epoch
     # teachers (96.92 / 96.59 %), seeds 13 / 14: frozen 95.94 / 95.94 %, trained as sparse rows 96.14 / 96.07 %, trained densely by AdamW
-    # 96.23 / 96.04 % with ~25 % slower steps. (The teacher trains its table densely: frozen
+    # 96.23 / 96.04 % with ~20 % slower steps. With 5-epoch teachers (seed 13): frozen 96.30 %,
+    # sparse rows 96.14 % -- within seed noise either way; kept because it costs nothing. (The teacher trains its table densely: frozen
     # there, its accuracy fell 96.4 -> 95.8 %.)
     student_freeze_embeddings: bool = False
     # The student keeps the teacher's first k layers. Banking77 3,000, 2-teacher ensemble at 96.6 %,
     # int8 per channel: 2 layers 96.2 % (0.64 ms p50 in the pipeline, 14x the transformers
     # pipeline end to end), 3 layers 96.3 % (0.76-0.92 ms, 8-11x, distillation 1.7x longer).
     student_layers: int = 2
-    # Passes over labelled + unlabelled texts. Banking77 3,000, int8 student (teacher): seed 13
-    # 96.17 % (96.62) at 3 epochs, 96.01 % (96.62) at 5 epochs of batch 64 at lr 3e-4; seed 14 96.20
-    # (96.82) vs 96.40 (96.82). Five cost 1.6x the time for no gain beyond seed-to-seed noise.
+    # Passes over labelled + unlabelled texts. Banking77 3,000 on an earlier round's Intel/AMX
+    # machine (5-epoch teachers, frozen student embeddings), int8 student (teacher): seed 13
+    # 96.17 % (96.62) at 3 epochs of batch 32, lr 2e-4 vs 96.01 % at 5 epochs of batch 64, lr 3e-4;
+    # seed 14 96.20 % (96.82) vs 96.40 %. The longer run cost 1.6x the time for a mixed result.
     distil_epochs: int = 3
     distil_lr: float = 2e-4  # student peak learning rate
     kd_temperature: float = 2.0  # softmax temperature of the distillation targets

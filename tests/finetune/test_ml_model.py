@@ -103,8 +103,8 @@ def test_clip_gradients_treats_sparse_rows_like_dense_ones():
     from finetune.ml.training import clip_gradients
 
     torch.manual_seed(0)
-    rows = torch.tensor([[0, 3]])
-    values = torch.randn(2, 4) * 5
+    rows = torch.tensor([[0, 3, 0]])  # row 0 twice, as [CLS] is in every batch: summed, not counted twice
+    values = torch.randn(3, 4) * 5
     dense_table, sparse_table = torch.nn.Parameter(torch.zeros(5, 4)), torch.nn.Parameter(torch.zeros(5, 4))
     dense_table.grad = torch.sparse_coo_tensor(rows, values, (5, 4), check_invariants=True).to_dense()
     sparse_table.grad = torch.sparse_coo_tensor(rows, values, (5, 4), check_invariants=True)
