@@ -71,15 +71,10 @@ def train_student(
         config.distil_epochs, config.distil_lr, config.weight_decay, config.batch_size, config.patience, config.seed,
         min_steps=config.min_distil_steps, keep_best=config.keep_best_epoch, bf16=config.bf16,
     )
+    lengths = [len(x) for x in ids]
     try:
-        history = fit(
-            student,
-            lengths=[len(x) for x in ids],
-            batch_loss=batch_loss,
-            plan=plan,
-            validate=validate if val_ids else None,
-            on_step=on_step,
-        )
+        history = fit(student, lengths=lengths, batch_loss=batch_loss, plan=plan,
+                      validate=validate if val_ids else None, on_step=on_step)
     finally:
         student.sparse_word_embeddings(False)  # a plain embedding for export, whatever happened
     return student.eval(), history
