@@ -44,10 +44,11 @@ class TrainConfig:
     max_length: int = 64  # tokens per text; support messages are short
     # False: the student trains its word embeddings too, as sparse rows (only the batch's tokens,
     # lazy Adam), at the cost of a frozen table. Banking77 3,000, int8 student of two 4-epoch
-    # teachers (96.92 / 96.59 %), seeds 13 / 14: frozen 95.94 / 95.94 %, trained as sparse rows 96.14 / 96.07 %, trained densely by AdamW
-    # 96.23 / 96.04 % with ~20 % slower steps. With 5-epoch teachers (seed 13): frozen 96.30 %,
-    # sparse rows 96.14 % -- within seed noise either way; kept because it costs nothing. (The teacher trains its table densely: frozen
-    # there, its accuracy fell 96.4 -> 95.8 %.)
+    # teachers (96.92 / 96.59 %), seeds 13 / 14: frozen 95.94 / 95.94 %, trained as sparse rows
+    # 96.14 / 96.07 %, trained densely by AdamW 96.23 / 96.04 % with ~20 % slower steps. With
+    # 5-epoch teachers (seed 13): frozen 96.30 %, sparse rows 96.14 % -- within seed noise either
+    # way; kept because it costs nothing. (The teacher trains its table densely: frozen there, its
+    # accuracy fell 96.4 -> 95.8 %.)
     student_freeze_embeddings: bool = False
     # The student keeps the teacher's first k layers. Banking77 3,000, 2-teacher ensemble at 96.6 %,
     # int8 per channel: 2 layers 96.2 % (0.64 ms p50 in the pipeline, 14x the transformers

@@ -50,6 +50,11 @@ def length_sorted_batches(ids: list[list[int]], batch_size: int) -> list[list[in
     return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
 
+def autocast(bf16: bool):
+    """bfloat16 autocast on the CPU when asked; otherwise the block runs in float32."""
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
+
+
 @torch.no_grad()
 def predict_logits(
     model, ids: list[list[int]], pad_id: int, batch_size: int = 128, on_batch=None, bf16: bool = False
@@ -64,7 +69,7 @@ def predict_logits(
     done = 0
     for idx in length_sorted_batches(ids, batch_size):
         input_ids, mask = collate([ids[i] for i in idx], pad_id)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with autocast(bf16):
             out[idx] = model(input_ids=input_ids, attention_mask=mask).float().numpy()
         done += len(idx)
         if on_batch is not None:

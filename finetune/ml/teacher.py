@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import TrainConfig
-from .data import collate, length_sorted_batches, predict_logits
+from .data import autocast, collate, length_sorted_batches, predict_logits
 from .evaluate import macro_f1
 from .model import MeanPooledClassifier, TeacherEnsemble
 from .training import FitPlan, StepHook, fit
@@ -44,7 +44,7 @@ def probe_head(
     model.eval()
     vectors = np.zeros((len(ids), model.classifier.in_features), dtype=np.float32)
     for idx in length_sorted_batches(ids, 128):
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with autocast(bf16):
             vectors[idx] = model.pooled(*collate([ids[i] for i in idx], pad_id)).float().numpy()
     probe = LogisticRegression(max_iter=1000, class_weight="balanced" if balanced else None).fit(vectors, y)
     weight = torch.zeros_like(model.classifier.weight)
@@ -66,9 +66,7 @@ def build_teacher(config: TrainConfig, labels: list[str], *, probe: tuple | None
     model = MeanPooledClassifier.from_pretrained(config.base_model, len(labels), seed=config.seed)
     if probe is not None and config.head_init == "probe":
         ids, y, pad_id = probe
-        probe_head(
-            model, ids, y, pad_id, balanced=config.class_weighting == "balanced", bf16=config.bf16
-        )
+        probe_head(model, ids, y, pad_id, balanced=config.class_weighting == "balanced", bf16=config.bf16)
     if config.method == "lora":
         from peft import LoraConfig, get_peft_model
 

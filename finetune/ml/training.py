@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from transformers import get_linear_schedule_with_warmup
 
-from .data import length_grouped_batches
+from .data import autocast, length_grouped_batches
 
 # (fraction of this stage done in [0, 1], short message); raises Cancelled to stop.
 StepHook = Callable[[float, str], None]
@@ -90,7 +90,7 @@ def fit(
     for epoch in range(1, plan.epochs + 1):
         model.train()
         for batch in [b for _ in range(passes) for b in length_grouped_batches(lengths, plan.batch_size, rng)]:
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=plan.bf16):
+            with autocast(plan.bf16):
                 loss = batch_loss(model, batch)
             loss.backward()
             clip_gradients(params, plan.clip)
