@@ -14,9 +14,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import IntegrityError, transaction
-from django.db.models import Case, FloatField, Value, When
-from django.db.models.functions import Cast
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from chatbot import selectors
@@ -195,23 +193,33 @@ def _route(locked: dict[int, Conversation], requests: list[RouteRequest]) -> Non
 
 
 def _routed_save(routed: list[Conversation], now) -> None:
-    """One UPDATE per (team, predicted team, model version), the confidences by a CASE on the id.
+    """One UPDATE for the whole batch, each row's values joined in from a VALUES list.
 
-    Django's bulk_update builds a CASE per field and row: it was 3/4 of the routing CPU.
+    Django's ``update()`` sets one value per column per statement, so a batch spread over the
+    teams cost a statement (a round trip under the row locks) per (team, prediction, version);
+    at 500 sockets those round trips, not their CPU, were most of the routing transaction's
+    wall time. UPDATE ... FROM (VALUES ...) is PostgreSQL's and SQLite's (3.33+); both name the
+    VALUES columns column1, column2, ...; the casts type the NULLs.
     """
-    groups: dict[tuple, list[Conversation]] = defaultdict(list)
+    meta = Conversation._meta
+    quote = connection.ops.quote_name
+    table = quote(meta.db_table)
+    names = ("team", "predicted_team", "model_version", "confidence", "routed_at", "updated_at")
+    column = {name: quote(meta.get_field(name).column) for name in names}
+    pk = quote(meta.pk.column)
+    row = "(CAST(%s AS bigint), CAST(%s AS bigint), CAST(%s AS bigint), CAST(%s AS bigint), CAST(%s AS double precision))"
+    stamp = connection.ops.adapt_datetimefield_value(now)
+    params: list[Any] = [stamp, stamp]
     for c in routed:
-        groups[(c.team_id, c.predicted_team_id, c.model_version_id)].append(c)
-    for (team_id, predicted_id, version_id), members in groups.items():
-        # Cast: with no model every confidence is NULL, and PostgreSQL types an all-NULL CASE as text.
-        confidence = Cast(
-            Case(*[When(pk=c.pk, then=Value(c.confidence)) for c in members], output_field=FloatField()),
-            output_field=FloatField(),
-        )
-        Conversation.objects.filter(pk__in=[c.pk for c in members]).update(
-            team_id=team_id, predicted_team_id=predicted_id, model_version_id=version_id,
-            confidence=confidence, routed_at=now, updated_at=now,
-        )
+        params += [c.pk, c.team_id, c.predicted_team_id, c.model_version_id, c.confidence]
+    sql = (
+        f"UPDATE {table} SET {column['team']} = v.column2, {column['predicted_team']} = v.column3, "
+        f"{column['model_version']} = v.column4, {column['confidence']} = v.column5, "
+        f"{column['routed_at']} = %s, {column['updated_at']} = %s "
+        f"FROM (VALUES {', '.join([row] * len(routed))}) AS v WHERE {table}.{pk} = v.column1"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
 
 
 def _histories(conversation_ids: list[int]) -> dict[int, tuple[list[dict[str, Any]], str]]:

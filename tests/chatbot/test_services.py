@@ -216,6 +216,48 @@ def test_route_batch_routes_each_conversation_once_and_announces_it_with_its_his
     assert again[0].team is None and RoutingEvent.objects.filter(conversation=unsure).count() == 1
 
 
+def test_route_batch_writes_each_rows_own_values_in_one_statement(teams):
+    """Rows bound for different teams, triage and no model at all: the database holds each one's
+    own team, prediction, confidence and version; a conversation outside the batch is untouched."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from routing.loaded_model import Prediction
+    from routing.models import ModelVersion
+
+    version = ModelVersion.objects.create(artifact_dir="v-batch", sha256="0" * 64)
+    billing, accounts, unsure, no_model, outside = (services.conversation_start() for _ in range(5))
+
+    def predicted(team: str, confidence: float, *, triage: bool = False) -> Prediction:
+        return Prediction(team=team, team_name=team, confidence=confidence, triage=triage, scores={},
+                          model_version=str(version.pk))
+
+    requests = [
+        services_bulk.RouteRequest(conversation_id=billing.pk, prediction=predicted("billing", 0.91)),
+        services_bulk.RouteRequest(conversation_id=accounts.pk, prediction=predicted("accounts", 0.77)),
+        services_bulk.RouteRequest(conversation_id=unsure.pk, prediction=predicted("bugs", 0.31, triage=True)),
+        services_bulk.RouteRequest(conversation_id=no_model.pk, prediction=None),
+    ]
+    with services.broadcasts_collected(), CaptureQueriesContext(connection) as queries:
+        services_bulk.conversations_route(requests=requests)
+    updates = [q["sql"] for q in queries.captured_queries if q["sql"].startswith('UPDATE "chatbot_conversation"')]
+    assert len(updates) == 1  # not one per (team, prediction, version)
+    rows = {c.pk: c for c in Conversation.objects.select_related("team", "predicted_team")}
+    got = [
+        (c.team and c.team.slug, c.predicted_team and c.predicted_team.slug, c.confidence, c.model_version_id)
+        for c in (rows[billing.pk], rows[accounts.pk], rows[unsure.pk], rows[no_model.pk])
+    ]
+    assert got == [
+        ("billing", "billing", 0.91, version.pk),
+        ("accounts", "accounts", 0.77, version.pk),
+        (None, "bugs", 0.31, version.pk),
+        (None, None, None, None),
+    ]
+    assert all(rows[c.pk].routed_at is not None for c in (billing, accounts, unsure, no_model))
+    assert rows[billing.pk].routed_at == rows[no_model.pk].routed_at == rows[no_model.pk].updated_at
+    assert rows[outside.pk].routed_at is None and rows[outside.pk].predicted_team_id is None
+
+
 def test_a_lock_that_waited_for_a_routing_sees_the_routed_team(teams):
     """A message batch that locks a conversation while its routing commits gets the team with it.
 
