@@ -38,6 +38,9 @@ DEFAULTS: dict[str, Any] = {
     # Per-connection chat limits.
     "CHAT_MAX_FRAME_BYTES": 32 * 1024,  # 5,000 characters of 4-byte UTF-8 plus JSON escaping
     "CHAT_MESSAGES_PER_10S": 20,
+    # Agent presence: each console socket re-announces itself to its teams this often (seconds);
+    # one not heard from for 3 beats is dropped from the others' lists (its process died).
+    "PRESENCE_HEARTBEAT_SECONDS": 30.0,
     # A run whose heartbeat is older than this (seconds) is considered dead.
     "RUN_STALE_SECONDS": 120,
     # Drift watch: warn when a team's corrections this week are >= factor x last week's.

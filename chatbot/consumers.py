@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 from urllib.parse import parse_qs
 
 from chatbot import selectors, services, services_bulk
+from chatbot.conf import setting
 from chatbot.errors import NoModelError
 from chatbot.models import Conversation, Message
 from chatbot.ws_base import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, JsonFrameConsumer, batcher, db_call, db_run, posts_store
@@ -21,6 +23,8 @@ from routing.models import ModelVersion
 logger = logging.getLogger(__name__)
 # First messages routed together at most: one inference over this many texts (memory grows with it).
 ROUTE_BATCH_MAX = 32
+# A teammate not heard from for this many heartbeats is taken for gone (see AgentConsumer).
+PRESENCE_EXPIRY_BEATS = 3
 PREDICT_CHUNK = 4
 
 
@@ -218,11 +222,22 @@ class AgentConsumer(JsonFrameConsumer):
 
     Presence is kept per consumer from group events, so it is right across processes: a new
     socket announces itself to each team group, every socket already there answers it
-    directly, and a closing socket says goodbye.
+    directly, and a closing socket says goodbye. A socket whose process dies cannot say goodbye:
+    every socket also beats (re-announces itself, no answer wanted) every
+    PRESENCE_HEARTBEAT_SECONDS, and drops teammates it has not heard from for
+    PRESENCE_EXPIRY_BEATS beats.
     """
 
     frame_types = frozenset({"open", "reply", "reassign", "close", "typing"})
     write_types = frozenset({"reply", "reassign", "close"})
+    heartbeat: asyncio.Task | None = None
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)
+        finally:  # however the consumer ends (a handler's exception too), its beats stop with it
+            if self.heartbeat is not None:
+                self.heartbeat.cancel()
 
     async def connect(self):
         self.user = self.scope.get("user")
@@ -235,6 +250,7 @@ class AgentConsumer(JsonFrameConsumer):
             return
         self.teams = await db_run(_agent_teams, self.user)
         self.online: dict[str, dict[str, str]] = {slug: {} for slug, _ in self.teams}
+        self.heard: dict[str, float] = {}  # channel -> when it last announced itself (monotonic)
         self.inbox_groups = [services.team_group(slug) for slug, _ in self.teams] + [services.TRIAGE_GROUP]
         for group in self.inbox_groups:
             await self.channel_layer.group_add(group, self.channel_name)
@@ -245,10 +261,13 @@ class AgentConsumer(JsonFrameConsumer):
             "conversations": await db_run(selectors.agent_inbox, user=self.user),
         })
         await self._presence_announce("presence.join")
+        self.heartbeat = asyncio.create_task(self._heartbeat())
 
     async def disconnect(self, code):
         if not self.teams and not getattr(self, "inbox_groups", None):
             return
+        if self.heartbeat is not None:
+            self.heartbeat.cancel()  # before the goodbye: a later beat would list it again
         await self._presence_announce("presence.leave")
         for group in self.inbox_groups:
             await self.channel_layer.group_discard(group, self.channel_name)
@@ -310,6 +329,34 @@ class AgentConsumer(JsonFrameConsumer):
                 "conversation_id": event["conversation_id"],
             })
 
+    async def _heartbeat(self) -> None:
+        interval = float(setting("PRESENCE_HEARTBEAT_SECONDS"))
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._presence_announce("presence.beat")
+                await self._presence_expire(time.monotonic() - PRESENCE_EXPIRY_BEATS * interval)
+            except Exception:  # a dropped layer connection: the next beat tries again
+                logger.exception("chat: presence heartbeat of %s failed", self.channel_name)
+
+    async def _presence_expire(self, cutoff: float) -> None:
+        for team, members in self.online.items():
+            gone = [c for c in members if c != self.channel_name and self.heard.get(c, cutoff) < cutoff]
+            for channel in gone:
+                del members[channel]
+            if gone:
+                await self._presence_changed(team)
+        listed = {channel for members in self.online.values() for channel in members}
+        self.heard = {channel: at for channel, at in self.heard.items() if channel in listed}
+
+    def _heard(self, event) -> bool:
+        """Note that ``event``'s socket is online in its team; True if the list changed."""
+        team, channel = event["team"], event["channel"]
+        self.heard[channel] = time.monotonic()
+        changed = self.online[team].get(channel) != event["user"]
+        self.online[team][channel] = event["user"]
+        return changed
+
     async def _presence_changed(self, team: str) -> None:
         online = sorted(set(self.online[team].values()))
         await self.send_json({"type": "presence", "team": team, "online": online})
@@ -318,7 +365,7 @@ class AgentConsumer(JsonFrameConsumer):
         team = event["team"]
         if team not in self.online:
             return
-        self.online[team][event["channel"]] = event["user"]
+        self._heard(event)
         if event["channel"] != self.channel_name:
             reply = {"type": "presence.here", "team": team, "user": self.user.get_username()}
             await self.channel_layer.send(event["channel"], {**reply, "channel": self.channel_name})
@@ -326,9 +373,16 @@ class AgentConsumer(JsonFrameConsumer):
 
     async def presence_here(self, event):
         if event["team"] in self.online:
-            self.online[event["team"]][event["channel"]] = event["user"]
+            self._heard(event)
+            await self._presence_changed(event["team"])
+
+    async def presence_beat(self, event):
+        # Silent unless it brings back someone this socket had dropped (or never heard join).
+        if event["team"] in self.online and self._heard(event):
             await self._presence_changed(event["team"])
 
     async def presence_leave(self, event):
         if event["team"] in self.online and self.online[event["team"]].pop(event["channel"], None):
             await self._presence_changed(event["team"])
+        if not any(event["channel"] in members for members in self.online.values()):
+            self.heard.pop(event["channel"], None)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +26,8 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from chatbot import services, services_bulk
 from chatbot.conf import setting
 from chatbot.errors import SwitchboardError
+
+logger = logging.getLogger(__name__)
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
@@ -215,7 +218,10 @@ class JsonFrameConsumer(AsyncWebsocketConsumer):
         # cleanup around each call on the thread that holds the connection.
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
-            raise ValueError(f"No handler for message type {message['type']}")
+            # Only a group event can be unknown: one a newer server process sends during a rolling
+            # upgrade. Dropping it keeps this socket up (Channels would end the consumer).
+            logger.warning("chat: %s has no handler for event type %r; dropped", type(self).__name__, message["type"])
+            return
         await handler(message)
 
     async def receive(self, text_data=None, bytes_data=None):

@@ -15,6 +15,7 @@ from django.core.exceptions import RequestDataTooBig
 from rest_framework import exceptions, status
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.parsers import JSONParser
+from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.throttling import AnonRateThrottle, SimpleRateThrottle, UserRateThrottle
@@ -77,6 +78,25 @@ class CachedTokenAuthentication(TokenAuthentication):
             self._cache.clear()
         self._cache[key] = (user, token, time.monotonic() + self.TOKEN_CACHE_SECONDS)
         return user, token
+
+
+class CanIngestTickets(BasePermission):
+    """Sending tickets in takes the ``finetune.add_ticket`` permission, not just any valid token.
+
+    Labelled tickets train the next model, and with auto-promotion that model serves: an
+    integration that imports from another helpdesk gets the permission on its user (or a group)
+    in the admin; a token that only routes cannot ingest. Staff superusers have it. Like the
+    token itself (CachedTokenAuthentication), a change applies within TOKEN_CACHE_SECONDS.
+    """
+
+    message = (
+        "This token's user may not ingest tickets: it needs the 'finetune.add_ticket' permission "
+        "(Admin -> Users or Groups)."
+    )
+    code = "ingest_not_allowed"
+
+    def has_permission(self, request, view) -> bool:
+        return bool(request.user and request.user.is_authenticated and request.user.has_perm("finetune.add_ticket"))
 
 
 class SlottedRateThrottle(SimpleRateThrottle):

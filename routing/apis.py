@@ -18,7 +18,7 @@ from rest_framework.views import APIView
 
 from finetune.services import ticket_ingest
 from routing import selectors, serializers as s
-from routing.api_support import AnonThrottle, CachedTokenAuthentication, LimitedJSONParser, UserThrottle
+from routing.api_support import AnonThrottle, CachedTokenAuthentication, CanIngestTickets, LimitedJSONParser, UserThrottle
 from routing.api_support import exception_handler  # noqa: F401  (settings.REST_FRAMEWORK points here)
 from routing.router import get_router
 from routing.services import model_version_promote, model_version_rollback, tickets_ingest_many
@@ -91,11 +91,14 @@ def _ticket_result(result) -> dict:
 
 
 class TicketIngestApi(ApiView):
+    permission_classes = [IsAuthenticated, CanIngestTickets]
+
     @extend_schema(request=TicketInput, responses={200: TicketResult, 201: TicketResult, **ERRORS})
     def post(self, request):
         """Ingest one ticket or `{"tickets": [...]}` (up to 500, all or nothing); idempotent on external_id.
 
-        201 when anything was created, 200 when every ticket already existed.
+        201 when anything was created, 200 when every ticket already existed. The token's user
+        needs the `finetune.add_ticket` permission (403 `ingest_not_allowed` otherwise).
         """
         if isinstance(request.data, dict) and "tickets" in request.data:
             items = _validated(s.TicketBulkInputSerializer, request.data)["tickets"]

@@ -205,3 +205,53 @@ async def test_presence_lists_online_teammates(teams, agent_user):
     await second.disconnect()
     assert (await receive_type(first, "presence"))["online"] == ["agent"]
     await first.disconnect()
+
+
+async def test_presence_drops_a_teammate_whose_heartbeat_stopped(teams, agent_user, settings):
+    """An agent whose process died never says goodbye: without its beats it is dropped; a live
+    teammate, beating, stays listed."""
+    from channels.layers import get_channel_layer
+
+    from chatbot import services
+
+    settings.SWITCHBOARD = {**getattr(settings, "SWITCHBOARD", {}), "PRESENCE_HEARTBEAT_SECONDS": 0.1}
+    first, _ = await agent_socket(agent_user)
+    second, _ = await agent_socket(await _user("second", team=teams[0]))
+    ghost = {"type": "presence.join", "team": teams[0].slug, "user": "ghost", "channel": "ghost-channel-that-never-beats"}
+    await get_channel_layer().group_send(services.team_group(teams[0].slug), ghost)
+    seen = []
+    while seen != ["agent", "ghost", "second"]:
+        seen = (await receive_type(first, "presence"))["online"]
+    while seen != ["agent", "second"]:  # 3 beats (0.3 s) later
+        seen = (await receive_type(first, "presence", timeout=2.0))["online"]
+    await second.disconnect()
+    await first.disconnect()
+
+
+async def test_a_beat_brings_back_a_teammate_taken_for_gone(teams, agent_user, settings):
+    """A beat from a socket this console had dropped (a stall, not a death) lists it again."""
+    from channels.layers import get_channel_layer
+
+    from chatbot import services
+
+    settings.SWITCHBOARD = {**getattr(settings, "SWITCHBOARD", {}), "PRESENCE_HEARTBEAT_SECONDS": 0.1}
+    first, _ = await agent_socket(agent_user)
+    assert (await receive_type(first, "presence"))["online"] == ["agent"]
+    beat = {"type": "presence.beat", "team": teams[0].slug, "user": "back", "channel": "stalled-channel"}
+    await get_channel_layer().group_send(services.team_group(teams[0].slug), beat)
+    assert (await receive_type(first, "presence"))["online"] == ["agent", "back"]
+    await first.disconnect()
+
+
+async def test_an_unknown_group_event_is_dropped_and_the_socket_stays_up(teams, agent_user):
+    """A newer process's event type (a rolling upgrade) must not end an older consumer."""
+    from channels.layers import get_channel_layer
+
+    from chatbot import services
+
+    agent, _ = await agent_socket(agent_user)
+    await get_channel_layer().group_send(services.team_group(teams[0].slug), {"type": "presence.from_the_future"})
+    conversation = (await _routed_conversation("my invoice is wrong"))[1]
+    assigned = await receive_type(agent, "conversation.assigned")
+    assert assigned["conversation"]["id"] == conversation
+    await agent.disconnect()

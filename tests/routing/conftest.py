@@ -144,7 +144,7 @@ def _client_for(user):
     from rest_framework.test import APIClient
 
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
     return client
 
 
@@ -158,3 +158,12 @@ def api(plain_user):
 def staff_api(staff_user):
     """An APIClient authenticated by a staff user's token."""
     return _client_for(staff_user)
+
+
+@pytest.fixture
+def ingest_api(plain_user):
+    """An APIClient for a non-staff user given the ticket-ingest permission (an integration)."""
+    from django.contrib.auth.models import Permission
+
+    plain_user.user_permissions.add(Permission.objects.get(content_type__app_label="finetune", codename="add_ticket"))
+    return _client_for(plain_user)

@@ -34,17 +34,17 @@ def test_user_rate_limit_is_429_with_retry_after(api, teams, settings):
     assert response.json()["code"] == "throttled" and 0 < int(response["Retry-After"]) <= 60
 
 
-def test_malformed_json_is_400(api, teams):
+def test_malformed_json_is_400(ingest_api, teams):
     """A body that is not JSON answers 400 parse_error; nothing written."""
-    response = api.post("/api/v1/tickets", "{text: nope", content_type="application/json")
+    response = ingest_api.post("/api/v1/tickets", "{text: nope", content_type="application/json")
     assert response.status_code == 400 and response.json()["code"] == "parse_error"
     assert Ticket.objects.count() == 0
 
 
-def test_oversized_body_is_413(api, teams):
+def test_oversized_body_is_413(ingest_api, teams):
     """A body over DATA_UPLOAD_MAX_MEMORY_SIZE answers 413 payload_too_large; nothing written."""
     payload = {"tickets": [{"text": "x" * 4000} for _ in range(300)]}
-    response = api.post("/api/v1/tickets", payload, format="json")
+    response = ingest_api.post("/api/v1/tickets", payload, format="json")
     assert response.status_code == 413 and response.json()["code"] == "payload_too_large"
     assert Ticket.objects.count() == 0
 
@@ -77,9 +77,9 @@ def test_route_empty_text_is_400_empty_text(api, router, teams, install_version)
     assert response.json() == {"code": "empty_text", "detail": "texts[1]: text is empty: send the customer's message."}
 
 
-def test_ticket_wrong_types_are_400(api, teams):
+def test_ticket_wrong_types_are_400(ingest_api, teams):
     """A non-string text or team answers 400 with field errors; nothing written."""
-    response = api.post("/api/v1/tickets", {"text": ["a"], "team": 3}, format="json")
+    response = ingest_api.post("/api/v1/tickets", {"text": ["a"], "team": 3}, format="json")
     assert response.status_code == 400
     assert set(response.json()["errors"]) == {"text", "team"}
     assert Ticket.objects.count() == 0

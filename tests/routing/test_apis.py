@@ -47,40 +47,40 @@ def test_teams_lists_every_team(api, teams):
     assert [t["slug"] for t in response.json()] == ["accounts", "billing", "bugs"]
 
 
-def test_ticket_ingest_is_idempotent_on_external_id(api, teams):
+def test_ticket_ingest_is_idempotent_on_external_id(ingest_api, teams):
     """First post creates (201); the same external_id again returns the same id (200)."""
     payload = {"text": "Refund my card", "team": "billing", "external_id": "zd-1"}
-    first = api.post("/api/v1/tickets", payload, format="json")
-    again = api.post("/api/v1/tickets", payload, format="json")
+    first = ingest_api.post("/api/v1/tickets", payload, format="json")
+    again = ingest_api.post("/api/v1/tickets", payload, format="json")
     assert (first.status_code, again.status_code) == (201, 200)
     assert first.json()["id"] == again.json()["id"] and again.json()["created"] is False
     ticket = Ticket.objects.get()
     assert (ticket.team.slug, ticket.source, ticket.external_id) == ("billing", "api", "zd-1")
 
 
-def test_ticket_with_unknown_team_lists_known_teams(api, teams):
+def test_ticket_with_unknown_team_lists_known_teams(ingest_api, teams):
     """An unknown team slug is refused (404 unknown_team) naming the known teams; nothing written."""
-    response = api.post("/api/v1/tickets", {"text": "hi", "team": "nope"}, format="json")
+    response = ingest_api.post("/api/v1/tickets", {"text": "hi", "team": "nope"}, format="json")
     assert response.status_code == 404
     assert response.json()["code"] == "unknown_team" and "accounts, billing, bugs" in response.json()["detail"]
     assert Ticket.objects.count() == 0
 
 
-def test_bulk_ingest_creates_and_reports_each_item(api, teams):
+def test_bulk_ingest_creates_and_reports_each_item(ingest_api, teams):
     """A bulk post creates new tickets (201) and a resend reports every item as existing (200)."""
     payload = {"tickets": [{"text": "a bug", "team": "bugs", "external_id": "1"}, {"text": "unlabelled"}]}
-    first = api.post("/api/v1/tickets", payload, format="json")
+    first = ingest_api.post("/api/v1/tickets", payload, format="json")
     assert first.status_code == 201
     assert (first.json()["created"], first.json()["existing"]) == (2, 0)
-    resend = api.post("/api/v1/tickets", {"tickets": payload["tickets"][:1]}, format="json")
+    resend = ingest_api.post("/api/v1/tickets", {"tickets": payload["tickets"][:1]}, format="json")
     assert resend.status_code == 200 and resend.json()["results"][0]["created"] is False
     assert Ticket.objects.count() == 2
 
 
-def test_bulk_ingest_with_an_invalid_item_writes_nothing(api, teams):
+def test_bulk_ingest_with_an_invalid_item_writes_nothing(ingest_api, teams):
     """Any invalid item → 400 listing each bad index and why; no ticket is written."""
     payload = {"tickets": [{"text": "ok"}, {"text": "   "}, {"text": "x", "team": "nope"}]}
-    response = api.post("/api/v1/tickets", payload, format="json")
+    response = ingest_api.post("/api/v1/tickets", payload, format="json")
     assert response.status_code == 400
     body = response.json()
     assert body["code"] == "invalid_tickets" and set(body["errors"]) == {"1", "2"}
@@ -132,3 +132,16 @@ def test_health_needs_no_auth(client, router, teams, install_version):
     assert response.json() == {
         "status": "ok", "serving_version": str(version.pk), "active_version": str(version.pk), "problem": None
     }
+
+
+def test_a_token_without_the_ingest_permission_cannot_send_tickets(api, teams):
+    """Any valid token routes, but ingesting (labelled tickets train the next model) is refused
+    with a clear 403 unless the token's user has finetune.add_ticket; nothing is stored."""
+    single = api.post("/api/v1/tickets", {"text": "hi", "team": "bugs"}, format="json")
+    bulk = api.post("/api/v1/tickets", {"tickets": [{"text": "x", "team": "bugs"}]}, format="json")
+    for response in (single, bulk):
+        assert response.status_code == 403
+        assert response.json()["code"] == "ingest_not_allowed"
+        assert "finetune.add_ticket" in response.json()["detail"]
+    assert not Ticket.objects.exists()
+    assert api.get("/api/v1/teams").status_code == 200  # the token itself still works
