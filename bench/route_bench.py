@@ -3,7 +3,8 @@
     .venv/bin/python bench/route_bench.py --quick --duration 10 --json var/route_bench.json
 
 Model: ``--artifact DIR`` (a published version, e.g. from ``manage.py train``), else ``--quick``
-(an untrained student with the trained one's exact shape: the base model's first 2 layers,
+(an untrained student with the trained one's exact shape: the base model's first
+``TrainConfig.student_layers`` layers (3 by default),
 exported and quantized by the pipeline's own export — same latency, meaningless accuracy),
 else a model trained by ``finetune.ml.pipeline.run_pipeline`` on banking77 (minutes).
 The torch side is ``pipeline("text-classification")`` on the 6-layer base encoder with an
@@ -46,10 +47,11 @@ def slug(team: str) -> str:
 
 
 def build_quick_artifact(out: Path, labels: list[str], base: str) -> None:
-    """A 2-layer student of the base encoder, exported exactly as the pipeline exports one."""
+    """A student of the default depth cut from the base encoder, exported as the pipeline exports one."""
     from transformers import AutoTokenizer
 
     from finetune.ml.artifacts import write_checksums
+    from finetune.ml.config import TrainConfig
     from finetune.ml.data import encode
     from finetune.ml.export import export_int8
     from finetune.ml.model import MeanPooledClassifier
@@ -57,7 +59,7 @@ def build_quick_artifact(out: Path, labels: list[str], base: str) -> None:
 
     out.mkdir(parents=True)
     tokenizer = AutoTokenizer.from_pretrained(base)
-    model = MeanPooledClassifier.from_pretrained(base, len(labels), seed=0).truncated(2).eval()
+    model = MeanPooledClassifier.from_pretrained(base, len(labels), seed=0).truncated(TrainConfig.student_layers).eval()
     ids = encode(tokenizer, ["my card has not arrived", "how do I top up"], 64)
     export_int8(model, ids, tokenizer.pad_token_id, out / "fp32.onnx", out / "model.onnx")
     (out / "fp32.onnx").unlink()

@@ -223,9 +223,10 @@ class AgentConsumer(JsonFrameConsumer):
     Presence is kept per consumer from group events, so it is right across processes: a new
     socket announces itself to each team group, every socket already there answers it
     directly, and a closing socket says goodbye. A socket whose process dies cannot say goodbye:
-    every socket also beats (re-announces itself, no answer wanted) every
-    PRESENCE_HEARTBEAT_SECONDS, and drops teammates it has not heard from for
-    PRESENCE_EXPIRY_BEATS beats.
+    every socket also beats every PRESENCE_HEARTBEAT_SECONDS (0 = off), sending its teams the
+    same ``presence.here`` it answers a join with, and drops teammates it has not heard from
+    for PRESENCE_EXPIRY_BEATS beats. (A beat of its own type would end the consumers of older
+    processes during a rolling upgrade: they raised on unknown events.)
     """
 
     frame_types = frozenset({"open", "reply", "reassign", "close", "typing"})
@@ -261,7 +262,8 @@ class AgentConsumer(JsonFrameConsumer):
             "conversations": await db_run(selectors.agent_inbox, user=self.user),
         })
         await self._presence_announce("presence.join")
-        self.heartbeat = asyncio.create_task(self._heartbeat())
+        if float(setting("PRESENCE_HEARTBEAT_SECONDS")) > 0:
+            self.heartbeat = asyncio.create_task(self._heartbeat())
 
     async def disconnect(self, code):
         if not self.teams and not getattr(self, "inbox_groups", None):
@@ -331,10 +333,10 @@ class AgentConsumer(JsonFrameConsumer):
 
     async def _heartbeat(self) -> None:
         interval = float(setting("PRESENCE_HEARTBEAT_SECONDS"))
-        while True:
+        while interval > 0:
             await asyncio.sleep(interval)
             try:
-                await self._presence_announce("presence.beat")
+                await self._presence_announce("presence.here")
                 await self._presence_expire(time.monotonic() - PRESENCE_EXPIRY_BEATS * interval)
             except Exception:  # a dropped layer connection: the next beat tries again
                 logger.exception("chat: presence heartbeat of %s failed", self.channel_name)
@@ -372,12 +374,8 @@ class AgentConsumer(JsonFrameConsumer):
         await self._presence_changed(team)
 
     async def presence_here(self, event):
-        if event["team"] in self.online:
-            self._heard(event)
-            await self._presence_changed(event["team"])
-
-    async def presence_beat(self, event):
-        # Silent unless it brings back someone this socket had dropped (or never heard join).
+        # An answer to this socket's join, or a teammate's beat: silent unless the list changed
+        # (a new teammate, or one this socket had dropped and hears again).
         if event["team"] in self.online and self._heard(event):
             await self._presence_changed(event["team"])
 

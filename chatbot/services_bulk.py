@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Case, FloatField, Value, When
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from chatbot import selectors
@@ -199,8 +201,12 @@ def _routed_save(routed: list[Conversation], now) -> None:
     teams cost a statement (a round trip under the row locks) per (team, prediction, version);
     at 500 sockets those round trips, not their CPU, were most of the routing transaction's
     wall time. UPDATE ... FROM (VALUES ...) is PostgreSQL's and SQLite's (3.33+); both name the
-    VALUES columns column1, column2, ...; the casts type the NULLs.
+    VALUES columns column1, column2, ...; the casts type the NULLs. Other databases (an SQLite
+    older than 3.33) get the per-group statements.
     """
+    if not _update_from_values():
+        _routed_save_grouped(routed, now)
+        return
     meta = Conversation._meta
     quote = connection.ops.quote_name
     table = quote(meta.db_table)
@@ -220,6 +226,30 @@ def _routed_save(routed: list[Conversation], now) -> None:
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
+
+
+def _update_from_values() -> bool:
+    """Whether this database runs UPDATE ... FROM (VALUES ...): PostgreSQL, SQLite 3.33+."""
+    if connection.vendor == "sqlite":
+        return connection.Database.sqlite_version_info >= (3, 33, 0)
+    return connection.vendor == "postgresql"
+
+
+def _routed_save_grouped(routed: list[Conversation], now) -> None:
+    """Elsewhere (an older SQLite): one UPDATE per (team, prediction, version), confidences by CASE."""
+    groups: dict[tuple, list[Conversation]] = defaultdict(list)
+    for c in routed:
+        groups[(c.team_id, c.predicted_team_id, c.model_version_id)].append(c)
+    for (team_id, predicted_id, version_id), members in groups.items():
+        # Cast: with no model every confidence is NULL, and PostgreSQL types an all-NULL CASE as text.
+        confidence = Cast(
+            Case(*[When(pk=c.pk, then=Value(c.confidence)) for c in members], output_field=FloatField()),
+            output_field=FloatField(),
+        )
+        Conversation.objects.filter(pk__in=[c.pk for c in members]).update(
+            team_id=team_id, predicted_team_id=predicted_id, model_version_id=version_id,
+            confidence=confidence, routed_at=now, updated_at=now,
+        )
 
 
 def _histories(conversation_ids: list[int]) -> dict[int, tuple[list[dict[str, Any]], str]]:

@@ -214,7 +214,7 @@ async def test_presence_drops_a_teammate_whose_heartbeat_stopped(teams, agent_us
 
     from chatbot import services
 
-    settings.SWITCHBOARD = {**getattr(settings, "SWITCHBOARD", {}), "PRESENCE_HEARTBEAT_SECONDS": 0.1}
+    settings.SWITCHBOARD = {**getattr(settings, "SWITCHBOARD", {}), "PRESENCE_HEARTBEAT_SECONDS": 0.2}
     first, _ = await agent_socket(agent_user)
     second, _ = await agent_socket(await _user("second", team=teams[0]))
     ghost = {"type": "presence.join", "team": teams[0].slug, "user": "ghost", "channel": "ghost-channel-that-never-beats"}
@@ -222,24 +222,31 @@ async def test_presence_drops_a_teammate_whose_heartbeat_stopped(teams, agent_us
     seen = []
     while seen != ["agent", "ghost", "second"]:
         seen = (await receive_type(first, "presence"))["online"]
-    while seen != ["agent", "second"]:  # 3 beats (0.3 s) later
-        seen = (await receive_type(first, "presence", timeout=2.0))["online"]
+    while seen != ["agent", "second"]:  # 3 beats (0.6 s) later
+        seen = (await receive_type(first, "presence", timeout=3.0))["online"]
+    assert await first.receive_nothing(timeout=1.0)  # 5 more beats: the live teammate stays listed
     await second.disconnect()
+    assert (await receive_type(first, "presence"))["online"] == ["agent"]
+    # A closed socket's beats stop with it: nothing lists it again.
+    assert await first.receive_nothing(timeout=1.0)
     await first.disconnect()
 
 
 async def test_a_beat_brings_back_a_teammate_taken_for_gone(teams, agent_user, settings):
-    """A beat from a socket this console had dropped (a stall, not a death) lists it again."""
+    """A beat (the presence.here older processes also understand) from a socket this console had
+    dropped (a stall, not a death) lists it again; a repeated beat changes nothing."""
     from channels.layers import get_channel_layer
 
     from chatbot import services
 
-    settings.SWITCHBOARD = {**getattr(settings, "SWITCHBOARD", {}), "PRESENCE_HEARTBEAT_SECONDS": 0.1}
+    settings.SWITCHBOARD = {**getattr(settings, "SWITCHBOARD", {}), "PRESENCE_HEARTBEAT_SECONDS": 5.0}
     first, _ = await agent_socket(agent_user)
     assert (await receive_type(first, "presence"))["online"] == ["agent"]
-    beat = {"type": "presence.beat", "team": teams[0].slug, "user": "back", "channel": "stalled-channel"}
+    beat = {"type": "presence.here", "team": teams[0].slug, "user": "back", "channel": "stalled-channel"}
     await get_channel_layer().group_send(services.team_group(teams[0].slug), beat)
     assert (await receive_type(first, "presence"))["online"] == ["agent", "back"]
+    await get_channel_layer().group_send(services.team_group(teams[0].slug), beat)
+    assert await first.receive_nothing(timeout=0.3)
     await first.disconnect()
 
 

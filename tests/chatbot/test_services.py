@@ -216,9 +216,13 @@ def test_route_batch_routes_each_conversation_once_and_announces_it_with_its_his
     assert again[0].team is None and RoutingEvent.objects.filter(conversation=unsure).count() == 1
 
 
-def test_route_batch_writes_each_rows_own_values_in_one_statement(teams):
+@pytest.mark.parametrize("one_statement", [True, False], ids=["update-from-values", "older-sqlite"])
+def test_route_batch_writes_each_rows_own_values(teams, one_statement, monkeypatch):
     """Rows bound for different teams, triage and no model at all: the database holds each one's
-    own team, prediction, confidence and version; a conversation outside the batch is untouched."""
+    own team, prediction, confidence and version; a conversation outside the batch is untouched.
+    One UPDATE where the database has UPDATE ... FROM (VALUES), one per group where it has not;
+    a batch of only no-model rows (every value NULL) works on both."""
+    monkeypatch.setattr(services_bulk, "_update_from_values", lambda: one_statement)
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
@@ -241,7 +245,7 @@ def test_route_batch_writes_each_rows_own_values_in_one_statement(teams):
     with services.broadcasts_collected(), CaptureQueriesContext(connection) as queries:
         services_bulk.conversations_route(requests=requests)
     updates = [q["sql"] for q in queries.captured_queries if q["sql"].startswith('UPDATE "chatbot_conversation"')]
-    assert len(updates) == 1  # not one per (team, prediction, version)
+    assert len(updates) == (1 if one_statement else 4)  # else one per (team, prediction, version)
     rows = {c.pk: c for c in Conversation.objects.select_related("team", "predicted_team")}
     got = [
         (c.team and c.team.slug, c.predicted_team and c.predicted_team.slug, c.confidence, c.model_version_id)
@@ -256,6 +260,12 @@ def test_route_batch_writes_each_rows_own_values_in_one_statement(teams):
     assert all(rows[c.pk].routed_at is not None for c in (billing, accounts, unsure, no_model))
     assert rows[billing.pk].routed_at == rows[no_model.pk].routed_at == rows[no_model.pk].updated_at
     assert rows[outside.pk].routed_at is None and rows[outside.pk].predicted_team_id is None
+    with services.broadcasts_collected():
+        services_bulk.conversations_route(
+            requests=[services_bulk.RouteRequest(conversation_id=outside.pk, prediction=None)]
+        )
+    outside = Conversation.objects.get(pk=outside.pk)
+    assert outside.routed_at is not None and outside.confidence is None and outside.team_id is None
 
 
 def test_a_lock_that_waited_for_a_routing_sees_the_routed_team(teams):

@@ -14,7 +14,7 @@ from tests.ml_fixtures import tiny_examples
 
 @pytest.mark.real_model
 def test_real_minilm_trains_distils_and_exports(tmp_path):
-    """A few short epochs on MiniLM yields a 384-wide 2-layer int8 student that beats chance on test."""
+    """A few short epochs on MiniLM yields a 384-wide 3-layer int8 student that beats chance on test."""
     examples, unlabelled = tiny_examples(["accounts", "billing", "bugs"], per_label=20)
     config = TrainConfig(
         epochs=3, distil_epochs=4, min_per_team=4, lr=1e-4, distil_lr=1e-3, batch_size=8, min_teacher_steps=0

@@ -50,7 +50,7 @@ def test_read_endpoints_match_the_schema(api, conforms, router, teams, install_v
     conforms(api.get("/api/v1/health"), "/api/v1/health", "get")
 
 
-def test_ticket_and_error_responses_match_the_schema(ingest_api, conforms, teams):
+def test_ticket_and_error_responses_match_the_schema(api, ingest_api, conforms, teams):
     """Ticket ingest (single, bulk) and 400 / 404 errors validate against their schemas."""
     conforms(ingest_api.post("/api/v1/tickets", {"text": "hi"}, format="json"), "/api/v1/tickets", "post")
     bulk = ingest_api.post("/api/v1/tickets", {"tickets": [{"text": "x", "team": "bugs"}]}, format="json")
@@ -58,8 +58,8 @@ def test_ticket_and_error_responses_match_the_schema(ingest_api, conforms, teams
     invalid = ingest_api.post("/api/v1/tickets", {"tickets": [{"text": ""}]}, format="json")
     assert invalid.status_code == 400
     conforms(invalid, "/api/v1/tickets", "post")
-    conforms(ingest_api.post("/api/v1/route", {"text": 1}, format="json"), "/api/v1/route", "post")
-    conforms(ingest_api.get("/api/v1/models/999"), "/api/v1/models/{id}", "get")
+    conforms(api.post("/api/v1/route", {"text": 1}, format="json"), "/api/v1/route", "post")
+    conforms(api.get("/api/v1/models/999"), "/api/v1/models/{id}", "get")
 
 
 def test_schema_validation_rejects_a_wrong_shape(api, conforms, teams):
