@@ -225,8 +225,10 @@ class AgentConsumer(JsonFrameConsumer):
     directly, and a closing socket says goodbye. A socket whose process dies cannot say goodbye:
     every socket also beats every PRESENCE_HEARTBEAT_SECONDS (0 = off), sending its teams the
     same ``presence.here`` it answers a join with, and drops teammates it has not heard from
-    for PRESENCE_EXPIRY_BEATS beats. (A beat of its own type would end the consumers of older
-    processes during a rolling upgrade: they raised on unknown events.)
+    for PRESENCE_EXPIRY_BEATS of *their* beats (each event says its sender's interval, so
+    processes configured differently agree). A socket that says no interval (off, or an older
+    process during a rolling upgrade) is never expired, only said goodbye to. (A beat of its own
+    event type would end older processes' consumers: they raised on unknown events.)
     """
 
     frame_types = frozenset({"open", "reply", "reassign", "close", "typing"})
@@ -251,7 +253,9 @@ class AgentConsumer(JsonFrameConsumer):
             return
         self.teams = await db_run(_agent_teams, self.user)
         self.online: dict[str, dict[str, str]] = {slug: {} for slug, _ in self.teams}
-        self.heard: dict[str, float] = {}  # channel -> when it last announced itself (monotonic)
+        # channel -> (when it last announced itself (monotonic), its beat interval or 0)
+        self.heard: dict[str, tuple[float, float]] = {}
+        self.beat_seconds = max(0.0, float(setting("PRESENCE_HEARTBEAT_SECONDS")))
         self.inbox_groups = [services.team_group(slug) for slug, _ in self.teams] + [services.TRIAGE_GROUP]
         for group in self.inbox_groups:
             await self.channel_layer.group_add(group, self.channel_name)
@@ -262,7 +266,7 @@ class AgentConsumer(JsonFrameConsumer):
             "conversations": await db_run(selectors.agent_inbox, user=self.user),
         })
         await self._presence_announce("presence.join")
-        if float(setting("PRESENCE_HEARTBEAT_SECONDS")) > 0:
+        if self.beat_seconds > 0:
             self.heartbeat = asyncio.create_task(self._heartbeat())
 
     async def disconnect(self, code):
@@ -276,8 +280,11 @@ class AgentConsumer(JsonFrameConsumer):
 
     async def _presence_announce(self, kind: str) -> None:
         for slug, _ in self.teams:
-            event = {"type": kind, "team": slug, "user": self.user.get_username(), "channel": self.channel_name}
+            event = {"type": kind, "team": slug, **self._presence_self()}
             await self.channel_layer.group_send(services.team_group(slug), event)
+
+    def _presence_self(self) -> dict[str, Any]:
+        return {"user": self.user.get_username(), "channel": self.channel_name, "beat_seconds": self.beat_seconds}
 
     async def frame_open(self, frame):
         history = await db_run(_agent_act, self.user, frame.get("conversation_id"), _history_payload)
@@ -332,29 +339,32 @@ class AgentConsumer(JsonFrameConsumer):
             })
 
     async def _heartbeat(self) -> None:
-        interval = float(setting("PRESENCE_HEARTBEAT_SECONDS"))
-        while interval > 0:
-            await asyncio.sleep(interval)
+        while True:
+            await asyncio.sleep(self.beat_seconds)
             try:
                 await self._presence_announce("presence.here")
-                await self._presence_expire(time.monotonic() - PRESENCE_EXPIRY_BEATS * interval)
+                await self._presence_expire(time.monotonic())
             except Exception:  # a dropped layer connection: the next beat tries again
                 logger.exception("chat: presence heartbeat of %s failed", self.channel_name)
 
-    async def _presence_expire(self, cutoff: float) -> None:
+    def _silent(self, channel: str, now: float) -> bool:
+        at, interval = self.heard.get(channel, (now, 0.0))
+        return channel != self.channel_name and interval > 0 and now - at > PRESENCE_EXPIRY_BEATS * interval
+
+    async def _presence_expire(self, now: float) -> None:
         for team, members in self.online.items():
-            gone = [c for c in members if c != self.channel_name and self.heard.get(c, cutoff) < cutoff]
+            gone = [c for c in members if self._silent(c, now)]
             for channel in gone:
                 del members[channel]
             if gone:
                 await self._presence_changed(team)
         listed = {channel for members in self.online.values() for channel in members}
-        self.heard = {channel: at for channel, at in self.heard.items() if channel in listed}
+        self.heard = {channel: heard for channel, heard in self.heard.items() if channel in listed}
 
     def _heard(self, event) -> bool:
         """Note that ``event``'s socket is online in its team; True if the list changed."""
         team, channel = event["team"], event["channel"]
-        self.heard[channel] = time.monotonic()
+        self.heard[channel] = (time.monotonic(), float(event.get("beat_seconds") or 0.0))
         changed = self.online[team].get(channel) != event["user"]
         self.online[team][channel] = event["user"]
         return changed
@@ -369,8 +379,8 @@ class AgentConsumer(JsonFrameConsumer):
             return
         self._heard(event)
         if event["channel"] != self.channel_name:
-            reply = {"type": "presence.here", "team": team, "user": self.user.get_username()}
-            await self.channel_layer.send(event["channel"], {**reply, "channel": self.channel_name})
+            reply = {"type": "presence.here", "team": team, **self._presence_self()}
+            await self.channel_layer.send(event["channel"], reply)
         await self._presence_changed(team)
 
     async def presence_here(self, event):

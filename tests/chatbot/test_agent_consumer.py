@@ -217,7 +217,10 @@ async def test_presence_drops_a_teammate_whose_heartbeat_stopped(teams, agent_us
     settings.SWITCHBOARD = {**getattr(settings, "SWITCHBOARD", {}), "PRESENCE_HEARTBEAT_SECONDS": 0.2}
     first, _ = await agent_socket(agent_user)
     second, _ = await agent_socket(await _user("second", team=teams[0]))
-    ghost = {"type": "presence.join", "team": teams[0].slug, "user": "ghost", "channel": "ghost-channel-that-never-beats"}
+    ghost = {
+        "type": "presence.join", "team": teams[0].slug, "user": "ghost", "channel": "ghost-channel-that-stopped",
+        "beat_seconds": 0.2,
+    }
     await get_channel_layer().group_send(services.team_group(teams[0].slug), ghost)
     seen = []
     while seen != ["agent", "ghost", "second"]:
@@ -262,3 +265,24 @@ async def test_an_unknown_group_event_is_dropped_and_the_socket_stays_up(teams, 
     assigned = await receive_type(agent, "conversation.assigned")
     assert assigned["conversation"]["id"] == conversation
     await agent.disconnect()
+
+
+async def test_a_teammate_on_an_older_process_that_never_beats_is_not_dropped(teams, agent_user, settings):
+    """During a rolling upgrade, an agent on an older process joins without a beat interval: it
+    stays listed until it says goodbye, however many beats go by."""
+    from channels.layers import get_channel_layer
+
+    from chatbot import services
+
+    settings.SWITCHBOARD = {**getattr(settings, "SWITCHBOARD", {}), "PRESENCE_HEARTBEAT_SECONDS": 0.1}
+    first, _ = await agent_socket(agent_user)
+    group = services.team_group(teams[0].slug)
+    old = {"type": "presence.join", "team": teams[0].slug, "user": "old", "channel": "older-process-channel"}
+    await get_channel_layer().group_send(group, old)
+    seen = []
+    while seen != ["agent", "old"]:
+        seen = (await receive_type(first, "presence"))["online"]
+    assert await first.receive_nothing(timeout=0.6)  # 6 beats, 2x the expiry of a beating socket
+    await get_channel_layer().group_send(group, {**old, "type": "presence.leave"})
+    assert (await receive_type(first, "presence"))["online"] == ["agent"]
+    await first.disconnect()
