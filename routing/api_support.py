@@ -96,7 +96,8 @@ class CanIngestTickets(BasePermission):
     code = "ingest_not_allowed"
 
     def has_permission(self, request, view) -> bool:
-        return bool(request.user and request.user.is_authenticated and request.user.has_perm("finetune.add_ticket"))
+        # After IsAuthenticated (its 401 comes first); an anonymous user has no permissions anyway.
+        return request.user.has_perm("finetune.add_ticket")
 
 
 class SlottedRateThrottle(SimpleRateThrottle):
