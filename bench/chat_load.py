@@ -127,6 +127,8 @@ def agent_cookie() -> str:
 def servers_start(database_url: str, args, store: Path, logs: Path) -> list[tuple[subprocess.Popen, str]]:
     env = {
         **os.environ, "DATABASE_URL": database_url, "REDIS_URL": args.redis, "MODEL_STORE": str(store),
+        # Every simulated customer connects from 127.0.0.1: lift the per-address handshake limit.
+        "CHAT_HANDSHAKES_PER_MINUTE": "0",
         "DEBUG": "0", "SECRET_KEY": SECRET_KEY, "SECURE_SSL_REDIRECT": "0",
         # One persistent connection per DB thread instead of a new one per query batch.
         "DB_CONN_MAX_AGE": "600", "LOG_LEVEL": "WARNING",
@@ -226,6 +228,8 @@ async def read_acks(ws, run: Run, pending: set[str], done: asyncio.Event) -> Non
                 pending.discard(frame["client_id"])
                 if not pending:
                     done.set()
+            elif frame["type"] == "conversation":
+                run.conversations.append(frame["id"])
             elif frame["type"] == "error":
                 run.errors.append(frame["code"])
 
@@ -237,7 +241,7 @@ async def customer(url: str, index: int, args, texts: list[str], run: Run, go: a
     if ws is None:
         return
     async with ws:
-        run.conversations.append(json.loads(await ws.recv())["id"])
+        await ws.recv()  # the empty history: the first message starts the conversation
         client_ids = [f"b{index}-{number}" for number in range(args.messages)]
         done = asyncio.Event()
         reader = asyncio.create_task(read_acks(ws, run, set(client_ids), done))

@@ -38,6 +38,14 @@ DEFAULTS: dict[str, Any] = {
     # Per-connection chat limits.
     "CHAT_MAX_FRAME_BYTES": 32 * 1024,  # 5,000 characters of 4-byte UTF-8 plus JSON escaping
     "CHAT_MESSAGES_PER_10S": 20,
+    # Customer socket handshakes per client address per minute (0 = no limit).
+    "CHAT_HANDSHAKES_PER_MINUTE": 60,
+    # Proxies in front of the servers that append to X-Forwarded-For (0 = trust no such header).
+    "TRUSTED_PROXY_COUNT": 0,
+    # Conversations without a message older than this (seconds) are purged (periodic job).
+    "EMPTY_CONVERSATION_MAX_AGE_SECONDS": 3600,
+    # Periodic jobs: django-tasks task path -> interval in seconds (manage.py run_scheduler).
+    "PERIODIC_JOBS": {"chatbot.tasks.purge_empty_conversations": 600},
     # Agent presence: each console socket re-announces itself to its teams this often (seconds);
     # one not heard from for 3 beats is dropped from the others' lists (its process died).
     "PRESENCE_HEARTBEAT_SECONDS": 30.0,

@@ -13,11 +13,12 @@ import time
 from typing import Any
 from urllib.parse import parse_qs
 
-from chatbot import selectors, services, services_bulk
+from chatbot import broadcast, conversation_routing, selectors, services
 from chatbot.conf import setting
 from chatbot.errors import NoModelError
 from chatbot.models import Conversation, Message
-from chatbot.ws_base import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, JsonFrameConsumer, batcher, db_call, db_run, posts_store
+from chatbot.handshakes import handshake_allowed
+from chatbot.ws_base import CLOSE_ABUSE, CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, JsonFrameConsumer, batcher, db_call, db_run, posts_store
 from routing.models import ModelVersion
 
 logger = logging.getLogger(__name__)
@@ -53,10 +54,9 @@ def _history(conversation: Conversation) -> dict[str, Any]:
     }
 
 
-def _new_history(conversation: Conversation) -> dict[str, Any]:
-    """``_history`` of a conversation this socket has just started: known without a query."""
-    team = selectors.conversation_team_payload(conversation=conversation)
-    return {"messages": [], "status": conversation.status, **team}
+def _new_history() -> dict[str, Any]:
+    """The history a socket without a conversation yet starts from (its first message starts one)."""
+    return {"messages": [], "status": Conversation.Status.OPEN, "team": None, "team_name": None, "triage": True}
 
 
 async def _predict(texts: list[str]) -> list:
@@ -84,11 +84,11 @@ async def conversations_route(messages: list[Message]) -> list[None]:
     transaction for all; then a shadow candidate scores the same texts (never raises)."""
     predictions = await _predict([message.text for message in messages])
     requests = [
-        services_bulk.RouteRequest(conversation_id=message.conversation_id, prediction=prediction, message=message)
+        conversation_routing.RouteRequest(conversation_id=message.conversation_id, prediction=prediction, message=message)
         for message, prediction in zip(messages, predictions)
     ]
-    _, broadcasts = await db_call(services_bulk.conversations_route, requests=requests)
-    await services.broadcasts_send(broadcasts)
+    _, broadcasts = await db_call(conversation_routing.conversations_route, requests=requests)
+    await broadcast.broadcasts_send(broadcasts)
     # Off the routing path: the next batch need not wait for the shadow's check and scoring.
     task = asyncio.create_task(_shadow_score(messages))
     _shadow_tasks.add(task)
@@ -116,40 +116,49 @@ class CustomerChatConsumer(JsonFrameConsumer):
         self.conversation = None
         self.team_changed = False
         self.routing: asyncio.Task | None = None
+        if not await handshake_allowed(self.scope):
+            detail = "Too many chat connections from your address; wait a minute and reconnect."
+            await self.refuse(CLOSE_ABUSE, "too_many_connections", detail)
+            return
         token = parse_qs(self.scope.get("query_string", b"").decode()).get("token", [None])[0]
         if token is None:
-            conversation = await db_run(services.conversation_start)
-        else:
-            conversation = await db_run(selectors.conversation_get_by_token, token=token)
-            if conversation is None:
-                detail = "Unknown conversation token; connect without one to start a new conversation."
-                await self.refuse(CLOSE_FORBIDDEN, "bad_token", detail)
-                return
-        self.conversation = conversation
-        self.group = services.conversation_group(conversation.pk)
-        async with services.layer_slot():
-            await self.channel_layer.group_add(self.group, self.channel_name)
+            # Nothing is stored until the first message: that message starts the conversation.
+            await self.accept()
+            await self.send_json({"type": "history", **_new_history()})
+            return
+        conversation = await db_run(selectors.conversation_get_by_token, token=token)
+        if conversation is None:
+            detail = "Unknown conversation token; connect without one to start a new conversation."
+            await self.refuse(CLOSE_FORBIDDEN, "bad_token", detail)
+            return
+        await self._bind(conversation)
         await self.accept()
-        if token is None:
-            await self.send_json({"type": "conversation", "id": conversation.pk, "token": conversation.token})
-            history = _new_history(conversation)
-        else:
-            history = await db_run(_history, conversation)
-        await self.send_json({"type": "history", **history})
+        await self.send_json({"type": "history", **await db_run(_history, conversation)})
+
+    async def _bind(self, conversation: Conversation) -> None:
+        self.conversation = conversation
+        self.group = broadcast.conversation_group(conversation.pk)
+        async with broadcast.layer_slot():
+            await self.channel_layer.group_add(self.group, self.channel_name)
 
     async def disconnect(self, code):
         if self.conversation is not None:
-            async with services.layer_slot():
+            async with broadcast.layer_slot():
                 await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def frame_message(self, frame: dict[str, Any]) -> None:
-        request = services_bulk.PostRequest(
-            conversation_id=self.conversation.pk, text=frame.get("text"), client_id=frame.get("client_id")
+        conversation_id = self.conversation.pk if self.conversation is not None else None
+        request = services.PostRequest(
+            conversation_id=conversation_id, text=frame.get("text"), client_id=frame.get("client_id")
         )
         result, broadcasts = await batcher(posts_store).submit(request)
+        if result.started:
+            await self._bind(result.conversation)
+            conversation = result.conversation
+            await self.send_json({"type": "conversation", "id": conversation.pk, "token": conversation.token})
         # Stored and committed: ack first, then tell the other sockets (in this socket's order).
         await self.send_json({"type": "ack", "client_id": result.message.client_id, "message_id": result.message.pk})
-        await services.broadcasts_send(broadcasts, origin=self.channel_name)
+        await broadcast.broadcasts_send(broadcasts, origin=self.channel_name)
         # Checked after every message, not only the first: a resend after a crash between
         # storing and routing still gets the conversation into an inbox.
         # Routing runs beside this socket's next messages: they are stored and acked meanwhile,
@@ -168,16 +177,18 @@ class CustomerChatConsumer(JsonFrameConsumer):
             self.routing = None
 
     async def frame_typing(self, frame: dict[str, Any]) -> None:
+        if self.conversation is None:
+            return  # nobody to tell before the first message starts the conversation
         event = {
             "type": "chat.typing", "sender": "customer", "conversation_id": self.conversation.pk,
             "origin": self.channel_name,
         }
-        await services.broadcasts_send([(self.group, event)])
+        await broadcast.broadcasts_send([(self.group, event)])
         if self.conversation.routed_at is None or self.team_changed:
             self.conversation = await db_run(selectors.conversation_get_by_token, token=self.conversation.token)
             self.team_changed = False
         if self.conversation.routed_at is not None:
-            await services.broadcasts_send([(services.inbox_group(self.conversation), event)])
+            await broadcast.broadcasts_send([(broadcast.inbox_group(self.conversation), event)])
 
     async def chat_message(self, event):
         # The socket that sent a message has its ack; the conversation's other sockets need it.
@@ -256,7 +267,7 @@ class AgentConsumer(JsonFrameConsumer):
         # channel -> (when it last announced itself (monotonic), its beat interval or 0)
         self.heard: dict[str, tuple[float, float]] = {}
         self.beat_seconds = max(0.0, float(setting("PRESENCE_HEARTBEAT_SECONDS")))
-        self.inbox_groups = [services.team_group(slug) for slug, _ in self.teams] + [services.TRIAGE_GROUP]
+        self.inbox_groups = [broadcast.team_group(slug) for slug, _ in self.teams] + [broadcast.TRIAGE_GROUP]
         for group in self.inbox_groups:
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
@@ -281,7 +292,7 @@ class AgentConsumer(JsonFrameConsumer):
     async def _presence_announce(self, kind: str) -> None:
         for slug, _ in self.teams:
             event = {"type": kind, "team": slug, **self._presence_self()}
-            await self.channel_layer.group_send(services.team_group(slug), event)
+            await self.channel_layer.group_send(broadcast.team_group(slug), event)
 
     def _presence_self(self) -> dict[str, Any]:
         return {"user": self.user.get_username(), "channel": self.channel_name, "beat_seconds": self.beat_seconds}
@@ -291,17 +302,17 @@ class AgentConsumer(JsonFrameConsumer):
         await self.send_json({"type": "history", **history})
 
     async def frame_reply(self, frame):
-        def reply(conversation):
-            return services.message_post_agent(
-                conversation=conversation, user=self.user, text=frame.get("text"), client_id=frame.get("client_id")
-            )
-
-        result, broadcasts = await db_call(_agent_act, self.user, frame.get("conversation_id"), reply)
+        conversation_id = await db_run(_agent_act, self.user, frame.get("conversation_id"), lambda c: c.pk)
+        request = services.PostRequest(
+            conversation_id=conversation_id, text=frame.get("text"), client_id=frame.get("client_id"),
+            sender=Message.Sender.AGENT, author=self.user,
+        )
+        result, broadcasts = await batcher(posts_store).submit(request)
         await self.send_json({
             "type": "ack", "client_id": result.message.client_id, "message_id": result.message.pk,
             "conversation_id": result.message.conversation_id,
         })
-        await services.broadcasts_send(broadcasts)
+        await broadcast.broadcasts_send(broadcasts)
 
     async def frame_reassign(self, frame):
         await db_run(_agent_act, self.user, frame.get("conversation_id"), _reassign(self.user, frame.get("team")))
@@ -313,7 +324,7 @@ class AgentConsumer(JsonFrameConsumer):
     async def frame_typing(self, frame):
         groups = await db_run(
             _agent_act, self.user, frame.get("conversation_id"),
-            lambda c: [services.conversation_group(c.pk), services.inbox_group(c)],
+            lambda c: [broadcast.conversation_group(c.pk), broadcast.inbox_group(c)],
         )
         event = {
             "type": "chat.typing", "sender": "agent", "author": self.user.get_username(),

@@ -1,34 +1,37 @@
-"""Writes for the live chat: start, post, route, reassign, close.
+"""Writes for the live chat: post messages (the one write path), reassign, close.
 
-Every write that other sockets must see broadcasts to a channel-layer group in
-``transaction.on_commit``: a reader never hears of a row that was rolled back.
-
-Groups: ``conversation.<id>`` holds the customer's sockets; ``team.<slug>`` and ``triage``
-hold the agents of an inbox. A conversation's inbox group is its team's, or ``triage``.
+Every message, a customer's or an agent's, goes through ``messages_post``: many sockets'
+messages in one transaction (the consumers' batcher calls it), a single post being a batch of
+one. Its rules: a message is stored once per (conversation, client_id), a closed conversation
+refuses, a customer's first message starts the conversation, the first agent reply assigns the
+agent, and broadcasts leave only after the commit (chatbot.broadcast). Conversation rows are
+locked in id order, so concurrent batches cannot deadlock.
 """
 
 from __future__ import annotations
 
-import asyncio
-from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Iterator, Protocol
-from weakref import WeakKeyDictionary
+from datetime import timedelta
+from typing import Any
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from chatbot import selectors
+from chatbot.broadcast import (
+    Events,
+    Outbox,
+    broadcast_on_commit,
+    conversation_group,
+    deliver_all,
+    inbox_group,
+)
 from chatbot.errors import ConflictError, SwitchboardError
 from chatbot.models import Conversation, Message
 from finetune.services import ticket_record_correction, ticket_text_validate
 from routing.models import Team
 
-TRIAGE_GROUP = "triage"
 CLIENT_ID_MAX_CHARS = 64
 CLOSED_NOTICE = "This conversation was closed by support. Write again to start a new one."
 # A conversation's updated_at (the inbox order) moves on a new message only when at least this
@@ -36,13 +39,18 @@ CLOSED_NOTICE = "This conversation was closed by support. Write again to start a
 UPDATED_AT_RESOLUTION_SECONDS = 5.0
 
 
-class PredictionLike(Protocol):
-    """What the router returns for one text (routing.loaded_model.Prediction)."""
+@dataclass(frozen=True)
+class PostRequest:
+    """One message for ``messages_post``, as received (validated there).
 
-    team: str
-    confidence: float
-    triage: bool
-    model_version: str
+    ``conversation_id`` None: a customer's first message, which starts a new conversation.
+    """
+
+    conversation_id: int | None
+    text: object
+    client_id: object
+    sender: str = Message.Sender.CUSTOMER
+    author: AbstractBaseUser | None = None
 
 
 @dataclass(frozen=True)
@@ -52,95 +60,12 @@ class PostResult:
     created: bool
     # Whether the conversation had been routed when the message was stored.
     routed: bool
+    # The conversation the message is in; ``started`` when this message created it.
+    conversation: Conversation | None = None
+    started: bool = False
 
 
-def team_group(slug: str) -> str:
-    return f"team.{slug}"
-
-
-def conversation_group(conversation_id: int) -> str:
-    return f"conversation.{conversation_id}"
-
-
-def inbox_group(conversation: Conversation) -> str:
-    if selectors.conversation_in_triage(conversation=conversation):
-        return TRIAGE_GROUP
-    return team_group(conversation.team.slug)
-
-
-class Outbox:
-    """Broadcasts committed inside ``broadcasts_collected``, for its caller to send."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, dict[str, Any]]] = []
-        self.open = True
-
-
-_outbox: ContextVar[Outbox | None] = ContextVar("chat_broadcast_outbox", default=None)
-# Channel-layer calls in flight per event loop (see layer_slot); well under redis-py's 100.
-LAYER_CONCURRENCY = 48
-_layer_slots: WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = WeakKeyDictionary()
-
-
-@contextmanager
-def broadcasts_collected() -> Iterator[Outbox]:
-    """Keep what commits inside the block in an Outbox instead of sending it from this thread.
-
-    A consumer's database thread then never waits on the channel layer: the consumer sends the
-    events on its event loop with ``broadcasts_send``. A commit after the block (an outer
-    transaction) still sends at once: nothing committed is ever dropped.
-    """
-    outbox = Outbox()
-    token = _outbox.set(outbox)
-    try:
-        yield outbox
-    finally:
-        outbox.open = False
-        _outbox.reset(token)
-
-
-def _deliver(outbox: Outbox | None, group: str, event: dict[str, Any]) -> None:
-    if outbox is not None and outbox.open:
-        outbox.events.append((group, event))
-    else:
-        async_to_sync(get_channel_layer().group_send)(group, event)
-
-
-def broadcast_on_commit(group: str, event: dict[str, Any]) -> None:
-    """Send ``event`` to ``group`` once the current transaction commits (at once outside one)."""
-    outbox = _outbox.get()
-    transaction.on_commit(lambda: _deliver(outbox, group, event))
-
-
-def layer_slot() -> asyncio.Semaphore:
-    """Hold one while talking to the channel layer: at most LAYER_CONCURRENCY calls per event loop.
-
-    channels_redis draws each call's connection from a redis-py pool that raises (it does not
-    wait) once its 100 connections are in use: hundreds of sockets broadcasting at once would
-    otherwise kill consumers with MaxConnectionsError.
-    """
-    loop = asyncio.get_running_loop()
-    slots = _layer_slots.get(loop)
-    if slots is None:
-        slots = _layer_slots[loop] = asyncio.Semaphore(LAYER_CONCURRENCY)
-    return slots
-
-
-async def broadcasts_send(events: list[tuple[str, dict[str, Any]]], *, origin: str | None = None) -> None:
-    """Send collected broadcasts in the order they were committed.
-
-    ``origin``, the sending socket's channel name, rides along so that socket can skip its echo.
-    """
-    if events:
-        layer = get_channel_layer()
-        if origin:
-            events = [(group, {**event, "origin": origin}) for group, event in events]
-        async with layer_slot():
-            if hasattr(layer, "group_send_many"):  # chatbot.layers: one wait for the lot
-                await layer.group_send_many(events)
-                return
-            for group, event in events:
-                await layer.group_send(group, event)
+Outcome = tuple[PostResult | SwitchboardError, Events]
 
 
 def client_id_validate(*, client_id: object) -> str:
@@ -155,11 +80,6 @@ def client_id_validate(*, client_id: object) -> str:
             code="invalid_client_id",
         )
     return client_id
-
-
-def conversation_start() -> Conversation:
-    """A new open conversation; it enters an inbox only when its first message is routed."""
-    return Conversation.objects.create()
 
 
 def conversations_lock(conversation_ids: list[int]) -> list[Conversation]:
@@ -188,15 +108,14 @@ def _lock(conversation: Conversation) -> Conversation:
     return rows[0]
 
 
-def _open_or_raise(conversation: Conversation) -> None:
-    if conversation.status == Conversation.Status.CLOSED:
-        raise SwitchboardError(
-            f"Conversation {conversation.pk} is closed; start a new conversation to write again.",
-            code="conversation_closed",
-        )
+def _closed_error(conversation_id: int) -> SwitchboardError:
+    return SwitchboardError(
+        f"Conversation {conversation_id} is closed; start a new conversation to write again.",
+        code="conversation_closed",
+    )
 
 
-def _message_events(conversation: Conversation, message: Message) -> list[tuple[str, dict[str, Any]]]:
+def message_events(conversation: Conversation, message: Message) -> Events:
     event = {"type": "chat.message", "message": selectors.message_payload(message=message)}
     # Before routing the conversation belongs to no inbox; conversation.assigned carries it then.
     if conversation.routed_at is None:
@@ -204,73 +123,102 @@ def _message_events(conversation: Conversation, message: Message) -> list[tuple[
     return [(conversation_group(conversation.pk), event), (inbox_group(conversation), event)]
 
 
-def _message_broadcast(conversation: Conversation, message: Message) -> None:
-    for group, event in _message_events(conversation, message):
-        broadcast_on_commit(group, event)
+def messages_post(*, requests: list[PostRequest]) -> list[Outcome]:
+    """Store many messages in one transaction: one outcome per request, in order.
+
+    Each outcome is the PostResult (or the SwitchboardError refusing that one message) and the
+    broadcasts its commit produced. An invalid message starts no conversation.
+    """
+    cleaned: dict[int, tuple[str, str]] = {}
+    outcomes: list[Outcome | None] = [None] * len(requests)
+    for index, request in enumerate(requests):
+        try:
+            text = ticket_text_validate(text=request.text)
+            cleaned[index] = (text, client_id_validate(client_id=request.client_id))
+        except SwitchboardError as exc:
+            outcomes[index] = (exc, [])
+    if cleaned:
+        try:
+            stored = _posts_store(requests, cleaned, check_resends=False)
+        except IntegrityError:
+            # A resend of a stored client_id (rare: reconnects): again, looking them up first.
+            stored = _posts_store(requests, cleaned, check_resends=True)
+        for index, outcome in stored.items():
+            outcomes[index] = outcome
+    return outcomes  # type: ignore[return-value]
 
 
-def _touch(conversation: Conversation, *, sender: str, author) -> None:
-    """Bump updated_at (at most every UPDATED_AT_RESOLUTION_SECONDS); the first agent reply assigns."""
-    now = timezone.now()
-    fields: dict[str, Any] = {}
-    if (now - conversation.updated_at).total_seconds() >= UPDATED_AT_RESOLUTION_SECONDS:
-        fields["updated_at"] = now
-    if sender == Message.Sender.AGENT and conversation.assigned_agent_id is None:
-        fields.update(updated_at=now, assigned_agent=author)
-    if fields:
-        Conversation.objects.filter(pk=conversation.pk).update(**fields)
-
-
-def _post_stored(*, conversation: Conversation, client_id: str) -> PostResult | None:
-    """A resend: the message stored under ``client_id`` before (None if there is none)."""
-    existing = Message.objects.select_related("author").filter(conversation=conversation, client_id=client_id).first()
-    if existing is None:
-        return None
-    routed_at = Conversation.objects.filter(pk=conversation.pk).values_list("routed_at", flat=True).get()
-    return PostResult(message=existing, created=False, routed=routed_at is not None)
-
-
-def _post(
-    *, conversation: Conversation, sender: str, text: object, client_id: object, author=None
-) -> PostResult:
-    # The row lock orders this write with routing, reassigning and closing; the unique
-    # (conversation, client_id) constraint, not a lookup first, makes a resend idempotent.
-    cleaned = ticket_text_validate(text=text)
-    client_id = client_id_validate(client_id=client_id)
+def _posts_store(requests: list[PostRequest], cleaned: dict[int, tuple[str, str]], *, check_resends: bool):
+    outboxes = {index: Outbox() for index in cleaned}
     try:
         with transaction.atomic():
-            locked = _lock(conversation)
-            _open_or_raise(locked)
-            message = Message.objects.create(
-                conversation=locked, sender=sender, text=cleaned, client_id=client_id, author=author
-            )
-            _touch(locked, sender=sender, author=author)
-            _message_broadcast(locked, message)
-    except IntegrityError:
-        stored = _post_stored(conversation=conversation, client_id=client_id)
-        if stored is None:
-            raise
-        return stored
-    return PostResult(message=message, created=True, routed=locked.routed_at is not None)
+            targets, started = _targets(requests, list(cleaned))
+            seen = _stored_by_client_id(targets, cleaned) if check_resends else {}
+            results, new = _new_messages(requests, cleaned, targets, seen, started)
+            Message.objects.bulk_create(new.values())
+            _touch_many([(targets[index], message) for index, message in new.items()])
+            events = {index: message_events(targets[index], m) for index, m in new.items()}
+            transaction.on_commit(lambda: deliver_all(outboxes, events))
+    finally:
+        for outbox in outboxes.values():
+            outbox.open = False
+    return {index: (results[index], outboxes[index].events) for index in cleaned}
 
 
-def message_post_customer(*, conversation: Conversation, text: object, client_id: object) -> PostResult:
-    """Store a customer's message once per client_id; a resend returns the stored one."""
-    return _post(conversation=conversation, sender=Message.Sender.CUSTOMER, text=text, client_id=client_id)
+def _targets(requests: list[PostRequest], indices: list[int]) -> tuple[dict[int, Conversation | None], set[int]]:
+    """Each request's conversation: the existing ones locked, new ones started for first messages."""
+    wanted = sorted({requests[i].conversation_id for i in indices if requests[i].conversation_id is not None})
+    locked = {c.pk: c for c in conversations_lock(wanted)}
+    starting = [i for i in indices if requests[i].conversation_id is None]
+    created = Conversation.objects.bulk_create([Conversation() for _ in starting])
+    targets: dict[int, Conversation | None] = {i: locked.get(requests[i].conversation_id) for i in indices}
+    targets.update(zip(starting, created))
+    return targets, set(starting)
 
 
-def message_post_agent(
-    *, conversation: Conversation, user: AbstractBaseUser, text: object, client_id: object
-) -> PostResult:
-    """Store an agent's reply once per client_id; the first reply assigns the agent."""
-    return _post(
-        conversation=conversation, sender=Message.Sender.AGENT, text=text, client_id=client_id, author=user
-    )
+def _new_messages(requests, cleaned, targets, seen, started):
+    results: dict[int, PostResult | SwitchboardError] = {}
+    new: dict[int, Message] = {}
+    for index, (text, client_id) in cleaned.items():
+        request, conversation = requests[index], targets[index]
+        if conversation is None or conversation.status == Conversation.Status.CLOSED:
+            results[index] = _closed_error(request.conversation_id)
+            continue
+        routed = conversation.routed_at is not None
+        key = (conversation.pk, client_id)
+        if key in seen:
+            results[index] = PostResult(message=seen[key], created=False, routed=routed, conversation=conversation)
+            continue
+        seen[key] = new[index] = Message(
+            conversation=conversation, sender=request.sender, text=text, client_id=client_id, author=request.author
+        )
+        results[index] = PostResult(
+            message=new[index], created=True, routed=routed, conversation=conversation, started=index in started
+        )
+    return results, new
 
 
-def _assignment_events(
-    conversation: Conversation, messages: list[dict[str, Any]], first_text: str
-) -> list[tuple[str, dict[str, Any]]]:
+def _stored_by_client_id(targets: dict[int, Conversation | None], cleaned: dict[int, tuple[str, str]]):
+    ids = [c.pk for c in targets.values() if c is not None]
+    client_ids = {client_id for _, client_id in cleaned.values()}
+    rows = Message.objects.filter(conversation_id__in=ids, client_id__in=client_ids)
+    return {(m.conversation_id, m.client_id): m for m in rows.select_related("author")}
+
+
+def _touch_many(posted: list[tuple[Conversation, Message]]) -> None:
+    """Bump stale updated_at in one UPDATE; the first agent reply also assigns its agent."""
+    now = timezone.now()
+    stale = {c.pk for c, _ in posted if (now - c.updated_at).total_seconds() >= UPDATED_AT_RESOLUTION_SECONDS}
+    for conversation, message in posted:
+        if message.sender == Message.Sender.AGENT and conversation.assigned_agent_id is None:
+            conversation.assigned_agent = message.author
+            Conversation.objects.filter(pk=conversation.pk).update(updated_at=now, assigned_agent=message.author)
+            stale.discard(conversation.pk)
+    if stale:
+        Conversation.objects.filter(pk__in=stale).update(updated_at=now)
+
+
+def _assignment_events(conversation: Conversation, messages: list[dict[str, Any]], first_text: str) -> Events:
     """The new inbox hears of the conversation (with its messages); the customer of its team."""
     summary = selectors.conversation_summary(conversation=conversation, first_text=first_text)
     assigned = {"type": "conversation.assigned", "conversation": summary, "messages": messages}
@@ -278,9 +226,7 @@ def _assignment_events(
     return [(inbox_group(conversation), assigned), (conversation_group(conversation.pk), routed)]
 
 
-def _assignment_broadcast(conversation: Conversation) -> None:
-    messages = selectors.conversation_messages(conversation=conversation)
-    first_text = selectors.conversation_first_customer_text(conversation=conversation)
+def assignment_broadcast(conversation: Conversation, messages: list[dict[str, Any]], first_text: str) -> None:
     for group, event in _assignment_events(conversation, messages, first_text):
         broadcast_on_commit(group, event)
 
@@ -298,7 +244,8 @@ def conversation_reassign(*, conversation: Conversation, team: Team, user: Abstr
     ``team`` for the next training run.
     """
     locked = _lock(conversation)
-    _open_or_raise(locked)
+    if locked.status == Conversation.Status.CLOSED:
+        raise _closed_error(locked.pk)
     if locked.team_id == team.pk:
         raise ConflictError(f"Conversation {locked.pk} is already in {team.name}.", code="same_team")
     if not team.active:
@@ -321,7 +268,8 @@ def conversation_reassign(*, conversation: Conversation, team: Team, user: Abstr
     if old_group:
         summary = selectors.conversation_summary(conversation=locked)
         broadcast_on_commit(old_group, {"type": "conversation.updated", "conversation": summary})
-    _assignment_broadcast(locked)
+    messages = selectors.conversation_messages(conversation=locked)
+    assignment_broadcast(locked, messages, text)
     return locked
 
 
@@ -340,3 +288,11 @@ def conversation_close(*, conversation: Conversation, user: AbstractBaseUser | N
     summary = selectors.conversation_summary(conversation=locked)
     broadcast_on_commit(inbox_group(locked), {"type": "conversation.updated", "conversation": summary})
     return locked
+
+
+def conversations_purge_empty(*, older_than_seconds: float) -> int:
+    """Delete conversations without a single message created over ``older_than_seconds`` ago."""
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    empty = Conversation.objects.filter(created_at__lt=cutoff, messages__isnull=True)
+    _, per_model = Conversation.objects.filter(pk__in=list(empty.values_list("pk", flat=True)[:10_000])).delete()
+    return per_model.get(Conversation._meta.label, 0)

@@ -200,7 +200,17 @@ CACHES = {
     )
 }
 
-SWITCHBOARD = {"MODEL_STORE": os.environ.get("MODEL_STORE", str(VAR_DIR / "models"))}
+# Proxies in front of the app servers that append to X-Forwarded-For: REST throttles and the
+# chat's handshake limit then count the client's address, not the proxy's.
+TRUSTED_PROXY_COUNT = int(os.environ.get("TRUSTED_PROXY_COUNT", "0"))
+REST_FRAMEWORK["NUM_PROXIES"] = TRUSTED_PROXY_COUNT or None
+
+SWITCHBOARD = {
+    "MODEL_STORE": os.environ.get("MODEL_STORE", str(VAR_DIR / "models")),
+    "TRUSTED_PROXY_COUNT": TRUSTED_PROXY_COUNT,
+}
+if os.environ.get("CHAT_HANDSHAKES_PER_MINUTE"):
+    SWITCHBOARD["CHAT_HANDSHAKES_PER_MINUTE"] = int(os.environ["CHAT_HANDSHAKES_PER_MINUTE"])
 if os.environ.get("BASE_MODEL"):
     SWITCHBOARD["BASE_MODEL"] = os.environ["BASE_MODEL"]
 

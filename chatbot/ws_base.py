@@ -23,7 +23,7 @@ from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from chatbot import services, services_bulk
+from chatbot import broadcast, services
 from chatbot.conf import setting
 from chatbot.errors import SwitchboardError
 
@@ -53,7 +53,7 @@ def _pool() -> ThreadPoolExecutor:
 
 
 def _collecting(func: Callable[..., Any], args: tuple, kwargs: dict) -> tuple[Any, list]:
-    with services.broadcasts_collected() as outbox:
+    with broadcast.broadcasts_collected() as outbox:
         result = func(*args, **kwargs)
     return result, outbox.events
 
@@ -61,7 +61,7 @@ def _collecting(func: Callable[..., Any], args: tuple, kwargs: dict) -> tuple[An
 async def db_call(func: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, list]:
     """``func(*args, **kwargs)`` on a chat DB thread: its result and the broadcasts it committed.
 
-    The caller sends the broadcasts (``services.broadcasts_send``) when it chooses, e.g. after
+    The caller sends the broadcasts (``broadcast.broadcasts_send``) when it chooses, e.g. after
     an ack; connections are closed or kept per CONN_MAX_AGE around each call, as Channels does.
     """
     run = database_sync_to_async(_collecting, thread_sensitive=False, executor=_pool())
@@ -109,9 +109,9 @@ class Batcher:
             self._writer = None
 
 
-async def posts_store(requests: list[services_bulk.PostRequest]) -> list:
-    """``Batcher`` work for customer messages: (PostResult, broadcasts) or the refusal, per message."""
-    outcomes, _ = await db_call(services_bulk.messages_post_customer, requests=requests)
+async def posts_store(requests: list[services.PostRequest]) -> list:
+    """``Batcher`` work for every chat message: (PostResult, broadcasts) or the refusal, per message."""
+    outcomes, _ = await db_call(services.messages_post, requests=requests)
     return [result if isinstance(result, SwitchboardError) else (result, events) for result, events in outcomes]
 
 
@@ -130,7 +130,7 @@ def batcher(write_batch: Callable[[list], Awaitable[list]], *, max_batch: int = 
 async def db_run(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """``db_call``, then its broadcasts at once; returns the result."""
     result, events = await db_call(func, *args, **kwargs)
-    await services.broadcasts_send(events)
+    await broadcast.broadcasts_send(events)
     return result
 
 

@@ -16,10 +16,15 @@ echo "==> loading the demo data"
 $PY manage.py load_demo
 
 mkdir -p var
-echo "==> starting the training worker (log: var/worker.log)"
-$PY manage.py db_worker --queue-name training,default --no-reload >var/worker.log 2>&1 &
+echo "==> starting the training worker, the job worker and the scheduler (logs: var/*.log)"
+$PY manage.py db_worker --queue-name training --no-reload >var/worker.log 2>&1 &
 WORKER_PID=$!
-trap 'kill $WORKER_PID 2>/dev/null || true' EXIT INT TERM
+# Periodic jobs (purges, timeouts) run on their own worker: a training run takes minutes.
+$PY manage.py db_worker --queue-name default --no-reload >var/jobs.log 2>&1 &
+JOBS_PID=$!
+$PY manage.py run_scheduler >var/scheduler.log 2>&1 &
+SCHEDULER_PID=$!
+trap 'kill $WORKER_PID $JOBS_PID $SCHEDULER_PID 2>/dev/null || true' EXIT INT TERM
 
 if ! $PY manage.py shell -v 0 -c "from routing.models import ModelVersion as M; raise SystemExit(0 if M.objects.filter(state='active').exists() else 1)"; then
   echo "==> the worker trains the first model on the demo tickets (about 4 minutes on 2 cores)"

@@ -78,7 +78,8 @@ def communicator(path: str, cookie: str | None = None) -> WebsocketCommunicator:
 
 
 async def customer_socket(token: str | None = None) -> tuple[WebsocketCommunicator, dict]:
-    """A connected customer socket and its first frame (``conversation`` when new, else ``history``)."""
+    """A connected customer socket and its first frame, ``history`` (empty for a new socket: the first
+    message starts the conversation and brings the ``conversation`` frame)."""
     socket = communicator(f"/ws/chat/?token={token}" if token else "/ws/chat/")
     connected, _ = await socket.connect()
     assert connected

@@ -15,8 +15,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 async def _routed_conversation(text: str) -> tuple:
     """A customer socket whose first message has been routed; returns (socket, conversation id)."""
-    socket, started = await customer_socket()
+    socket, _ = await customer_socket()
     await socket.send_json_to({"type": "message", "text": text, "client_id": "first"})
+    started = await receive_type(socket, "conversation")
     await receive_type(socket, "routed")
     return socket, started["id"]
 
@@ -212,7 +213,7 @@ async def test_presence_drops_a_teammate_whose_heartbeat_stopped(teams, agent_us
     teammate, beating, stays listed."""
     from channels.layers import get_channel_layer
 
-    from chatbot import services
+    from chatbot import broadcast
 
     settings.SWITCHBOARD = {**getattr(settings, "SWITCHBOARD", {}), "PRESENCE_HEARTBEAT_SECONDS": 0.2}
     first, _ = await agent_socket(agent_user)
@@ -221,7 +222,7 @@ async def test_presence_drops_a_teammate_whose_heartbeat_stopped(teams, agent_us
         "type": "presence.join", "team": teams[0].slug, "user": "ghost", "channel": "ghost-channel-that-stopped",
         "beat_seconds": 0.2,
     }
-    await get_channel_layer().group_send(services.team_group(teams[0].slug), ghost)
+    await get_channel_layer().group_send(broadcast.team_group(teams[0].slug), ghost)
     seen = []
     while seen != ["agent", "ghost", "second"]:
         seen = (await receive_type(first, "presence"))["online"]
@@ -240,15 +241,15 @@ async def test_a_beat_brings_back_a_teammate_taken_for_gone(teams, agent_user, s
     dropped (a stall, not a death) lists it again; a repeated beat changes nothing."""
     from channels.layers import get_channel_layer
 
-    from chatbot import services
+    from chatbot import broadcast
 
     settings.SWITCHBOARD = {**getattr(settings, "SWITCHBOARD", {}), "PRESENCE_HEARTBEAT_SECONDS": 5.0}
     first, _ = await agent_socket(agent_user)
     assert (await receive_type(first, "presence"))["online"] == ["agent"]
     beat = {"type": "presence.here", "team": teams[0].slug, "user": "back", "channel": "stalled-channel"}
-    await get_channel_layer().group_send(services.team_group(teams[0].slug), beat)
+    await get_channel_layer().group_send(broadcast.team_group(teams[0].slug), beat)
     assert (await receive_type(first, "presence"))["online"] == ["agent", "back"]
-    await get_channel_layer().group_send(services.team_group(teams[0].slug), beat)
+    await get_channel_layer().group_send(broadcast.team_group(teams[0].slug), beat)
     assert await first.receive_nothing(timeout=0.3)
     await first.disconnect()
 
@@ -257,10 +258,10 @@ async def test_an_unknown_group_event_is_dropped_and_the_socket_stays_up(teams, 
     """A newer process's event type (a rolling upgrade) must not end an older consumer."""
     from channels.layers import get_channel_layer
 
-    from chatbot import services
+    from chatbot import broadcast
 
     agent, _ = await agent_socket(agent_user)
-    await get_channel_layer().group_send(services.team_group(teams[0].slug), {"type": "presence.from_the_future"})
+    await get_channel_layer().group_send(broadcast.team_group(teams[0].slug), {"type": "presence.from_the_future"})
     conversation = (await _routed_conversation("my invoice is wrong"))[1]
     assigned = await receive_type(agent, "conversation.assigned")
     assert assigned["conversation"]["id"] == conversation
@@ -272,11 +273,11 @@ async def test_a_teammate_on_an_older_process_that_never_beats_is_not_dropped(te
     stays listed until it says goodbye, however many beats go by."""
     from channels.layers import get_channel_layer
 
-    from chatbot import services
+    from chatbot import broadcast
 
     settings.SWITCHBOARD = {**getattr(settings, "SWITCHBOARD", {}), "PRESENCE_HEARTBEAT_SECONDS": 0.1}
     first, _ = await agent_socket(agent_user)
-    group = services.team_group(teams[0].slug)
+    group = broadcast.team_group(teams[0].slug)
     old = {"type": "presence.join", "team": teams[0].slug, "user": "old", "channel": "older-process-channel"}
     await get_channel_layer().group_send(group, old)
     seen = []

@@ -39,9 +39,9 @@ async def test_customer_and_agent_on_different_processes_see_each_other(tmp_path
         async with _ws(server_b, "/ws/agent/", additional_headers={"Cookie": cookie}) as agent:
             await _next(agent, "inbox")
             async with _ws(server_a, "/ws/chat/") as customer:
-                started = await _next(customer, "conversation")
                 await _next(customer, "history")
                 await customer.send(json.dumps({"type": "message", "text": "I want a refund", "client_id": "m1"}))
+                started = await _next(customer, "conversation")
                 ack = await _next(customer, "ack")
                 assigned = await _next(agent, "conversation.assigned")
                 assert assigned["conversation"]["id"] == started["id"]

@@ -9,11 +9,21 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from chatbot import services, services_bulk
+from chatbot import broadcast, conversation_routing, services
 from chatbot.errors import SwitchboardError
 from chatbot.models import Conversation, Message, RoutingEvent
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _post(conversation: Conversation, text: object, client_id: object, *, author=None) -> services.PostResult:
+    """One message through the write path production uses (a batch of one); a refusal is raised."""
+    sender = Message.Sender.AGENT if author is not None else Message.Sender.CUSTOMER
+    request = services.PostRequest(conversation_id=conversation.pk, text=text, client_id=client_id, sender=sender, author=author)
+    [(result, _)] = services.messages_post(requests=[request])
+    if isinstance(result, SwitchboardError):
+        raise result
+    return result
 
 
 def _aged(conversation: Conversation, seconds: float) -> Conversation:
@@ -23,9 +33,9 @@ def _aged(conversation: Conversation, seconds: float) -> Conversation:
 
 def test_resend_returns_the_stored_message_and_stores_nothing_new():
     """A second post with the same client_id returns the first message, created False, one row."""
-    conversation = services.conversation_start()
-    first = services.message_post_customer(conversation=conversation, text="hello", client_id="c-1")
-    again = services.message_post_customer(conversation=conversation, text="hello again", client_id="c-1")
+    conversation = Conversation.objects.create()
+    first = _post(conversation, "hello", "c-1")
+    again = _post(conversation, "hello again", "c-1")
     assert first.created and not again.created
     assert again.message.pk == first.message.pk and again.message.text == "hello"
     assert Message.objects.filter(conversation=conversation).count() == 1
@@ -33,85 +43,115 @@ def test_resend_returns_the_stored_message_and_stores_nothing_new():
 
 def test_same_client_id_in_two_conversations_is_two_messages():
     """client_id is unique per conversation only: another conversation may reuse it."""
-    one, two = services.conversation_start(), services.conversation_start()
-    a = services.message_post_customer(conversation=one, text="a", client_id="same")
-    b = services.message_post_customer(conversation=two, text="b", client_id="same")
+    one, two = Conversation.objects.create(), Conversation.objects.create()
+    a = _post(one, "a", "same")
+    b = _post(two, "b", "same")
     assert a.created and b.created and a.message.pk != b.message.pk
 
 
 def test_resend_inside_an_outer_transaction_keeps_it_usable():
     """Called inside a caller's transaction, a duplicate rolls back only its own savepoint."""
-    conversation = services.conversation_start()
-    services.message_post_customer(conversation=conversation, text="x", client_id="dup")
+    conversation = Conversation.objects.create()
+    _post(conversation, "x", "dup")
     with transaction.atomic():
-        again = services.message_post_customer(conversation=conversation, text="x", client_id="dup")
-        later = services.message_post_customer(conversation=conversation, text="y", client_id="new")
+        again = _post(conversation, "x", "dup")
+        later = _post(conversation, "y", "new")
     assert not again.created and later.created
     assert list(Message.objects.filter(conversation=conversation).values_list("client_id", flat=True)) == ["dup", "new"]
 
 
 def test_closed_conversation_refuses_even_a_resend():
     """After close, a post (new or resent client_id) raises conversation_closed and stores nothing."""
-    conversation = services.conversation_start()
-    services.message_post_customer(conversation=conversation, text="x", client_id="one")
+    conversation = Conversation.objects.create()
+    _post(conversation, "x", "one")
     services.conversation_close(conversation=conversation, user=None)
     for client_id in ("one", "two"):
         with pytest.raises(SwitchboardError) as raised:
-            services.message_post_customer(conversation=conversation, text="x", client_id=client_id)
+            _post(conversation, "x", client_id)
         assert raised.value.code == "conversation_closed"
     assert Message.objects.filter(conversation=conversation, sender="customer").count() == 1
 
 
 def test_updated_at_moves_only_when_older_than_the_resolution():
     """A message bumps a stale updated_at to now; a fresh one (under the resolution) is left alone."""
-    stale = _aged(services.conversation_start(), services.UPDATED_AT_RESOLUTION_SECONDS + 60)
-    services.message_post_customer(conversation=stale, text="x", client_id="a")
+    stale = _aged(Conversation.objects.create(), services.UPDATED_AT_RESOLUTION_SECONDS + 60)
+    _post(stale, "x", "a")
     bumped = Conversation.objects.get(pk=stale.pk).updated_at
     assert timezone.now() - bumped < timedelta(seconds=30)
     fresh = _aged(stale, 1)
-    services.message_post_customer(conversation=fresh, text="y", client_id="b")
+    _post(fresh, "y", "b")
     assert Conversation.objects.get(pk=stale.pk).updated_at == fresh.updated_at
 
 
 def test_first_agent_reply_assigns_the_agent_even_when_fresh(agent_user):
     """The first agent reply sets assigned_agent regardless of the updated_at resolution."""
-    conversation = services.conversation_start()
-    services.message_post_agent(conversation=conversation, user=agent_user, text="hi", client_id="r")
+    conversation = Conversation.objects.create()
+    _post(conversation, "hi", "r", author=agent_user)
     assert Conversation.objects.get(pk=conversation.pk).assigned_agent_id == agent_user.pk
 
 
-def test_broadcasts_collected_holds_committed_events_for_the_caller(monkeypatch):
-    """Inside broadcasts_collected a committed post's events land in the outbox, none are sent."""
+def test_a_posts_committed_events_come_back_with_its_outcome_and_none_are_sent(monkeypatch):
+    """The batch hands each message's committed events to its caller; the DB thread sends nothing."""
     sent = []
-    monkeypatch.setattr(services, "async_to_sync", lambda send: lambda group, event: sent.append(group))
-    conversation = services.conversation_start()
-    with services.broadcasts_collected() as outbox:
-        services.message_post_customer(conversation=conversation, text="x", client_id="a")
+    monkeypatch.setattr(broadcast, "async_to_sync", lambda send: lambda group, event: sent.append(group))
+    conversation = Conversation.objects.create()
+    request = services.PostRequest(conversation_id=conversation.pk, text="x", client_id="a")
+    [(result, events)] = services.messages_post(requests=[request])
+    assert result.created and sent == []
+    assert [group for group, _ in events] == [broadcast.conversation_group(conversation.pk)]
+    assert events[0][1]["message"]["client_id"] == "a"
+
+
+def test_broadcasts_collected_holds_committed_events_for_the_caller(monkeypatch):
+    """Inside broadcasts_collected a committed close's events land in the outbox, none are sent."""
+    sent = []
+    monkeypatch.setattr(broadcast, "async_to_sync", lambda send: lambda group, event: sent.append(group))
+    conversation = Conversation.objects.create()
+    with broadcast.broadcasts_collected() as outbox:
+        services.conversation_close(conversation=conversation, user=None)
     assert sent == []
-    assert [group for group, _ in outbox.events] == [services.conversation_group(conversation.pk)]
-    assert outbox.events[0][1]["message"]["client_id"] == "a"
+    assert [group for group, _ in outbox.events] == [broadcast.conversation_group(conversation.pk), broadcast.TRIAGE_GROUP]
 
 
 def test_broadcast_committing_after_the_block_is_sent_not_dropped(monkeypatch):
     """An event whose transaction commits after broadcasts_collected has closed is sent at once."""
     sent = []
-    monkeypatch.setattr(services, "async_to_sync", lambda send: lambda group, event: sent.append(group))
-    conversation = services.conversation_start()
+    monkeypatch.setattr(broadcast, "async_to_sync", lambda send: lambda group, event: sent.append(group))
+    conversation = Conversation.objects.create()
     with transaction.atomic():
-        with services.broadcasts_collected() as outbox:
-            services.message_post_customer(conversation=conversation, text="x", client_id="a")
+        with broadcast.broadcasts_collected() as outbox:
+            services.conversation_close(conversation=conversation, user=None)
     assert outbox.events == []
-    assert sent == [services.conversation_group(conversation.pk)]
+    assert sent == [broadcast.conversation_group(conversation.pk), broadcast.TRIAGE_GROUP]
 
 
-def test_collected_events_of_a_rolled_back_post_never_appear():
-    """A post that fails (closed conversation) leaves nothing in the outbox."""
-    conversation = services.conversation_start()
+def test_a_refused_post_has_no_events():
+    """A post that is refused (closed conversation) broadcasts nothing."""
+    conversation = Conversation.objects.create()
     services.conversation_close(conversation=conversation, user=None)
-    with services.broadcasts_collected() as outbox:
-        with pytest.raises(SwitchboardError):
-            services.message_post_customer(conversation=conversation, text="x", client_id="a")
-    assert outbox.events == []
+    request = services.PostRequest(conversation_id=conversation.pk, text="x", client_id="a")
+    [(result, events)] = services.messages_post(requests=[request])
+    assert isinstance(result, SwitchboardError) and events == []
+
+
+def test_a_first_message_starts_the_conversation_and_a_refused_one_starts_none():
+    """conversation_id None: a valid first message creates the conversation; an invalid one creates no row."""
+    refused = services.PostRequest(conversation_id=None, text="   ", client_id="a")
+    first = services.PostRequest(conversation_id=None, text="my card is blocked", client_id="b")
+    [(error, _), (result, events)] = services.messages_post(requests=[refused, first])
+    assert isinstance(error, SwitchboardError) and error.code == "empty_text"
+    assert result.started and result.created and result.conversation.token
+    assert list(Conversation.objects.values_list("pk", flat=True)) == [result.conversation.pk]
+    assert [group for group, _ in events] == [broadcast.conversation_group(result.conversation.pk)]
+
+
+def test_purge_deletes_only_old_conversations_without_messages():
+    """Old and empty: deleted; old with a message, or empty but recent: kept."""
+    old_empty, old_used, new_empty = (Conversation.objects.create() for _ in range(3))
+    _post(old_used, "hello", "c")
+    Conversation.objects.filter(pk__in=[old_empty.pk, old_used.pk]).update(created_at=timezone.now() - timedelta(hours=2))
+    assert services.conversations_purge_empty(older_than_seconds=3600) == 1
+    assert set(Conversation.objects.values_list("pk", flat=True)) == {old_used.pk, new_empty.pk}
 
 
 async def test_broadcasts_in_flight_never_exceed_the_layer_concurrency(monkeypatch):
@@ -126,19 +166,19 @@ async def test_broadcasts_in_flight_never_exceed_the_layer_concurrency(monkeypat
             await asyncio.sleep(0.001)
             in_flight -= 1
 
-    monkeypatch.setattr(services, "get_channel_layer", SlowLayer)
-    await asyncio.gather(*(services.broadcasts_send([("g", {"n": n}), ("h", {"n": n})]) for n in range(300)))
-    assert peak == services.LAYER_CONCURRENCY
+    monkeypatch.setattr(broadcast, "get_channel_layer", SlowLayer)
+    await asyncio.gather(*(broadcast.broadcasts_send([("g", {"n": n}), ("h", {"n": n})]) for n in range(300)))
+    assert peak == broadcast.LAYER_CONCURRENCY
 
 
-def _request(conversation: Conversation, text: object, client_id: object) -> services_bulk.PostRequest:
-    return services_bulk.PostRequest(conversation_id=conversation.pk, text=text, client_id=client_id)
+def _request(conversation: Conversation, text: object, client_id: object) -> services.PostRequest:
+    return services.PostRequest(conversation_id=conversation.pk, text=text, client_id=client_id)
 
 
 def test_batch_stores_each_message_once_and_answers_in_request_order():
     """One batch over several conversations: one outcome per request, in order, each row stored once."""
-    one, two = services.conversation_start(), services.conversation_start()
-    outcomes = services_bulk.messages_post_customer(
+    one, two = Conversation.objects.create(), Conversation.objects.create()
+    outcomes = services.messages_post(
         requests=[_request(one, "a", "1"), _request(two, "b", "1"), _request(one, "c", "2")]
     )
     results = [result for result, _ in outcomes]
@@ -149,9 +189,9 @@ def test_batch_stores_each_message_once_and_answers_in_request_order():
 
 def test_batch_refuses_bad_and_closed_messages_one_by_one_and_stores_the_rest():
     """Invalid text and a closed conversation get their own errors; the others in the batch are stored."""
-    open_one, closed = services.conversation_start(), services.conversation_start()
+    open_one, closed = Conversation.objects.create(), Conversation.objects.create()
     services.conversation_close(conversation=closed, user=None)
-    outcomes = services_bulk.messages_post_customer(
+    outcomes = services.messages_post(
         requests=[_request(open_one, "  ", "x"), _request(closed, "hi", "y"), _request(open_one, "ok", "z")]
     )
     assert [getattr(result, "code", None) for result, _ in outcomes] == ["empty_text", "conversation_closed", None]
@@ -161,26 +201,26 @@ def test_batch_refuses_bad_and_closed_messages_one_by_one_and_stores_the_rest():
 
 def test_batch_with_resends_returns_the_stored_messages_and_stores_the_new_one():
     """A client_id stored before, or twice in one batch, is stored once; the new message beside it is stored."""
-    conversation = services.conversation_start()
-    first = services.message_post_customer(conversation=conversation, text="first", client_id="one")
-    outcomes = services_bulk.messages_post_customer(
+    conversation = Conversation.objects.create()
+    first = _post(conversation, "first", "one")
+    outcomes = services.messages_post(
         requests=[_request(conversation, "first", "one"), _request(conversation, "new", "two"),
                   _request(conversation, "new", "two")]
     )
     (again, again_events), (new, new_events), (twice, _) = outcomes
     assert not again.created and again.message.pk == first.message.pk and again_events == []
     assert new.created and not twice.created and twice.message.pk == new.message.pk
-    assert [group for group, _ in new_events] == [services.conversation_group(conversation.pk)]
+    assert [group for group, _ in new_events] == [broadcast.conversation_group(conversation.pk)]
     assert list(Message.objects.filter(conversation=conversation).values_list("client_id", flat=True)) == ["one", "two"]
 
 
 def test_batch_broadcasts_go_to_the_inbox_of_a_routed_conversation(teams):
     """A routed conversation's message is announced to its conversation group and its team inbox."""
-    conversation = services.conversation_start()
+    conversation = Conversation.objects.create()
     Conversation.objects.filter(pk=conversation.pk).update(team=teams[0], routed_at=timezone.now())
-    [(result, events)] = services_bulk.messages_post_customer(requests=[_request(conversation, "more", "m")])
+    [(result, events)] = services.messages_post(requests=[_request(conversation, "more", "m")])
     assert result.routed
-    assert [group for group, _ in events] == [services.conversation_group(conversation.pk), "team.billing"]
+    assert [group for group, _ in events] == [broadcast.conversation_group(conversation.pk), "team.billing"]
     assert events[1][1]["message"]["text"] == "more"
 
 
@@ -192,26 +232,26 @@ def _prediction(team: str, *, triage: bool = False):
 
 def test_route_batch_routes_each_conversation_once_and_announces_it_with_its_history(teams):
     """One batch: a confident one to its team, an unsure one to triage, a repeat left alone; events carry history."""
-    sure, unsure = services.conversation_start(), services.conversation_start()
-    first = services.message_post_customer(conversation=sure, text="invoice wrong", client_id="a").message
-    services.message_post_customer(conversation=unsure, text="hmm", client_id="b")
+    sure, unsure = Conversation.objects.create(), Conversation.objects.create()
+    first = _post(sure, "invoice wrong", "a").message
+    _post(unsure, "hmm", "b")
     requests = [
-        services_bulk.RouteRequest(conversation_id=sure.pk, prediction=_prediction("billing"), message=first),
-        services_bulk.RouteRequest(conversation_id=unsure.pk, prediction=_prediction("bugs", triage=True)),
-        services_bulk.RouteRequest(conversation_id=sure.pk, prediction=_prediction("bugs")),
+        conversation_routing.RouteRequest(conversation_id=sure.pk, prediction=_prediction("billing"), message=first),
+        conversation_routing.RouteRequest(conversation_id=unsure.pk, prediction=_prediction("bugs", triage=True)),
+        conversation_routing.RouteRequest(conversation_id=sure.pk, prediction=_prediction("bugs")),
     ]
-    with services.broadcasts_collected() as outbox:
-        routed = services_bulk.conversations_route(requests=requests)
+    with broadcast.broadcasts_collected() as outbox:
+        routed = conversation_routing.conversations_route(requests=requests)
     assert [(c.team.slug if c.team else None, c.predicted_team.slug) for c in routed] == [
         ("billing", "billing"), (None, "bugs"), ("billing", "billing")
     ]
     assert RoutingEvent.objects.filter(conversation=sure).count() == 1
     assigned = {group: event for group, event in outbox.events if event["type"] == "conversation.assigned"}
-    assert set(assigned) == {"team.billing", services.TRIAGE_GROUP}
+    assert set(assigned) == {"team.billing", broadcast.TRIAGE_GROUP}
     assert assigned["team.billing"]["conversation"]["preview"] == "invoice wrong"
     assert [m["text"] for m in assigned["team.billing"]["messages"]] == ["invoice wrong"]
-    again = services_bulk.conversations_route(
-        requests=[services_bulk.RouteRequest(conversation_id=unsure.pk, prediction=_prediction("billing"))]
+    again = conversation_routing.conversations_route(
+        requests=[conversation_routing.RouteRequest(conversation_id=unsure.pk, prediction=_prediction("billing"))]
     )
     assert again[0].team is None and RoutingEvent.objects.filter(conversation=unsure).count() == 1
 
@@ -222,7 +262,7 @@ def test_route_batch_writes_each_rows_own_values(teams, one_statement, monkeypat
     own team, prediction, confidence and version; a conversation outside the batch is untouched.
     One UPDATE where the database has UPDATE ... FROM (VALUES), one per group where it has not;
     a batch of only no-model rows (every value NULL) works on both."""
-    monkeypatch.setattr(services_bulk, "_update_from_values", lambda: one_statement)
+    monkeypatch.setattr(conversation_routing, "_update_from_values", lambda: one_statement)
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
@@ -230,20 +270,20 @@ def test_route_batch_writes_each_rows_own_values(teams, one_statement, monkeypat
     from routing.models import ModelVersion
 
     version = ModelVersion.objects.create(artifact_dir="v-batch", sha256="0" * 64)
-    billing, accounts, unsure, no_model, outside = (services.conversation_start() for _ in range(5))
+    billing, accounts, unsure, no_model, outside = (Conversation.objects.create() for _ in range(5))
 
     def predicted(team: str, confidence: float, *, triage: bool = False) -> Prediction:
         return Prediction(team=team, team_name=team, confidence=confidence, triage=triage, scores={},
                           model_version=str(version.pk))
 
     requests = [
-        services_bulk.RouteRequest(conversation_id=billing.pk, prediction=predicted("billing", 0.91)),
-        services_bulk.RouteRequest(conversation_id=accounts.pk, prediction=predicted("accounts", 0.77)),
-        services_bulk.RouteRequest(conversation_id=unsure.pk, prediction=predicted("bugs", 0.31, triage=True)),
-        services_bulk.RouteRequest(conversation_id=no_model.pk, prediction=None),
+        conversation_routing.RouteRequest(conversation_id=billing.pk, prediction=predicted("billing", 0.91)),
+        conversation_routing.RouteRequest(conversation_id=accounts.pk, prediction=predicted("accounts", 0.77)),
+        conversation_routing.RouteRequest(conversation_id=unsure.pk, prediction=predicted("bugs", 0.31, triage=True)),
+        conversation_routing.RouteRequest(conversation_id=no_model.pk, prediction=None),
     ]
-    with services.broadcasts_collected(), CaptureQueriesContext(connection) as queries:
-        services_bulk.conversations_route(requests=requests)
+    with broadcast.broadcasts_collected(), CaptureQueriesContext(connection) as queries:
+        conversation_routing.conversations_route(requests=requests)
     updates = [q["sql"] for q in queries.captured_queries if q["sql"].startswith('UPDATE "chatbot_conversation"')]
     assert len(updates) == (1 if one_statement else 4)  # else one per (team, prediction, version)
     rows = {c.pk: c for c in Conversation.objects.select_related("team", "predicted_team")}
@@ -260,9 +300,9 @@ def test_route_batch_writes_each_rows_own_values(teams, one_statement, monkeypat
     assert all(rows[c.pk].routed_at is not None for c in (billing, accounts, unsure, no_model))
     assert rows[billing.pk].routed_at == rows[no_model.pk].routed_at == rows[no_model.pk].updated_at
     assert rows[outside.pk].routed_at is None and rows[outside.pk].predicted_team_id is None
-    with services.broadcasts_collected():
-        services_bulk.conversations_route(
-            requests=[services_bulk.RouteRequest(conversation_id=outside.pk, prediction=None)]
+    with broadcast.broadcasts_collected():
+        conversation_routing.conversations_route(
+            requests=[conversation_routing.RouteRequest(conversation_id=outside.pk, prediction=None)]
         )
     outside = Conversation.objects.get(pk=outside.pk)
     assert outside.routed_at is not None and outside.confidence is None and outside.team_id is None
@@ -280,7 +320,7 @@ def test_a_lock_that_waited_for_a_routing_sees_the_routed_team(teams):
 
     from django.db import connection
 
-    conversation = services.conversation_start()
+    conversation = Conversation.objects.create()
     team = teams[0]
     locked_by_routing = threading.Event()
 
@@ -307,7 +347,7 @@ def test_a_lock_that_waited_for_a_routing_sees_the_routed_team(teams):
         with transaction.atomic():
             locked = services.conversations_lock([conversation.pk])
     assert [(row.pk, row.team_id, row.team) for row in locked] == [(conversation.pk, team.pk, team)]
-    outcomes = services_bulk.messages_post_customer(
-        requests=[services_bulk.PostRequest(conversation_id=conversation.pk, text="still there?", client_id="c-9")]
+    outcomes = services.messages_post(
+        requests=[services.PostRequest(conversation_id=conversation.pk, text="still there?", client_id="c-9")]
     )
     assert outcomes[0][0].created

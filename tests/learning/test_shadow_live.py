@@ -27,8 +27,9 @@ async def test_chat_message_is_scored_by_the_shadow_and_shown_in_admin(
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     active = await sync_to_async(install_version)(state="active")
     shadow = await sync_to_async(install_version)(state="shadow", shadow_since=timezone.now())
-    socket, started = await customer_socket()
+    socket, _ = await customer_socket()
     await socket.send_json_to({"type": "message", "text": "please refund my invoice", "client_id": "c1"})
+    started = await receive_type(socket, "conversation")
     await receive_type(socket, "routed", timeout=10)
     for _ in range(100):  # the shadow scores right after routing, off the event loop
         events = await _events(started["id"])

@@ -1,139 +1,34 @@
-"""Chat writes for many sockets at once: one transaction stores or routes a whole batch.
+"""Routing writes: put conversations into their team's inbox or the triage queue, a batch at a time.
 
-Each server process funnels its sockets' customer messages, and the conversations waiting for
-their first routing, through batchers (chatbot.ws_base); these are the services they call. The
-rules are those of the single writes in chatbot.services: a message is stored once per
-(conversation, client_id), closed conversations refuse, a conversation is routed once, and
-broadcasts leave only after the commit. Conversation rows are locked in id order, so concurrent
-batches cannot deadlock.
+The consumers batch the conversations waiting for routing (chatbot.ws_base) and call
+``conversations_route`` with the router's predictions: one transaction, rows locked in id order,
+one UPDATE for the whole batch, and the inboxes told after the commit.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import Case, FloatField, Value, When
 from django.db.models.functions import Cast
 from django.utils import timezone
 
 from chatbot import selectors
-from chatbot.errors import SwitchboardError
 from chatbot.models import Conversation, Message, RoutingEvent
-from chatbot.services import (
-    UPDATED_AT_RESOLUTION_SECONDS,
-    Outbox,
-    PostResult,
-    PredictionLike,
-    _assignment_events,
-    _deliver,
-    _message_events,
-    broadcast_on_commit,
-    client_id_validate,
-    conversations_lock,
-)
-from finetune.services import ticket_text_validate
+from chatbot.services import assignment_broadcast, conversations_lock
 from routing.models import ModelVersion, Team
 
-Events = list[tuple[str, dict[str, Any]]]
 
+class PredictionLike(Protocol):
+    """What the router returns for one text (routing.loaded_model.Prediction)."""
 
-@dataclass(frozen=True)
-class PostRequest:
-    """One customer message for ``messages_post_customer``, as received (validated there)."""
-
-    conversation_id: int
-    text: object
-    client_id: object
-
-
-Outcome = tuple[PostResult | SwitchboardError, list[tuple[str, dict[str, Any]]]]
-
-
-def messages_post_customer(*, requests: list[PostRequest]) -> list[Outcome]:
-    """Store many customers' messages in one transaction: one outcome per request, in order.
-
-    Each outcome is the PostResult (or the SwitchboardError refusing that one message) and the
-    broadcasts its commit produced. The same rules as ``message_post_customer``: one row per
-    (conversation, client_id), closed conversations refuse, each conversation row is locked
-    (in id order, so concurrent batches cannot deadlock) before its messages are written.
-    """
-    cleaned: dict[int, tuple[str, str]] = {}
-    outcomes: list[Outcome | None] = [None] * len(requests)
-    for index, request in enumerate(requests):
-        try:
-            text = ticket_text_validate(text=request.text)
-            cleaned[index] = (text, client_id_validate(client_id=request.client_id))
-        except SwitchboardError as exc:
-            outcomes[index] = (exc, [])
-    if cleaned:
-        try:
-            stored = _posts_store(requests, cleaned, check_resends=False)
-        except IntegrityError:
-            # A resend of a stored client_id (rare: reconnects): again, looking them up first.
-            stored = _posts_store(requests, cleaned, check_resends=True)
-        for index, outcome in stored.items():
-            outcomes[index] = outcome
-    return outcomes  # type: ignore[return-value]
-
-
-def _posts_store(requests: list[PostRequest], cleaned: dict[int, tuple[str, str]], *, check_resends: bool):
-    outboxes = {index: Outbox() for index in cleaned}
-    results: dict[int, PostResult | SwitchboardError] = {}
-    try:
-        with transaction.atomic():
-            ids = sorted({requests[index].conversation_id for index in cleaned})
-            locked = {c.pk: c for c in conversations_lock(ids)}
-            seen = _stored_by_client_id(locked, [cleaned[i][1] for i in cleaned]) if check_resends else {}
-            new: dict[int, Message] = {}
-            for index, (text, client_id) in cleaned.items():
-                conversation = locked.get(requests[index].conversation_id)
-                key = (requests[index].conversation_id, client_id)
-                if conversation is None or conversation.status == Conversation.Status.CLOSED:
-                    number = requests[index].conversation_id
-                    results[index] = SwitchboardError(
-                        f"Conversation {number} is closed; start a new conversation to write again.",
-                        code="conversation_closed",
-                    )
-                elif key in seen:
-                    results[index] = PostResult(message=seen[key], created=False, routed=conversation.routed_at is not None)
-                else:
-                    seen[key] = new[index] = Message(
-                        conversation=conversation, sender=Message.Sender.CUSTOMER, text=text, client_id=client_id
-                    )
-            Message.objects.bulk_create(new.values())
-            _touch_many([locked[m.conversation_id] for m in new.values()])
-            events = {index: _message_events(locked[m.conversation_id], m) for index, m in new.items()}
-            transaction.on_commit(lambda: _deliver_all(outboxes, events))
-            for index, message in new.items():
-                routed = locked[message.conversation_id].routed_at is not None
-                results[index] = PostResult(message=message, created=True, routed=routed)
-    finally:
-        for outbox in outboxes.values():
-            outbox.open = False
-    return {index: (results[index], outboxes[index].events) for index in cleaned}
-
-
-def _deliver_all(outboxes: dict[int, Outbox], events: dict[int, Events]) -> None:
-    """Each committed message's broadcasts into its own outbox (sent at once if that one closed)."""
-    for index, found in events.items():
-        for group, event in found:
-            _deliver(outboxes[index], group, event)
-
-
-def _stored_by_client_id(locked: dict[int, Conversation], client_ids: list[str]) -> dict[tuple[int, str], Message]:
-    rows = Message.objects.filter(conversation_id__in=list(locked), client_id__in=set(client_ids))
-    return {(m.conversation_id, m.client_id): m for m in rows.select_related("author")}
-
-
-def _touch_many(conversations: list[Conversation]) -> None:
-    """``_touch`` for customer messages of many conversations: one UPDATE for the stale ones."""
-    now = timezone.now()
-    stale = {c.pk for c in conversations if (now - c.updated_at).total_seconds() >= UPDATED_AT_RESOLUTION_SECONDS}
-    if stale:
-        Conversation.objects.filter(pk__in=stale).update(updated_at=now)
+    team: str
+    confidence: float
+    triage: bool
+    model_version: str
 
 
 @dataclass(frozen=True)
@@ -190,8 +85,7 @@ def _route(locked: dict[int, Conversation], requests: list[RouteRequest]) -> Non
     histories = _histories([c.pk for c in routed])
     for conversation in routed:
         messages, first_text = histories[conversation.pk]
-        for group, event in _assignment_events(conversation, messages, first_text):
-            broadcast_on_commit(group, event)
+        assignment_broadcast(conversation, messages, first_text)
 
 
 def _routed_save(routed: list[Conversation], now) -> None:

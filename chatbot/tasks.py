@@ -1,0 +1,14 @@
+"""The chat's periodic jobs (django-tasks; enqueued by ``manage.py run_scheduler``)."""
+
+from __future__ import annotations
+
+from django_tasks import task
+
+from chatbot.conf import setting
+from chatbot.services import conversations_purge_empty
+
+
+@task()
+def purge_empty_conversations() -> int:
+    """Delete conversations that never got a message (abandoned before anything was written)."""
+    return conversations_purge_empty(older_than_seconds=float(setting("EMPTY_CONVERSATION_MAX_AGE_SECONDS")))
