@@ -1,7 +1,7 @@
 """Broadcasts to the chat's channel-layer groups, sent only once the writing transaction commits.
 
 Groups: ``conversation.<id>`` holds the customer's sockets; ``team.<slug>`` and ``triage`` hold
-the agents of an inbox. A conversation's inbox group is its team's, or ``triage``. A reader never
+the agents of an inbox, ``waiting`` those who see the conversations without an intent yet. A conversation's inbox group is its team's, or ``triage``. A reader never
 hears of a row that was rolled back: every write broadcasts in ``transaction.on_commit``.
 """
 
@@ -21,6 +21,8 @@ from chatbot import selectors
 from chatbot.models import Conversation
 
 TRIAGE_GROUP = "triage"
+# Agents who work triage also see the conversations that carry no intent yet.
+WAITING_GROUP = "waiting"
 Events = list[tuple[str, dict[str, Any]]]
 
 
@@ -33,6 +35,9 @@ def conversation_group(conversation_id: int) -> str:
 
 
 def inbox_group(conversation: Conversation) -> str:
+    """Where agents follow this conversation: the waiting list, triage, or its team's inbox."""
+    if conversation.routed_at is None:
+        return WAITING_GROUP
     if selectors.conversation_in_triage(conversation=conversation):
         return TRIAGE_GROUP
     return team_group(conversation.team.slug)

@@ -45,7 +45,14 @@ DEFAULTS: dict[str, Any] = {
     # Conversations without a message older than this (seconds) are purged (periodic job).
     "EMPTY_CONVERSATION_MAX_AGE_SECONDS": 3600,
     # Periodic jobs: django-tasks task path -> interval in seconds (manage.py run_scheduler).
-    "PERIODIC_JOBS": {"chatbot.tasks.purge_empty_conversations": 600},
+    "PERIODIC_JOBS": {
+        "chatbot.tasks.purge_empty_conversations": 600,
+        "chatbot.tasks.triage_waiting_conversations": 15,
+    },
+    # A conversation still without intent after this many customer messages, or this many
+    # seconds, goes to triage (the seconds by the periodic job above).
+    "WAITING_MAX_MESSAGES": 4,
+    "WAITING_MAX_SECONDS": 120,
     # Agent presence: each console socket re-announces itself to its teams this often (seconds);
     # one not heard from for 3 beats is dropped from the others' lists (its process died).
     "PRESENCE_HEARTBEAT_SECONDS": 30.0,

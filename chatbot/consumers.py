@@ -13,36 +13,16 @@ import time
 from typing import Any
 from urllib.parse import parse_qs
 
-from chatbot import broadcast, conversation_routing, selectors, services
+from chatbot import broadcast, selectors, services
+from chatbot.live_routing import ROUTE_BATCH_MAX, conversations_route
 from chatbot.conf import setting
-from chatbot.errors import NoModelError
 from chatbot.models import Conversation, Message
 from chatbot.handshakes import handshake_allowed
-from chatbot.ws_base import CLOSE_ABUSE, CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, JsonFrameConsumer, batcher, db_call, db_run, posts_store
-from routing.models import ModelVersion
+from chatbot.ws_base import CLOSE_ABUSE, CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, JsonFrameConsumer, batcher, db_run, posts_store
 
 logger = logging.getLogger(__name__)
-# First messages routed together at most: one inference over this many texts (memory grows with it).
-ROUTE_BATCH_MAX = 32
 # A teammate not heard from for this many heartbeats is taken for gone (see AgentConsumer).
 PRESENCE_EXPIRY_BEATS = 3
-PREDICT_CHUNK = 4
-
-
-def router_get():
-    """This process's router, imported late: loading it pulls in onnxruntime."""
-    from routing.router import get_router
-
-    return get_router()
-
-
-def _shadow_score_all(messages: list[Message]) -> None:
-    from routing.shadow import shadow_score  # late: it loads onnxruntime
-
-    if not ModelVersion.objects.filter(state=ModelVersion.State.SHADOW).exists():
-        return  # one query per batch instead of one per message
-    for message in messages:
-        shadow_score(conversation_id=message.conversation_id, message_id=message.pk, text=message.text)
 
 
 def _history(conversation: Conversation) -> dict[str, Any]:
@@ -59,53 +39,6 @@ def _new_history() -> dict[str, Any]:
     return {"messages": [], "status": Conversation.Status.OPEN, "team": None, "team_name": None, "triage": True}
 
 
-async def _predict(texts: list[str]) -> list:
-    """The router's predictions, or None each (triage) when no model serves or the router fails.
-
-    Asked PREDICT_CHUNK texts at a time, the chunks side by side: the int8 student costs about
-    1.0 ms of CPU per text in batches of 1-4 but 2.0 ms in batches of 32 (measured on the demo
-    artifact, 2 cores).
-    """
-    router = router_get()
-    chunks = [texts[start : start + PREDICT_CHUNK] for start in range(0, len(texts), PREDICT_CHUNK)]
-    try:
-        answers = await asyncio.gather(*(router.apredict(chunk) for chunk in chunks))
-        return [prediction for answer in answers for prediction in answer]
-    except NoModelError:
-        return [None] * len(texts)
-    except Exception:
-        # A broken model must not break the chat: the conversations wait in triage instead.
-        logger.exception("chat: routing failed; sending the conversations to triage")
-        return [None] * len(texts)
-
-
-async def conversations_route(messages: list[Message]) -> list[None]:
-    """``Batcher`` work: route the conversations of these first messages, one inference and one
-    transaction for all; then a shadow candidate scores the same texts (never raises)."""
-    predictions = await _predict([message.text for message in messages])
-    requests = [
-        conversation_routing.RouteRequest(conversation_id=message.conversation_id, prediction=prediction, message=message)
-        for message, prediction in zip(messages, predictions)
-    ]
-    _, broadcasts = await db_call(conversation_routing.conversations_route, requests=requests)
-    await broadcast.broadcasts_send(broadcasts)
-    # Off the routing path: the next batch need not wait for the shadow's check and scoring.
-    task = asyncio.create_task(_shadow_score(messages))
-    _shadow_tasks.add(task)
-    task.add_done_callback(_shadow_tasks.discard)
-    return [None] * len(messages)
-
-
-_shadow_tasks: set[asyncio.Task] = set()
-
-
-async def _shadow_score(messages: list[Message]) -> None:
-    try:
-        await db_call(_shadow_score_all, messages)
-    except Exception:
-        logger.exception("chat: shadow scoring failed")
-
-
 class CustomerChatConsumer(JsonFrameConsumer):
     """One customer socket bound to one conversation: started here, or resumed by its token."""
 
@@ -116,6 +49,7 @@ class CustomerChatConsumer(JsonFrameConsumer):
         self.conversation = None
         self.team_changed = False
         self.routing: asyncio.Task | None = None
+        self.route_again = False
         if not await handshake_allowed(self.scope):
             detail = "Too many chat connections from your address; wait a minute and reconnect."
             await self.refuse(CLOSE_ABUSE, "too_many_connections", detail)
@@ -159,20 +93,22 @@ class CustomerChatConsumer(JsonFrameConsumer):
         # Stored and committed: ack first, then tell the other sockets (in this socket's order).
         await self.send_json({"type": "ack", "client_id": result.message.client_id, "message_id": result.message.pk})
         await broadcast.broadcasts_send(broadcasts, origin=self.channel_name)
-        # Checked after every message, not only the first: a resend after a crash between
-        # storing and routing still gets the conversation into an inbox.
-        # Routing runs beside this socket's next messages: they are stored and acked meanwhile,
-        # and the inbox gets them with the conversation (routing reads the history under the
-        # conversation's row lock) or after it.
-        if not result.routed and self.routing is None:
-            self.routing = asyncio.create_task(self._route(result.message))
+        # Every customer message may move a conversation the model still routes (no agent reply
+        # yet). Routing runs beside this socket's next messages; one in flight at a time per
+        # socket, and a message stored meanwhile is routed by the next run (it reads what is unscored).
+        if result.created and not result.conversation.agent_replied_at:
+            self.route_again = True
+            if self.routing is None:
+                self.routing = asyncio.create_task(self._route(result.conversation.pk))
 
-    async def _route(self, message: Message) -> None:
+    async def _route(self, conversation_id: int) -> None:
         try:
-            await batcher(conversations_route, max_batch=ROUTE_BATCH_MAX).submit(message)
+            while self.route_again:
+                self.route_again = False
+                await batcher(conversations_route, max_batch=ROUTE_BATCH_MAX).submit(conversation_id)
         except Exception:
-            # The next message tries again; meanwhile the conversation waits unrouted.
-            logger.exception("chat: routing conversation %s failed", message.conversation_id)
+            # The next message tries again (its run reads every message not yet scored).
+            logger.exception("chat: routing conversation %s failed", conversation_id)
         finally:
             self.routing = None
 
@@ -199,7 +135,7 @@ class CustomerChatConsumer(JsonFrameConsumer):
         # Read again only when needed (a typing notice goes to the inbox): hundreds of sockets
         # routed at once would otherwise each cost a query.
         self.team_changed = True
-        await self.send_json({"type": "routed", **{key: event[key] for key in ("team", "team_name", "triage")}})
+        await self.send_json({"type": "routed", **{key: event.get(key) for key in ("team", "team_name", "triage", "reason")}})
 
     async def chat_typing(self, event):
         if event["origin"] != self.channel_name:
@@ -267,7 +203,7 @@ class AgentConsumer(JsonFrameConsumer):
         # channel -> (when it last announced itself (monotonic), its beat interval or 0)
         self.heard: dict[str, tuple[float, float]] = {}
         self.beat_seconds = max(0.0, float(setting("PRESENCE_HEARTBEAT_SECONDS")))
-        self.inbox_groups = [broadcast.team_group(slug) for slug, _ in self.teams] + [broadcast.TRIAGE_GROUP]
+        self.inbox_groups = [broadcast.team_group(slug) for slug, _ in self.teams] + [broadcast.TRIAGE_GROUP, broadcast.WAITING_GROUP]
         for group in self.inbox_groups:
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
@@ -338,6 +274,9 @@ class AgentConsumer(JsonFrameConsumer):
 
     async def conversation_assigned(self, event):
         await self.send_json({"type": "conversation.assigned", **{key: event[key] for key in ("conversation", "messages")}})
+
+    async def conversation_waiting(self, event):
+        await self.send_json({"type": "conversation.waiting", **{key: event[key] for key in ("conversation", "messages")}})
 
     async def conversation_updated(self, event):
         await self.send_json({"type": "conversation.updated", "conversation": event["conversation"]})

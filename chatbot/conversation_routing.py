@@ -1,149 +1,202 @@
-"""Routing writes: put conversations into their team's inbox or the triage queue, a batch at a time.
+"""Conversation routing writes: where a conversation belongs as its customer keeps writing.
 
-The consumers batch the conversations waiting for routing (chatbot.ws_base) and call
-``conversations_route`` with the router's predictions: one transaction, rows locked in id order,
-one UPDATE for the whole batch, and the inboxes told after the commit.
+A conversation is *waiting* (no inbox; agents see it in the waiting list) until its customer's
+text carries an intent; then it goes to the confident team's inbox, or to triage. Until the
+first agent reply, a later confident prediction for another team moves it (a routing event;
+both inboxes and the customer are told). After that reply only people move it.
+
+The consumers batch conversations with new customer messages: ``routing_inputs`` reads what the
+router needs (the messages not yet scored, the earlier intent-carrying turns), the router scores
+them outside any transaction, and ``conversations_route`` writes the decisions in one
+transaction (rows locked in id order) and tells the inboxes after the commit.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Protocol
 
-from django.db import connection, transaction
-from django.db.models import Case, FloatField, Value, When
-from django.db.models.functions import Cast
+from django.db import transaction
 from django.utils import timezone
 
 from chatbot import selectors
+from chatbot.broadcast import WAITING_GROUP, broadcast_on_commit, inbox_group
+from chatbot.conf import setting
 from chatbot.models import Conversation, Message, RoutingEvent
 from chatbot.services import assignment_broadcast, conversations_lock
+from routing.conversation import MAX_TURNS, turns_join
 from routing.models import ModelVersion, Team
+
+NO_MODEL = "no_model"
 
 
 class PredictionLike(Protocol):
     """What the router returns for one text (routing.loaded_model.Prediction)."""
 
-    team: str
+    team: str | None
     confidence: float
     triage: bool
+    reason: str
+    language: str | None
     model_version: str
 
 
 @dataclass(frozen=True)
+class RoutingInput:
+    """One conversation's texts to score: new customer messages (id, text) and earlier intent turns."""
+
+    conversation_id: int
+    unscored: list[tuple[int, str]]
+    earlier_turns: list[str]
+
+
+@dataclass(frozen=True)
 class RouteRequest:
-    """A conversation waiting for routing: the router's prediction (None: no model) and the message."""
+    """The router's answer for a conversation (None: no model) and how it scored each new message."""
 
     conversation_id: int
     prediction: PredictionLike | None
-    message: Message | None = None
+    scored: dict[int, bool] = field(default_factory=dict)
+
+
+def routing_inputs(*, conversation_ids: list[int]) -> list[RoutingInput]:
+    """What to score for conversations the model may still route (open, no agent reply yet)."""
+    open_ids = set(
+        Conversation.objects.filter(
+            pk__in=conversation_ids, status=Conversation.Status.OPEN, agent_replied_at__isnull=True
+        ).values_list("pk", flat=True)
+    )
+    customer = Message.objects.filter(conversation_id__in=open_ids, sender=Message.Sender.CUSTOMER)
+    unscored: dict[int, list[tuple[int, str]]] = defaultdict(list)
+    for pk, conversation_id, text in customer.filter(carries_intent__isnull=True).order_by("id").values_list(
+        "pk", "conversation_id", "text"
+    ):
+        unscored[conversation_id].append((pk, text))
+    earlier: dict[int, list[str]] = defaultdict(list)
+    for conversation_id, text in customer.filter(carries_intent=True).order_by("id").values_list("conversation_id", "text"):
+        earlier[conversation_id].append(text)
+    return [
+        RoutingInput(pk, unscored[pk][-MAX_TURNS:], earlier[pk][-MAX_TURNS:])
+        for pk in conversation_ids
+        if pk in open_ids and unscored[pk]
+    ]
 
 
 def conversations_route(*, requests: list[RouteRequest]) -> list[Conversation | None]:
-    """Put each conversation in its team's inbox (confident prediction) or the triage queue.
-
-    Routing happens once: a conversation already routed (a resend racing the first routing, or
-    twice in one batch) is returned unchanged. Returns the conversations in request order (None
-    for one deleted meanwhile).
-    """
+    """Apply each conversation's routing decision; returns the conversations in request order."""
     with transaction.atomic():
-        locked = {c.pk: c for c in conversations_lock(sorted({r.conversation_id for r in requests}))}
-        fresh: dict[int, RouteRequest] = {}
-        for request in requests:  # the first request for a conversation wins
+        ids = sorted({r.conversation_id for r in requests})
+        locked = {c.pk: c for c in conversations_lock(ids)}
+        _scores_save(requests)
+        counts = _customer_counts(ids)
+        teams, versions = _lookups(requests)
+        changed: list[tuple[Conversation, str | None, bool]] = []
+        for request in requests:
             conversation = locked.get(request.conversation_id)
-            if conversation is not None and conversation.routed_at is None:
-                fresh.setdefault(request.conversation_id, request)
-        if fresh:
-            _route(locked, list(fresh.values()))
+            if conversation is None or conversation.agent_replied_at or conversation.status != Conversation.Status.OPEN:
+                continue
+            outcome = _decide(conversation, request.prediction, teams, counts.get(conversation.pk, 0))
+            if outcome is not None:
+                announced = conversation.routed_at is not None or conversation.routing_reason
+                old_group = inbox_group(conversation) if announced else None
+                first_wait = outcome == "wait" and not conversation.routing_reason
+                _apply(conversation, request.prediction, outcome, teams, versions)
+                changed.append((conversation, old_group, first_wait))
+        _changes_save([c for c, _, _ in changed], requests)
+        _changes_broadcast(changed)
     return [locked.get(r.conversation_id) for r in requests]
 
 
-def _route(locked: dict[int, Conversation], requests: list[RouteRequest]) -> None:
+def _scores_save(requests: list[RouteRequest]) -> None:
+    for value in (True, False):
+        ids = [pk for r in requests for pk, carries in r.scored.items() if carries is value]
+        if ids:
+            Message.objects.filter(pk__in=ids).update(carries_intent=value)
+
+
+def _customer_counts(ids: list[int]) -> dict[int, int]:
+    rows = Message.objects.filter(conversation_id__in=ids, sender=Message.Sender.CUSTOMER)
+    counts: dict[int, int] = defaultdict(int)
+    for conversation_id in rows.values_list("conversation_id", flat=True):
+        counts[conversation_id] += 1
+    return counts
+
+
+def _lookups(requests: list[RouteRequest]) -> tuple[dict[str, Team], dict[int, ModelVersion]]:
     predictions = [r.prediction for r in requests if r.prediction is not None]
-    teams = {t.slug: t for t in Team.objects.filter(slug__in={p.team for p in predictions})}
+    teams = {t.slug: t for t in Team.objects.filter(slug__in={p.team for p in predictions if p.team})}
     wanted = {int(p.model_version) for p in predictions if str(p.model_version).isdecimal()}
-    versions = {v.pk: v for v in ModelVersion.objects.filter(pk__in=wanted)}
-    now, routed, routing_events = timezone.now(), [], []
-    for request in requests:
-        conversation, prediction = locked[request.conversation_id], request.prediction
-        predicted = teams.get(prediction.team) if prediction else None
-        confident = predicted is not None and predicted.active and not prediction.triage
-        conversation.team = predicted if confident else None
-        conversation.predicted_team = predicted
-        conversation.confidence = prediction.confidence if prediction else None
-        version = str(prediction.model_version) if prediction else ""
-        conversation.model_version = versions.get(int(version)) if version.isdecimal() else None
-        conversation.routed_at = conversation.updated_at = now
-        routed.append(conversation)
-        routing_events.append(RoutingEvent(
-            conversation=conversation, message=request.message, model_version=conversation.model_version,
-            team=predicted, confidence=conversation.confidence, triage=not confident,
-        ))
-    _routed_save(routed, now)
-    RoutingEvent.objects.bulk_create(routing_events)
-    histories = _histories([c.pk for c in routed])
-    for conversation in routed:
-        messages, first_text = histories[conversation.pk]
-        assignment_broadcast(conversation, messages, first_text)
+    return teams, ModelVersion.objects.in_bulk(wanted)
 
 
-def _routed_save(routed: list[Conversation], now) -> None:
-    """One UPDATE for the whole batch, each row's values joined in from a VALUES list.
+def _decide(conversation: Conversation, prediction, teams: dict[str, Team], customer_messages: int) -> str | None:
+    """"team" (to the predicted team), "triage", "wait" (stay waiting, noted) or None (unchanged)."""
+    waiting = conversation.routed_at is None
+    if prediction is not None and prediction.reason == "routed":
+        team = teams.get(prediction.team)
+        if team is not None and team.active and (waiting or conversation.team_id != team.pk):
+            return "team"
+        return None if not waiting else "triage"
+    if not waiting:
+        return None  # unsure, off topic or no intent: where a person or a confident answer put it
+    if prediction is not None and prediction.reason == "no_intent":
+        if customer_messages >= int(setting("WAITING_MAX_MESSAGES")):
+            return "triage"
+        return "wait" if not conversation.routing_reason else None
+    return "triage"
 
-    Django's ``update()`` sets one value per column per statement, so a batch spread over the
-    teams cost a statement (a round trip under the row locks) per (team, prediction, version);
-    at 500 sockets those round trips, not their CPU, were most of the routing transaction's
-    wall time. UPDATE ... FROM (VALUES ...) is PostgreSQL's and SQLite's (3.33+); both name the
-    VALUES columns column1, column2, ...; the casts type the NULLs. Other databases (an SQLite
-    older than 3.33) get the per-group statements.
-    """
-    if not _update_from_values():
-        _routed_save_grouped(routed, now)
+
+def _apply(conversation: Conversation, prediction, outcome: str, teams, versions) -> None:
+    now = timezone.now()
+    conversation.routing_reason = prediction.reason if prediction is not None else NO_MODEL
+    conversation.language = (prediction.language or "") if prediction is not None else ""
+    if outcome == "wait":
         return
-    meta = Conversation._meta
-    quote = connection.ops.quote_name
-    table = quote(meta.db_table)
-    names = ("team", "predicted_team", "model_version", "confidence", "routed_at", "updated_at")
-    column = {name: quote(meta.get_field(name).column) for name in names}
-    pk = quote(meta.pk.column)
-    row = "(CAST(%s AS bigint), CAST(%s AS bigint), CAST(%s AS bigint), CAST(%s AS bigint), CAST(%s AS double precision))"
-    stamp = connection.ops.adapt_datetimefield_value(now)
-    params: list[Any] = [stamp, stamp]
-    for c in routed:
-        params += [c.pk, c.team_id, c.predicted_team_id, c.model_version_id, c.confidence]
-    sql = (
-        f"UPDATE {table} SET {column['team']} = v.column2, {column['predicted_team']} = v.column3, "
-        f"{column['model_version']} = v.column4, {column['confidence']} = v.column5, "
-        f"{column['routed_at']} = %s, {column['updated_at']} = %s "
-        f"FROM (VALUES {', '.join([row] * len(routed))}) AS v WHERE {table}.{pk} = v.column1"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+    conversation.team = teams.get(prediction.team) if outcome == "team" else None
+    conversation.predicted_team = teams.get(prediction.team) if prediction is not None and prediction.team else None
+    conversation.confidence = prediction.confidence if prediction is not None else None
+    version = str(prediction.model_version) if prediction is not None else ""
+    conversation.model_version = versions.get(int(version)) if version.isdecimal() else None
+    conversation.routed_at = conversation.routed_at or now
+    conversation.updated_at = now
 
 
-def _update_from_values() -> bool:
-    """Whether this database runs UPDATE ... FROM (VALUES ...): PostgreSQL, SQLite 3.33+."""
-    if connection.vendor == "sqlite":
-        return connection.Database.sqlite_version_info >= (3, 33, 0)
-    return connection.vendor == "postgresql"
-
-
-def _routed_save_grouped(routed: list[Conversation], now) -> None:
-    """Elsewhere (an older SQLite): one UPDATE per (team, prediction, version), confidences by CASE."""
-    groups: dict[tuple, list[Conversation]] = defaultdict(list)
-    for c in routed:
-        groups[(c.team_id, c.predicted_team_id, c.model_version_id)].append(c)
-    for (team_id, predicted_id, version_id), members in groups.items():
-        # Cast: with no model every confidence is NULL, and PostgreSQL types an all-NULL CASE as text.
-        confidence = Cast(
-            Case(*[When(pk=c.pk, then=Value(c.confidence)) for c in members], output_field=FloatField()),
-            output_field=FloatField(),
+def _changes_save(changed: list[Conversation], requests: list[RouteRequest]) -> None:
+    if not changed:
+        return
+    fields = ["team", "predicted_team", "confidence", "model_version", "routed_at", "routing_reason", "language", "updated_at"]
+    Conversation.objects.bulk_update(changed, fields)
+    RoutingEvent.objects.bulk_create([
+        RoutingEvent(
+            conversation=c, model_version=c.model_version, team=c.predicted_team, confidence=c.confidence,
+            triage=c.routed_at is not None and c.team_id is None, reason=c.routing_reason, language=c.language,
+            message_id=_last_scored(requests, c.pk),
         )
-        Conversation.objects.filter(pk__in=[c.pk for c in members]).update(
-            team_id=team_id, predicted_team_id=predicted_id, model_version_id=version_id,
-            confidence=confidence, routed_at=now, updated_at=now,
-        )
+        for c in changed
+    ])
+
+
+def _last_scored(requests: list[RouteRequest], conversation_id: int) -> int | None:
+    scored = [pk for r in requests if r.conversation_id == conversation_id for pk in r.scored]
+    return max(scored) if scored else None
+
+
+def _changes_broadcast(changed: list[tuple[Conversation, str | None, bool]]) -> None:
+    if not changed:
+        return
+    histories = _histories([c.pk for c, _, _ in changed])
+    for conversation, old_group, first_wait in changed:
+        messages, first_text = histories[conversation.pk]
+        summary = selectors.conversation_summary(conversation=conversation, first_text=first_text)
+        if first_wait:
+            broadcast_on_commit(WAITING_GROUP, {"type": "conversation.waiting", "conversation": summary, "messages": messages})
+            continue
+        if old_group is not None and old_group != inbox_group(conversation):
+            broadcast_on_commit(old_group, {"type": "conversation.updated", "conversation": summary})
+        if old_group != inbox_group(conversation):
+            assignment_broadcast(conversation, messages, first_text)
 
 
 def _histories(conversation_ids: list[int]) -> dict[int, tuple[list[dict[str, Any]], str]]:
@@ -159,3 +212,23 @@ def _histories(conversation_ids: list[int]) -> dict[int, tuple[list[dict[str, An
         payloads = [selectors.message_payload(message=m) for m in found[pk][-selectors.HISTORY_LIMIT :]]
         histories[pk] = (payloads, first)
     return histories
+
+
+def conversations_triage_waiting(*, older_than_seconds: float) -> int:
+    """Waiting conversations older than this go to triage (the periodic job); returns how many."""
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    stale = Conversation.objects.filter(
+        status=Conversation.Status.OPEN, routed_at__isnull=True, created_at__lt=cutoff, messages__isnull=False
+    ).values_list("pk", flat=True).distinct()
+    ids = list(stale[:500])
+    with transaction.atomic():
+        changed = []
+        for conversation in conversations_lock(ids):
+            if conversation.routed_at is None and conversation.status == Conversation.Status.OPEN:
+                old_group = WAITING_GROUP if conversation.routing_reason else None
+                conversation.routing_reason = conversation.routing_reason or "no_intent"
+                conversation.routed_at = conversation.updated_at = timezone.now()
+                changed.append((conversation, old_group, False))
+        _changes_save([c for c, _, _ in changed], [])
+        _changes_broadcast(changed)
+    return len(changed)

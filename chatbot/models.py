@@ -12,7 +12,8 @@ def new_conversation_token() -> str:
 
 
 class Conversation(models.Model):
-    """A customer's chat. ``team`` None (while open) means it waits in the triage queue."""
+    """A customer's chat: waiting (no intent yet, routed_at None), in a team's inbox, or in triage
+    (routed, no team)."""
 
     class Status(models.TextChoices):
         OPEN = "open", "Open"
@@ -32,7 +33,13 @@ class Conversation(models.Model):
     model_version = models.ForeignKey(
         "routing.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # When it first left the waiting list (for a team's inbox or triage); None while waiting.
     routed_at = models.DateTimeField(null=True, blank=True)
+    # Why it is where it is: the last routing decision's reason (routing.loaded_model.Prediction).
+    routing_reason = models.CharField(max_length=24, blank=True)
+    language = models.CharField(max_length=8, blank=True)
+    # After the first agent reply the model never moves the conversation; only people do.
+    agent_replied_at = models.DateTimeField(null=True, blank=True)
     assigned_agent = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -62,6 +69,8 @@ class Message(models.Model):
     text = models.TextField()
     # Chosen by the sending client: a resend with the same id is the same message.
     client_id = models.CharField(max_length=64, null=True, blank=True)
+    # A customer message as the router scored it alone: False = no intent (a greeting, "thanks").
+    carries_intent = models.BooleanField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
@@ -96,6 +105,8 @@ class RoutingEvent(models.Model):
     team = models.ForeignKey("routing.Team", null=True, on_delete=models.SET_NULL, related_name="+")
     confidence = models.FloatField(null=True)
     triage = models.BooleanField(default=False)
+    reason = models.CharField(max_length=24, blank=True)
+    language = models.CharField(max_length=8, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

@@ -13,6 +13,7 @@ from django.db.models import Q, QuerySet
 
 from chatbot.errors import NotFoundError
 from chatbot.models import Conversation, Message
+from routing.conversation import MAX_TURNS, turns_join
 from routing.models import Team
 
 HISTORY_LIMIT = 200
@@ -53,7 +54,10 @@ def conversation_first_customer_text(*, conversation: Conversation) -> str:
 
 
 def conversation_in_triage(*, conversation: Conversation) -> bool:
-    """No team yet, or a deactivated one: it has no inbox any more, so triage holds it."""
+    """Routed without a team, or to a deactivated one (no inbox any more): triage holds it.
+    A conversation still waiting for an intent (not routed yet) is in no queue."""
+    if conversation.routed_at is None:
+        return False
     return conversation.team_id is None or not conversation.team.active
 
 
@@ -63,6 +67,7 @@ def conversation_team_payload(*, conversation: Conversation) -> dict[str, Any]:
         "team": team.slug if team else None,
         "team_name": team.name if team else None,
         "triage": conversation_in_triage(conversation=conversation),
+        "reason": conversation.routing_reason or None,
     }
 
 
@@ -81,6 +86,8 @@ def conversation_summary(*, conversation: Conversation, first_text: str | None =
         "predicted_team": predicted.slug if predicted else None,
         "predicted_team_name": predicted.name if predicted else None,
         "confidence": conversation.confidence,
+        "waiting": conversation.routed_at is None,
+        "language": conversation.language or None,
         "model_version": str(conversation.model_version_id) if conversation.model_version_id else None,
         "preview": first_text[:PREVIEW_CHARS],
         "created_at": conversation.created_at.isoformat(),
@@ -111,10 +118,13 @@ def agent_can_use_console(*, user: AbstractBaseUser) -> bool:
 
 
 def _agent_conversations(*, user: AbstractBaseUser) -> QuerySet[Conversation]:
-    routed = Conversation.objects.filter(routed_at__isnull=False).select_related("team", "predicted_team")
+    """Routed conversations in the agent's inboxes and triage, and the waiting ones (announced:
+    their customer wrote something without an intent yet)."""
+    visible = Conversation.objects.filter(Q(routed_at__isnull=False) | ~Q(routing_reason=""))
+    visible = visible.select_related("team", "predicted_team")
     if user.is_staff:
-        return routed
-    return routed.filter(Q(team__isnull=True) | Q(team__active=False) | Q(team__members=user, team__active=True))
+        return visible
+    return visible.filter(Q(team__isnull=True) | Q(team__active=False) | Q(team__members=user, team__active=True))
 
 
 def conversation_get_for_agent(*, user: AbstractBaseUser, conversation_id: object) -> Conversation:
@@ -138,3 +148,17 @@ def agent_inbox(*, user: AbstractBaseUser, limit: int = INBOX_LIMIT) -> list[dic
 def team_choices() -> list[Team]:
     """Teams a conversation can be moved to."""
     return list(Team.objects.filter(active=True).order_by("name"))
+
+
+def conversation_text(*, conversation_id: int) -> tuple[str, int | None]:
+    """The text the router decides a conversation on (its intent turns joined, else its last
+    customer message) and the newest customer message's id: what the shadow model scores too."""
+    rows = list(
+        Message.objects.filter(conversation_id=conversation_id, sender=Message.Sender.CUSTOMER)
+        .order_by("-id")
+        .values_list("pk", "text", "carries_intent")[: 4 * MAX_TURNS]
+    )
+    if not rows:
+        return "", None
+    carrying = [text for _, text, carries in reversed(rows) if carries]
+    return (turns_join(carrying) if carrying else rows[0][1]), rows[0][0]

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from chatbot import selectors
 from chatbot.broadcast import (
+    WAITING_GROUP,
     Events,
     Outbox,
     broadcast_on_commit,
@@ -117,9 +118,11 @@ def _closed_error(conversation_id: int) -> SwitchboardError:
 
 def message_events(conversation: Conversation, message: Message) -> Events:
     event = {"type": "chat.message", "message": selectors.message_payload(message=message)}
-    # Before routing the conversation belongs to no inbox; conversation.assigned carries it then.
+    # Before routing the conversation belongs to no inbox; conversation.assigned (or .waiting,
+    # once it is known to carry no intent yet) carries its history then.
     if conversation.routed_at is None:
-        return [(conversation_group(conversation.pk), event)]
+        waiting = [(WAITING_GROUP, event)] if conversation.routing_reason else []
+        return [(conversation_group(conversation.pk), event), *waiting]
     return [(conversation_group(conversation.pk), event), (inbox_group(conversation), event)]
 
 
@@ -206,13 +209,17 @@ def _stored_by_client_id(targets: dict[int, Conversation | None], cleaned: dict[
 
 
 def _touch_many(posted: list[tuple[Conversation, Message]]) -> None:
-    """Bump stale updated_at in one UPDATE; the first agent reply also assigns its agent."""
+    """Bump stale updated_at in one UPDATE; the first agent reply also assigns its agent and
+    ends the model's say over where the conversation goes."""
     now = timezone.now()
     stale = {c.pk for c, _ in posted if (now - c.updated_at).total_seconds() >= UPDATED_AT_RESOLUTION_SECONDS}
     for conversation, message in posted:
-        if message.sender == Message.Sender.AGENT and conversation.assigned_agent_id is None:
-            conversation.assigned_agent = message.author
-            Conversation.objects.filter(pk=conversation.pk).update(updated_at=now, assigned_agent=message.author)
+        if message.sender == Message.Sender.AGENT and conversation.agent_replied_at is None:
+            conversation.assigned_agent = conversation.assigned_agent or message.author
+            conversation.agent_replied_at = now
+            Conversation.objects.filter(pk=conversation.pk).update(
+                updated_at=now, assigned_agent=conversation.assigned_agent, agent_replied_at=now
+            )
             stale.discard(conversation.pk)
     if stale:
         Conversation.objects.filter(pk__in=stale).update(updated_at=now)
@@ -240,8 +247,8 @@ def _correction_from(conversation: Conversation) -> Team | None:
 def conversation_reassign(*, conversation: Conversation, team: Team, user: AbstractBaseUser) -> Conversation:
     """Move a conversation to ``team`` (from another team or from triage) and learn from it.
 
-    The customer's first message, the text the router saw, becomes a correction ticket labelled
-    ``team`` for the next training run.
+    The conversation's text as the router reads it (its intent-carrying turns joined) becomes a
+    correction ticket labelled ``team`` for the next training run.
     """
     locked = _lock(conversation)
     if locked.status == Conversation.Status.CLOSED:
@@ -250,7 +257,7 @@ def conversation_reassign(*, conversation: Conversation, team: Team, user: Abstr
         raise ConflictError(f"Conversation {locked.pk} is already in {team.name}.", code="same_team")
     if not team.active:
         raise SwitchboardError(f"Team {team.slug} is inactive; pick an active team.", code="inactive_team")
-    text = selectors.conversation_first_customer_text(conversation=locked)
+    text, _ = selectors.conversation_text(conversation_id=locked.pk)
     if text:
         ticket_record_correction(
             text=text,
@@ -263,13 +270,14 @@ def conversation_reassign(*, conversation: Conversation, team: Team, user: Abstr
     old_group = inbox_group(locked) if locked.routed_at else None
     locked.team = team
     locked.routed_at = locked.routed_at or timezone.now()
+    locked.routing_reason = "reassigned"
     locked.assigned_agent = None
     locked.save()
     if old_group:
         summary = selectors.conversation_summary(conversation=locked)
         broadcast_on_commit(old_group, {"type": "conversation.updated", "conversation": summary})
     messages = selectors.conversation_messages(conversation=locked)
-    assignment_broadcast(locked, messages, text)
+    assignment_broadcast(locked, messages, selectors.conversation_first_customer_text(conversation=locked))
     return locked
 
 

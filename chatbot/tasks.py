@@ -5,6 +5,7 @@ from __future__ import annotations
 from django_tasks import task
 
 from chatbot.conf import setting
+from chatbot.conversation_routing import conversations_triage_waiting
 from chatbot.services import conversations_purge_empty
 
 
@@ -12,3 +13,9 @@ from chatbot.services import conversations_purge_empty
 def purge_empty_conversations() -> int:
     """Delete conversations that never got a message (abandoned before anything was written)."""
     return conversations_purge_empty(older_than_seconds=float(setting("EMPTY_CONVERSATION_MAX_AGE_SECONDS")))
+
+
+@task()
+def triage_waiting_conversations() -> int:
+    """Conversations that have carried no intent for WAITING_MAX_SECONDS go to the triage queue."""
+    return conversations_triage_waiting(older_than_seconds=float(setting("WAITING_MAX_SECONDS")))

@@ -16,10 +16,12 @@ from rest_framework.permissions import AllowAny, IsAdminUser, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from chatbot.errors import NoModelError
 from finetune.services import ticket_ingest
 from routing import selectors, serializers as s
 from routing.api_support import AnonThrottle, CachedTokenAuthentication, CanIngestTickets, LimitedJSONParser, UserThrottle
 from routing.api_support import exception_handler  # noqa: F401  (settings.REST_FRAMEWORK points here)
+from routing.conversation import conversation_predict
 from routing.router import get_router
 from routing.services import model_version_promote, model_version_rollback, tickets_ingest_many
 
@@ -60,9 +62,26 @@ def validated_route_input(data) -> dict:
     return _validated(s.RouteInputSerializer, data)
 
 
+NO_MODEL_ANSWER = {
+    "team": None, "team_name": None, "confidence": 0.0, "triage": True, "reason": "no_model", "language": None,
+    "scores": {}, "model_version": None,
+}
+
+
 def route_body(router, data: dict) -> dict:
-    """The route response body for a validated request (``routing.fast_route`` answers with it too)."""
-    predictions = router.predict([data["text"]] if "text" in data else data["texts"])
+    """The route response body for a validated request (``routing.fast_route`` answers with it too).
+
+    With no model serving every answer is ``reason: no_model`` (200): the caller's own fallback
+    (a human queue) takes it, as the chat's triage does.
+    """
+    try:
+        if "messages" in data:
+            return asdict(conversation_predict(router, data["messages"]))
+        predictions = router.predict([data["text"]] if "text" in data else data["texts"])
+    except NoModelError:
+        if "texts" in data:
+            return {"results": [dict(NO_MODEL_ANSWER) for _ in data["texts"]], "model_version": None}
+        return dict(NO_MODEL_ANSWER)
     if "text" in data:
         return asdict(predictions[0])
     return {"results": [asdict(p) for p in predictions], "model_version": predictions[0].model_version}
@@ -74,7 +93,11 @@ class RouteApi(ApiView):
 
     @extend_schema(request=s.RouteInputSerializer, responses={200: RouteResult, **ERRORS})
     def post(self, request):
-        """Route one message (`text`) or up to 64 (`texts`) to a team."""
+        """Route one message (`text`), up to 64 separate ones (`texts`), or one conversation (`messages`).
+
+        Every answer says why (`reason`): `routed`, `no_intent`, `out_of_scope`, `unsupported_language`,
+        `low_confidence` or `no_model`; `team` is null for all but `routed` and `low_confidence`.
+        """
         return Response(route_body(get_router(), validated_route_input(request.data)))
 
 

@@ -34,11 +34,13 @@ class ArtifactError(SwitchboardError):
 
 @dataclass(frozen=True)
 class Prediction:
-    team: str
-    team_name: str
-    confidence: float
-    triage: bool
-    scores: dict[str, float]
+    team: str | None  # best team slug; None when reason is no_intent, out_of_scope or unsupported_language
+    team_name: str | None
+    confidence: float  # calibrated probability of the best team (of no-intent when reason is no_intent)
+    triage: bool  # True for low_confidence, out_of_scope, unsupported_language; False for routed, no_intent
+    reason: str  # "routed" | "no_intent" | "out_of_scope" | "unsupported_language" | "low_confidence"
+    language: str | None  # ISO 639-1 code when identified confidently, else None
+    scores: dict[str, float]  # per team slug, reserved labels excluded
     model_version: str
 
 
@@ -172,12 +174,15 @@ class LoadedModel:
             info = teams.get(slug)
             threshold = model_threshold if info is None or info.triage_threshold is None else info.triage_threshold
             confidence = float(row[best])
+            triage = confidence < threshold or info is None or not info.active
             predictions.append(
                 Prediction(
                     team=slug,
                     team_name=info.name if info is not None else slug,
                     confidence=confidence,
-                    triage=confidence < threshold or info is None or not info.active,
+                    triage=triage,
+                    reason="low_confidence" if triage else "routed",
+                    language=None,
                     scores={label: float(p) for label, p in zip(self.labels, row)},
                     model_version=self.version,
                 )

@@ -7,6 +7,8 @@ from rest_framework import serializers
 from routing.models import ModelVersion, Team
 
 MAX_ROUTE_BATCH = 64
+MAX_CONVERSATION_TURNS = 200
+REASONS = ["routed", "no_intent", "out_of_scope", "unsupported_language", "low_confidence", "no_model"]
 MAX_TICKET_BATCH = 500
 
 
@@ -27,33 +29,60 @@ class StrictCharField(serializers.CharField):
 
 
 class RouteInputSerializer(serializers.Serializer):
-    text = StrictCharField(required=False, help_text="One message. Send this or `texts`.")
+    """Exactly one of `text`, `texts` or `messages`; every text non-empty after trimming."""
+
+    text = StrictCharField(required=False, help_text="One message. Send exactly one of `text`, `texts`, `messages`.")
     texts = serializers.ListField(
         child=StrictCharField(),
         required=False,
         min_length=1,
         max_length=MAX_ROUTE_BATCH,
-        help_text=f"1..{MAX_ROUTE_BATCH} messages, answered by one model version.",
+        help_text=f"1..{MAX_ROUTE_BATCH} separate messages, each routed alone, answered by one model version.",
+    )
+    messages = serializers.ListField(
+        child=StrictCharField(),
+        required=False,
+        min_length=1,
+        max_length=MAX_CONVERSATION_TURNS,
+        help_text=(
+            f"One conversation's customer turns, oldest first (1..{MAX_CONVERSATION_TURNS}), routed as the chat "
+            "routes a conversation: turns without an intent (greetings, thanks) are left out, the rest read together."
+        ),
     )
 
     def validate(self, attrs):
-        if ("text" in attrs) == ("texts" in attrs):
-            raise serializers.ValidationError("Send exactly one of `text` (a string) or `texts` (a list).")
+        given = [name for name in ("text", "texts", "messages") if name in attrs]
+        if len(given) != 1:
+            raise serializers.ValidationError(
+                "Send exactly one of `text` (a string), `texts` (a list of messages) or `messages` "
+                f"(one conversation's turns); got {', '.join(given) or 'none of them'}."
+            )
         return attrs
 
 
 class PredictionSerializer(serializers.Serializer):
-    team = serializers.CharField()
-    team_name = serializers.CharField()
-    confidence = serializers.FloatField()
-    triage = serializers.BooleanField(help_text="True when confidence is below the team's triage threshold.")
-    scores = serializers.DictField(child=serializers.FloatField())
-    model_version = serializers.CharField()
+    team = serializers.CharField(
+        allow_null=True, help_text="Team slug; null for no_intent, out_of_scope, unsupported_language and no_model."
+    )
+    team_name = serializers.CharField(allow_null=True)
+    confidence = serializers.FloatField(help_text="Calibrated probability of the best team (of no intent for no_intent).")
+    triage = serializers.BooleanField(
+        help_text="True when a person should decide: low_confidence (team = the best guess), out_of_scope, "
+        "unsupported_language, no_model."
+    )
+    reason = serializers.ChoiceField(
+        choices=REASONS,
+        help_text="Why: routed; no_intent (a greeting, thanks: nothing to route); out_of_scope (a request no team "
+        "handles); unsupported_language (a language the model was not trained on); low_confidence; no_model.",
+    )
+    language = serializers.CharField(allow_null=True, help_text="ISO 639-1 code when identified confidently.")
+    scores = serializers.DictField(child=serializers.FloatField(), help_text="Per team slug.")
+    model_version = serializers.CharField(allow_null=True)
 
 
 class RouteBatchSerializer(serializers.Serializer):
     results = PredictionSerializer(many=True)
-    model_version = serializers.CharField()
+    model_version = serializers.CharField(allow_null=True)
 
 
 class TeamSerializer(serializers.ModelSerializer):

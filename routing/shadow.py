@@ -159,9 +159,10 @@ class ShadowReport:
 Decision = tuple[int | None, bool]  # (top team id, sent to triage)
 
 
-def _first_decisions(events) -> dict[int, Decision]:
+def _final_decisions(events) -> dict[int, Decision]:
+    """Per conversation, its last decision: where the conversation ended up, not its first message."""
     decisions: dict[int, Decision] = {}
-    for conversation_id, team_id, triage in events.order_by("id").values_list("conversation_id", "team_id", "triage"):
+    for conversation_id, team_id, triage in events.order_by("-id").values_list("conversation_id", "team_id", "triage"):
         decisions.setdefault(conversation_id, (team_id, triage))
     return decisions
 
@@ -202,9 +203,9 @@ def shadow_report(*, version: ModelVersion) -> ShadowReport:
     scored = RoutingEvent.objects.filter(shadow=True, model_version=version)
     if version.shadow_since is not None:
         scored = scored.filter(created_at__gte=version.shadow_since)
-    shadow = _first_decisions(scored)
+    shadow = _final_decisions(scored)
     live = RoutingEvent.objects.filter(shadow=False, conversation_id__in=Subquery(scored.values("conversation_id")))
-    active = {pk: decision for pk, decision in _first_decisions(live).items() if pk in shadow}
+    active = {pk: decision for pk, decision in _final_decisions(live).items() if pk in shadow}
     shadow = {pk: shadow[pk] for pk in active}
     truth = _ground_truth(set(active), active)
     return ShadowReport(

@@ -13,6 +13,8 @@ from chatbot.errors import NoModelError
 from routing.loaded_model import Prediction
 
 KEYWORDS = {"invoice": "billing", "refund": "billing", "password": "accounts", "crash": "bugs"}
+# What the keyword router takes for a message without a request (a trained model's no-intent class).
+NO_INTENT_WORDS = {"hi", "hello", "hey", "thanks", "thank you", "ok", "ok thanks", "bye"}
 
 
 class KeywordRouter:
@@ -27,12 +29,20 @@ class KeywordRouter:
         return [self._one(text) for text in texts]
 
     def _one(self, text: str) -> Prediction:
-        team = next((team for word, team in KEYWORDS.items() if word in text.lower()), None)
+        if text.lower().strip(" !.?") in NO_INTENT_WORDS:
+            return Prediction(
+                team=None, team_name=None, confidence=0.97, triage=False, reason="no_intent", language="en",
+                scores={}, model_version=self.model_version,
+            )
+        # The last keyword wins: a joined "invoice ... password" text points to accounts.
+        found = [(text.lower().rfind(word), team) for word, team in KEYWORDS.items() if word in text.lower()]
+        team = max(found)[1] if found else None
         confident = team is not None
         team = team or "bugs"
         confidence = 0.95 if confident else 0.3
         return Prediction(
             team=team, team_name=team.title(), confidence=confidence, triage=not confident,
+            reason="routed" if confident else "low_confidence", language="en",
             scores={team: confidence}, model_version=self.model_version,
         )
 

@@ -124,7 +124,7 @@ async def test_reassign_from_triage_records_correction_ticket(teams, agent_user,
     assigned = await receive_type(agent, "conversation.assigned")
     assert updated["conversation"]["team"] == "billing" and assigned["conversation"]["team"] == "billing"
     routed = await receive_type(customer, "routed")
-    assert routed == {"type": "routed", "team": "billing", "team_name": "Billing", "triage": False}
+    assert routed == {"type": "routed", "team": "billing", "team_name": "Billing", "triage": False, "reason": "reassigned"}
     ticket = await database_sync_to_async(
         lambda: Ticket.objects.select_related("team", "corrected_from", "labelled_by").get()
     )()

@@ -44,7 +44,7 @@ async def test_new_conversation_stores_acks_and_routes_to_confident_team(teams, 
 
     assert await _messages(started["id"]) == [("customer", "Where is my refund?", "c-1")]
     assert ack["client_id"] == "c-1" and isinstance(ack["message_id"], int)
-    assert routed == {"type": "routed", "team": "billing", "team_name": "Billing", "triage": False}
+    assert routed == {"type": "routed", "team": "billing", "team_name": "Billing", "triage": False, "reason": "routed"}
     assert assigned["conversation"]["id"] == started["id"]
     assert assigned["conversation"]["team"] == "billing" and assigned["conversation"]["confidence"] == 0.95
     assert [m["text"] for m in assigned["messages"]] == ["Where is my refund?"]
@@ -228,7 +228,7 @@ async def test_customer_only_sees_own_conversation(teams, keyword_router):
 async def test_message_is_echoed_to_the_conversations_other_sockets_not_the_sender(teams, keyword_router):
     """Two tabs on one conversation: the sender gets the ack, the other tab gets the message."""
     sender, _ = await customer_socket()
-    await sender.send_json_to({"type": "message", "text": "hello", "client_id": "t0"})
+    await sender.send_json_to({"type": "message", "text": "about my invoice", "client_id": "t0"})
     started = await receive_type(sender, "conversation")
     await receive_type(sender, "ack")
     await receive_type(sender, "routed")

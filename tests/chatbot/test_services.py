@@ -9,9 +9,9 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from chatbot import broadcast, conversation_routing, services
+from chatbot import broadcast, services
 from chatbot.errors import SwitchboardError
-from chatbot.models import Conversation, Message, RoutingEvent
+from chatbot.models import Conversation, Message
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -110,7 +110,7 @@ def test_broadcasts_collected_holds_committed_events_for_the_caller(monkeypatch)
     with broadcast.broadcasts_collected() as outbox:
         services.conversation_close(conversation=conversation, user=None)
     assert sent == []
-    assert [group for group, _ in outbox.events] == [broadcast.conversation_group(conversation.pk), broadcast.TRIAGE_GROUP]
+    assert [group for group, _ in outbox.events] == [broadcast.conversation_group(conversation.pk), broadcast.WAITING_GROUP]
 
 
 def test_broadcast_committing_after_the_block_is_sent_not_dropped(monkeypatch):
@@ -122,7 +122,7 @@ def test_broadcast_committing_after_the_block_is_sent_not_dropped(monkeypatch):
         with broadcast.broadcasts_collected() as outbox:
             services.conversation_close(conversation=conversation, user=None)
     assert outbox.events == []
-    assert sent == [broadcast.conversation_group(conversation.pk), broadcast.TRIAGE_GROUP]
+    assert sent == [broadcast.conversation_group(conversation.pk), broadcast.WAITING_GROUP]
 
 
 def test_a_refused_post_has_no_events():
@@ -222,90 +222,6 @@ def test_batch_broadcasts_go_to_the_inbox_of_a_routed_conversation(teams):
     assert result.routed
     assert [group for group, _ in events] == [broadcast.conversation_group(conversation.pk), "team.billing"]
     assert events[1][1]["message"]["text"] == "more"
-
-
-def _prediction(team: str, *, triage: bool = False):
-    from routing.loaded_model import Prediction
-
-    return Prediction(team=team, team_name=team.title(), confidence=0.9, triage=triage, scores={}, model_version="none")
-
-
-def test_route_batch_routes_each_conversation_once_and_announces_it_with_its_history(teams):
-    """One batch: a confident one to its team, an unsure one to triage, a repeat left alone; events carry history."""
-    sure, unsure = Conversation.objects.create(), Conversation.objects.create()
-    first = _post(sure, "invoice wrong", "a").message
-    _post(unsure, "hmm", "b")
-    requests = [
-        conversation_routing.RouteRequest(conversation_id=sure.pk, prediction=_prediction("billing"), message=first),
-        conversation_routing.RouteRequest(conversation_id=unsure.pk, prediction=_prediction("bugs", triage=True)),
-        conversation_routing.RouteRequest(conversation_id=sure.pk, prediction=_prediction("bugs")),
-    ]
-    with broadcast.broadcasts_collected() as outbox:
-        routed = conversation_routing.conversations_route(requests=requests)
-    assert [(c.team.slug if c.team else None, c.predicted_team.slug) for c in routed] == [
-        ("billing", "billing"), (None, "bugs"), ("billing", "billing")
-    ]
-    assert RoutingEvent.objects.filter(conversation=sure).count() == 1
-    assigned = {group: event for group, event in outbox.events if event["type"] == "conversation.assigned"}
-    assert set(assigned) == {"team.billing", broadcast.TRIAGE_GROUP}
-    assert assigned["team.billing"]["conversation"]["preview"] == "invoice wrong"
-    assert [m["text"] for m in assigned["team.billing"]["messages"]] == ["invoice wrong"]
-    again = conversation_routing.conversations_route(
-        requests=[conversation_routing.RouteRequest(conversation_id=unsure.pk, prediction=_prediction("billing"))]
-    )
-    assert again[0].team is None and RoutingEvent.objects.filter(conversation=unsure).count() == 1
-
-
-@pytest.mark.parametrize("one_statement", [True, False], ids=["update-from-values", "older-sqlite"])
-def test_route_batch_writes_each_rows_own_values(teams, one_statement, monkeypatch):
-    """Rows bound for different teams, triage and no model at all: the database holds each one's
-    own team, prediction, confidence and version; a conversation outside the batch is untouched.
-    One UPDATE where the database has UPDATE ... FROM (VALUES), one per group where it has not;
-    a batch of only no-model rows (every value NULL) works on both."""
-    monkeypatch.setattr(conversation_routing, "_update_from_values", lambda: one_statement)
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
-
-    from routing.loaded_model import Prediction
-    from routing.models import ModelVersion
-
-    version = ModelVersion.objects.create(artifact_dir="v-batch", sha256="0" * 64)
-    billing, accounts, unsure, no_model, outside = (Conversation.objects.create() for _ in range(5))
-
-    def predicted(team: str, confidence: float, *, triage: bool = False) -> Prediction:
-        return Prediction(team=team, team_name=team, confidence=confidence, triage=triage, scores={},
-                          model_version=str(version.pk))
-
-    requests = [
-        conversation_routing.RouteRequest(conversation_id=billing.pk, prediction=predicted("billing", 0.91)),
-        conversation_routing.RouteRequest(conversation_id=accounts.pk, prediction=predicted("accounts", 0.77)),
-        conversation_routing.RouteRequest(conversation_id=unsure.pk, prediction=predicted("bugs", 0.31, triage=True)),
-        conversation_routing.RouteRequest(conversation_id=no_model.pk, prediction=None),
-    ]
-    with broadcast.broadcasts_collected(), CaptureQueriesContext(connection) as queries:
-        conversation_routing.conversations_route(requests=requests)
-    updates = [q["sql"] for q in queries.captured_queries if q["sql"].startswith('UPDATE "chatbot_conversation"')]
-    assert len(updates) == (1 if one_statement else 4)  # else one per (team, prediction, version)
-    rows = {c.pk: c for c in Conversation.objects.select_related("team", "predicted_team")}
-    got = [
-        (c.team and c.team.slug, c.predicted_team and c.predicted_team.slug, c.confidence, c.model_version_id)
-        for c in (rows[billing.pk], rows[accounts.pk], rows[unsure.pk], rows[no_model.pk])
-    ]
-    assert got == [
-        ("billing", "billing", 0.91, version.pk),
-        ("accounts", "accounts", 0.77, version.pk),
-        (None, "bugs", 0.31, version.pk),
-        (None, None, None, None),
-    ]
-    assert all(rows[c.pk].routed_at is not None for c in (billing, accounts, unsure, no_model))
-    assert rows[billing.pk].routed_at == rows[no_model.pk].routed_at == rows[no_model.pk].updated_at
-    assert rows[outside.pk].routed_at is None and rows[outside.pk].predicted_team_id is None
-    with broadcast.broadcasts_collected():
-        conversation_routing.conversations_route(
-            requests=[conversation_routing.RouteRequest(conversation_id=outside.pk, prediction=None)]
-        )
-    outside = Conversation.objects.get(pk=outside.pk)
-    assert outside.routed_at is not None and outside.confidence is None and outside.team_id is None
 
 
 def test_a_lock_that_waited_for_a_routing_sees_the_routed_team(teams):

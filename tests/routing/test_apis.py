@@ -17,7 +17,8 @@ def test_route_one_text(api, router, teams, install_version):
     response = api.post("/api/v1/route", {"text": "my card was charged twice"}, format="json")
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"team", "team_name", "confidence", "triage", "scores", "model_version"}
+    assert set(body) == {"team", "team_name", "confidence", "triage", "reason", "language", "scores", "model_version"}
+    assert body["reason"] in {"routed", "low_confidence"} and body["triage"] == (body["reason"] != "routed")
     assert body["model_version"] == str(version.pk) and sorted(body["scores"]) == LABELS_V1
     assert Ticket.objects.count() == 0
 
@@ -32,12 +33,41 @@ def test_route_a_batch(api, router, teams, install_version):
     assert [r["model_version"] for r in body["results"]] == [str(version.pk)] * 3
 
 
-def test_route_without_a_model_is_503(api, router, teams):
-    """Before any training, route answers 503 with code no_model."""
+def test_route_without_a_model_says_no_model(api, router, teams):
+    """Before any training, route answers reason no_model: no team, triage, no version."""
     response = api.post("/api/v1/route", {"text": "card"}, format="json")
-    assert response.status_code == 503
-    assert response.json()["code"] == "no_model"
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["reason"], body["team"], body["triage"], body["model_version"]) == ("no_model", None, True, None)
+    batch = api.post("/api/v1/route", {"texts": ["card", "login"]}, format="json").json()
+    assert [r["reason"] for r in batch["results"]] == ["no_model", "no_model"]
     assert ModelVersion.objects.count() == 0
+
+
+def test_route_messages_routes_the_conversation_without_its_greeting(api, monkeypatch, teams):
+    """`messages`: no-intent turns are left out; one intent turn answers alone, several are read joined."""
+    from tests.chatbot.conftest import KeywordRouter
+
+    keyword = KeywordRouter()
+    keyword.predict = lambda texts: [keyword._one(text) for text in texts]
+    monkeypatch.setattr("routing.apis.get_router", lambda: keyword)
+    answer = api.post("/api/v1/route", {"messages": ["hi", "a crash on start", "thanks"]}, format="json").json()
+    assert (answer["team"], answer["reason"]) == ("bugs", "routed")
+    greeting = api.post("/api/v1/route", {"messages": ["hello", "ok"]}, format="json").json()
+    assert (greeting["team"], greeting["reason"], greeting["triage"]) == (None, "no_intent", False)
+    split = api.post("/api/v1/route", {"messages": ["a crash", "when I ask for a refund"]}, format="json").json()
+    assert split["team"] == "billing"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [{}, {"text": "a", "messages": ["b"]}, {"texts": ["a"], "messages": ["b"]}, {"messages": []},
+     {"messages": "not a list"}, {"messages": ["ok", 3]}, {"messages": ["x"] * 201}],
+)
+def test_route_refuses_anything_but_exactly_one_valid_input(api, router, teams, payload):
+    """Exactly one of text / texts / messages, each a non-empty list of strings within its limit: else 400."""
+    response = api.post("/api/v1/route", payload, format="json")
+    assert response.status_code == 400 and response.json()["code"] == "invalid"
 
 
 def test_teams_lists_every_team(api, teams):
