@@ -34,7 +34,7 @@
 
   function isMine(summary) {
     if (summary.status !== "open") return false;
-    if (summary.triage) return true;
+    if (summary.triage || summary.waiting) return true;
     return myTeams.some(function (team) {
       return team.slug === summary.team;
     });
@@ -42,6 +42,9 @@
 
   function describe(summary) {
     var parts = [];
+    if (summary.waiting) parts.push("no request yet");
+    if (summary.reason && summary.reason !== "routed" && !summary.waiting) parts.push(summary.reason.replace(/_/g, " "));
+    if (summary.language && summary.language !== "en") parts.push("language: " + summary.language);
     if (summary.predicted_team_name) {
       var pct = summary.confidence === null ? "" : " " + Math.round(summary.confidence * 100) + "%";
       parts.push("predicted " + summary.predicted_team_name + pct);
@@ -60,6 +63,8 @@
       return { key: team.slug, title: team.name, team: team.slug };
     });
     sections.push({ key: "triage", title: "Triage", team: null });
+    // No intent yet (a greeting, "are you there?"): in no team's inbox until the customer says more.
+    sections.push({ key: "waiting", title: "Waiting", team: null, waiting: true });
     sections.forEach(function (section) {
       var box = el("div", "ag-inbox");
       box.setAttribute("data-inbox", section.key);
@@ -74,7 +79,9 @@
           return conversations[id];
         })
         .filter(function (c) {
-          return isMine(c) && (section.team ? c.team === section.team : c.triage);
+          if (!isMine(c)) return false;
+          if (section.waiting) return c.waiting;
+          return section.team ? c.team === section.team && !c.triage : c.triage;
         })
         .sort(function (a, b) {
           return a.updated_at < b.updated_at ? 1 : -1;
@@ -117,7 +124,8 @@
     var summary = conversations[current];
     if (!summary) return;
     $("ag-title").textContent =
-      "Conversation #" + summary.id + " — " + (summary.triage ? "Triage" : summary.team_name || summary.team);
+      "Conversation #" + summary.id + " — " +
+      (summary.waiting ? "Waiting" : summary.triage ? "Triage" : summary.team_name || summary.team);
     $("ag-meta").textContent = describe(summary) + (summary.status === "closed" ? " · closed" : "");
   }
 
@@ -179,6 +187,11 @@
       messages[frame.conversation.id] = frame.messages;
       if (current !== frame.conversation.id) unread[frame.conversation.id] = true;
       else (renderHeader(), renderLog());
+      renderInboxes();
+    },
+    "conversation.waiting": function (frame) {
+      upsert(frame.conversation);
+      messages[frame.conversation.id] = frame.messages;
       renderInboxes();
     },
     "conversation.updated": function (frame) {
