@@ -18,8 +18,11 @@ DEFAULTS: dict[str, Any] = {
     "BASE_MODEL": None,
     # Labelled tickets each team needs before a training run may start.
     "MIN_TICKETS_PER_TEAM": 8,
-    # Longest text accepted anywhere (characters); longer input is refused, not cut.
-    "MAX_TEXT_CHARS": 5000,
+    # Longest ticket or routed text (characters): an abuse limit, refused with 413. Real tickets of
+    # any length are accepted; the model reads the part of them its token window holds.
+    "MAX_TEXT_CHARS": 100_000,
+    # Longest chat message (characters); the frame limit below holds it with room for escaping.
+    "CHAT_MAX_TEXT_CHARS": 5000,
     # Token length the router truncates to.
     "MAX_TOKENS": 64,
     # Below this calibrated confidence a message goes to triage (per-team overrides on Team).

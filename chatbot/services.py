@@ -28,6 +28,7 @@ from chatbot.broadcast import (
     deliver_all,
     inbox_group,
 )
+from chatbot.conf import setting
 from chatbot.errors import ConflictError, SwitchboardError
 from chatbot.models import Conversation, Message
 from finetune.services import ticket_record_correction, ticket_text_validate
@@ -134,9 +135,10 @@ def messages_post(*, requests: list[PostRequest]) -> list[Outcome]:
     """
     cleaned: dict[int, tuple[str, str]] = {}
     outcomes: list[Outcome | None] = [None] * len(requests)
+    limit = int(setting("CHAT_MAX_TEXT_CHARS"))
     for index, request in enumerate(requests):
         try:
-            text = ticket_text_validate(text=request.text)
+            text = ticket_text_validate(text=request.text, limit=limit)
             cleaned[index] = (text, client_id_validate(client_id=request.client_id))
         except SwitchboardError as exc:
             outcomes[index] = (exc, [])

@@ -15,17 +15,20 @@ from finetune.text import clean_text, text_hash
 from routing.models import ModelVersion, Team
 
 
-def ticket_text_validate(*, text: object) -> str:
-    """Return the cleaned text or raise a SwitchboardError saying what is wrong with it."""
+def ticket_text_validate(*, text: object, limit: int | None = None) -> str:
+    """Return the cleaned text or raise a SwitchboardError saying what is wrong with it.
+
+    ``limit`` (characters) defaults to MAX_TEXT_CHARS; over it the answer is 413 naming the limit.
+    """
     if not isinstance(text, str):
         raise SwitchboardError(f"text must be a string, got {type(text).__name__}.", code="invalid_text")
     cleaned = clean_text(text)
     if not cleaned:
         raise SwitchboardError("text is empty: send the customer's message.", code="empty_text")
-    limit = setting("MAX_TEXT_CHARS")
+    limit = int(setting("MAX_TEXT_CHARS") if limit is None else limit)
     if len(cleaned) > limit:
         raise SwitchboardError(
-            f"text is {len(cleaned)} characters; the limit is {limit}.", code="text_too_long"
+            f"text is {len(cleaned)} characters; the limit is {limit}.", code="text_too_long", http_status=413
         )
     return cleaned
 

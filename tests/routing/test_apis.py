@@ -175,3 +175,16 @@ def test_a_token_without_the_ingest_permission_cannot_send_tickets(api, teams):
         assert "finetune.add_ticket" in response.json()["detail"]
     assert not Ticket.objects.exists()
     assert api.get("/api/v1/teams").status_code == 200  # the token itself still works
+
+
+def test_a_20000_character_ticket_routes_and_only_abuse_sizes_are_refused(api, router, teams, install_version, settings):
+    """A long e-mail routes (the model reads its window); above MAX_TEXT_CHARS the answer is 413 naming the limit."""
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
+    install_version("v1", state="active")
+    long_ticket = "my card was charged twice and nobody answers my e-mails. " * 350
+    assert 19_000 < len(long_ticket) < 21_000
+    routed = api.post("/api/v1/route", {"text": long_ticket}, format="json")
+    assert routed.status_code == 200 and routed.json()["team"] in LABELS_V1
+    refused = api.post("/api/v1/route", {"text": "x" * 100_001}, format="json")
+    assert refused.status_code == 413 and refused.json()["code"] == "text_too_long"
+    assert "100000" in refused.json()["detail"]
