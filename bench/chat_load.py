@@ -142,6 +142,11 @@ def servers_start(database_url: str, args, store: Path, logs: Path) -> list[tupl
     return servers
 
 
+# The server drops a websocket frame above this before buffering it (uvicorn's default is 16 MiB);
+# the app's own CHAT_MAX_FRAME_BYTES (32 KB) answers anything between with an error frame.
+WS_MAX_SIZE = 65536
+
+
 def server_command(server: str, port: int) -> list[str]:
     binary = str(Path(sys.executable).with_name(server))
     if server == "daphne":
@@ -150,7 +155,8 @@ def server_command(server: str, port: int) -> list[str]:
     # off made no difference beyond this machine's noise at 500 sockets).
     return [
         binary, "chatbot.asgi:application", "--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop",
-        "--http", "httptools", "--ws", "websockets", "--no-access-log", "--log-level", "warning",
+        "--http", "httptools", "--ws", "websockets", "--ws-max-size", str(WS_MAX_SIZE), "--no-access-log",
+        "--log-level", "warning",
     ]
 
 

@@ -20,7 +20,7 @@ def server_command(port: int) -> list[str]:
     """The app server as the README runs it: uvicorn with httptools, uvloop and websockets."""
     return [
         sys.executable, "-m", "uvicorn", "chatbot.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-        "--http", "httptools", "--loop", "uvloop", "--ws", "websockets", "--no-access-log",
+        "--http", "httptools", "--loop", "uvloop", "--ws", "websockets", "--ws-max-size", "65536", "--no-access-log",
     ]
 
 

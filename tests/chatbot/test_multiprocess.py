@@ -60,3 +60,21 @@ async def test_customer_and_agent_on_different_processes_see_each_other(tmp_path
                 assert (heard["text"], heard["author"]) == ("Refund sent.", "agent")
     stored = await sync_to_async(lambda: list(Message.objects.order_by("id").values_list("sender", "text")))()
     assert stored == [("customer", "I want a refund"), ("customer", "any news?"), ("agent", "Refund sent.")]
+
+
+async def test_the_server_drops_a_huge_frame_before_buffering_it(tmp_path, teams):
+    """uvicorn runs with --ws-max-size 64 KiB as documented: a 1 MiB frame ends the socket (1009), the
+    server keeps serving; a frame between the app's 32 KB limit and 64 KiB gets the app's error frame."""
+    from websockets.exceptions import ConnectionClosed
+
+    with asgi_servers(tmp_path, ["a"]) as (server,):
+        async with _ws(server, "/ws/chat/") as customer:
+            await _next(customer, "history")
+            await customer.send(json.dumps({"type": "message", "text": "y" * 40_000, "client_id": "big"}))
+            assert (await _next(customer, "error"))["code"] == "frame_too_large"
+            await customer.send("x" * (1 << 20))
+            with pytest.raises(ConnectionClosed) as closed:
+                await customer.recv()
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+        async with _ws(server, "/ws/chat/") as again:
+            assert (await _next(again, "history"))["messages"] == []
