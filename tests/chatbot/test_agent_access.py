@@ -200,3 +200,18 @@ async def test_a_triage_agent_without_a_team_may_use_the_console(teams, keyword_
     assert {c["id"] for c in inbox["conversations"]} == {triage_id}
     for socket in (triage, billing, agent):
         await socket.disconnect()
+
+
+def test_the_per_action_check_costs_two_queries(agent_user, django_assert_num_queries):
+    """Every action re-reads access: the session and the user (with the triage right), nothing more."""
+    from django.test import Client
+
+    from chatbot import selectors
+
+    client = Client()
+    client.force_login(agent_user)
+    with django_assert_num_queries(2):
+        access = selectors.agent_access_get(
+            user_id=agent_user.pk, session_key=client.cookies["sessionid"].value, with_teams=False
+        )
+    assert (access.refusal, access.triage, access.staff) == ("", True, False)
