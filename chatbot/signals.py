@@ -1,7 +1,8 @@
 """Agent access changes, pushed to open console sockets at once.
 
 Whatever can end or change what an agent may do (their account flags or password, deletion, team
-membership, permissions on them or their groups, their session ending) sends ``agent.access_changed``
+membership, a team's creation, edit or deletion, permissions on them or their groups, their
+session ending) sends ``agent.access_changed``
 to the group ``agent.<user id>`` once it commits. Every console socket of that user is in that
 group; it re-reads its access (chatbot.selectors.agent_access_get) and closes, or narrows or widens
 its inbox subscriptions to match. Bulk ``QuerySet.update`` sends no signal: every agent action
@@ -15,7 +16,7 @@ from typing import Any, Iterable
 from django.contrib.auth import SESSION_KEY, get_user_model, user_logged_out
 from django.contrib.auth.models import Group
 from django.contrib.sessions.models import Session
-from django.db.models.signals import m2m_changed, post_delete, post_save
+from django.db.models.signals import m2m_changed, post_delete, post_save, pre_delete
 
 from chatbot import services
 from routing.models import Team
@@ -63,6 +64,15 @@ def _logged_out(sender, request, user, **kwargs: Any) -> None:
         agent_access_changed(user_ids=[user.pk], session_ended=session.session_key)
 
 
+def _team_changed(sender, instance, **kwargs: Any) -> None:
+    """A team created, edited, (de)activated or deleted: its members' inboxes and every staff
+    member's (staff work all active teams) may have changed."""
+    users = get_user_model()._default_manager
+    staff = users.filter(is_staff=True, is_active=True).values_list("pk", flat=True)
+    members = instance.members.values_list("pk", flat=True) if instance.pk else []
+    agent_access_changed(user_ids=[*staff, *members])
+
+
 def _linked_ids(through, instance, model) -> set:
     """The ``model`` rows ``instance`` is linked to in the ``through`` table (before a clear)."""
     source = next(f.name for f in through._meta.fields if f.is_relation and f.related_model is type(instance))
@@ -97,6 +107,8 @@ def receivers_connect() -> None:
     post_delete.connect(_user_deleted, sender=user_model, dispatch_uid="agent_access_user_deleted")
     post_delete.connect(_session_deleted, sender=Session, dispatch_uid="agent_access_session_deleted")
     user_logged_out.connect(_logged_out, dispatch_uid="agent_access_logged_out")
+    post_save.connect(_team_changed, sender=Team, dispatch_uid="agent_access_team_saved")
+    pre_delete.connect(_team_changed, sender=Team, dispatch_uid="agent_access_team_deleted")  # members still there
     links = [Team.members.through, Group.permissions.through]
     links += [getattr(user_model, name).through for name in ("groups", "user_permissions") if hasattr(user_model, name)]
     for through in links:

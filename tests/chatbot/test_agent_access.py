@@ -215,3 +215,23 @@ def test_the_per_action_check_costs_two_queries(agent_user, django_assert_num_qu
             user_id=agent_user.pk, session_key=client.cookies["sessionid"].value, with_teams=False
         )
     assert (access.refusal, access.triage, access.staff) == ("", True, False)
+
+
+async def test_team_changes_reach_open_consoles(teams, agent_user, staff_user, keyword_router):
+    """A new team widens a staff console; deactivating billing narrows its member's console."""
+    from routing.models import Team
+
+    staff, _ = await agent_socket(staff_user)
+    await database_sync_to_async(Team.objects.create)(slug="sales", name="Sales")
+    widened = await receive_type(staff, "inbox")
+    assert "sales" in {team["slug"] for team in widened["teams"]}
+    agent, _ = await agent_socket(agent_user)
+
+    def deactivate():
+        teams[0].active = False
+        teams[0].save()
+
+    await database_sync_to_async(deactivate)()
+    assert (await receive_type(agent, "inbox"))["teams"] == []
+    for socket in (staff, agent):
+        await socket.disconnect()
