@@ -13,9 +13,9 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from chatbot import selectors, services, services_bulk
+from chatbot.agent_consumer import AgentConsumer  # noqa: F401 - its home before; imports of it keep working
 from chatbot.errors import NoModelError
 from chatbot.models import Conversation, Message
-from chatbot.agent_consumer import AgentConsumer  # noqa: F401 - its home before; imports of it keep working
 from chatbot.ws_base import CLOSE_FORBIDDEN, JsonFrameConsumer, batcher, db_call, db_run, posts_store
 from routing.models import ModelVersion
 
