@@ -24,6 +24,13 @@ class NotFoundError(SwitchboardError):
     http_status = 404
 
 
+class AgentAccessError(SwitchboardError):
+    """An agent's access has ended (logged out, deactivated, no longer an agent): their socket closes."""
+
+    code = "forbidden"
+    http_status = 403
+
+
 class ConflictError(SwitchboardError):
     code = "conflict"
     http_status = 409

@@ -50,6 +50,8 @@ class Conversation(models.Model):
     class Meta:
         ordering = ["-updated_at"]
         indexes = [models.Index(fields=["status", "team"])]
+        # Non-staff agents see and act on triage conversations only with this (chatbot.selectors).
+        permissions = [("work_triage", "Can work the triage queue")]
 
     def __str__(self) -> str:
         return f"Conversation #{self.pk}"

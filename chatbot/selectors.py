@@ -6,12 +6,18 @@ the services' broadcasts and the console page all describe a conversation the sa
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from importlib import import_module
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Q, QuerySet
+from django.conf import settings
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
+from django.contrib.auth.models import AbstractBaseUser, Permission
+from django.core.exceptions import ValidationError
+from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.utils.crypto import constant_time_compare
 
-from chatbot.errors import NotFoundError
+from chatbot.errors import AgentAccessError, NotFoundError
 from chatbot.models import Conversation, Message
 from routing.conversation import MAX_TURNS, turns_join
 from routing.models import Team
@@ -101,47 +107,121 @@ def conversation_get_by_token(*, token: object) -> Conversation | None:
     return Conversation.objects.select_related("team").filter(token=token).first()
 
 
-def agent_teams(*, user: AbstractBaseUser) -> list[Team]:
-    """The inboxes an agent works: every active team for staff, else the teams they belong to."""
-    if not user.is_authenticated:
-        return []
-    teams = Team.objects.filter(active=True).order_by("name")
-    if not user.is_staff:
-        teams = teams.filter(members=user)
-    return list(teams)
+TRIAGE_PERMISSION = "work_triage"
+ACCESS_REFUSALS = {
+    "session_ended": "Your session has ended (logged out, expired, or the password changed); log in at /agent/login/.",
+    "account_inactive": "This account is deactivated or deleted; ask an administrator to restore it.",
+    "forbidden": "Only staff, team members and agents allowed to work triage can use the agent console.",
+}
 
 
-def agent_can_use_console(*, user: AbstractBaseUser) -> bool:
-    if not user.is_authenticated or not user.is_active:
+@dataclass(frozen=True)
+class AgentAccess:
+    """What an agent may do now, as the database says (see agent_access_get)."""
+
+    user: AbstractBaseUser | None
+    # Why the console is closed to them (a key of ACCESS_REFUSALS), or "" while it is open.
+    refusal: str = ""
+    staff: bool = False
+    triage: bool = False
+    # The active teams whose inboxes they work; empty when not read (with_teams=False).
+    teams: tuple[Team, ...] = ()
+
+    @property
+    def team_slugs(self) -> frozenset[str]:
+        return frozenset(team.slug for team in self.teams)
+
+    def error(self) -> AgentAccessError:
+        return AgentAccessError(ACCESS_REFUSALS[self.refusal], code=self.refusal)
+
+
+def _session_data(session_key: str | None) -> dict[str, Any]:
+    """The stored session (any SESSION_ENGINE), {} when it is gone or expired."""
+    if not session_key:
+        return {}
+    return import_module(settings.SESSION_ENGINE).SessionStore(session_key).load()
+
+
+def _session_authenticates(session: dict[str, Any], user: AbstractBaseUser) -> bool:
+    """django.contrib.auth.get_user's check, re-run: same user, a configured backend, a current password hash."""
+    if session.get(SESSION_KEY) != user._meta.pk.value_to_string(user):
         return False
-    return user.is_staff or Team.objects.filter(members=user, active=True).exists()
+    if session.get(BACKEND_SESSION_KEY) not in settings.AUTHENTICATION_BACKENDS:
+        return False
+    stored = session.get(HASH_SESSION_KEY)
+    hashes = [user.get_session_auth_hash(), *user.get_session_auth_fallback_hash()]
+    return bool(stored) and any(constant_time_compare(stored, known) for known in hashes)
 
 
-def _agent_conversations(*, user: AbstractBaseUser) -> QuerySet[Conversation]:
-    """Routed conversations in the agent's inboxes and triage, and the waiting ones (announced:
-    their customer wrote something without an intent yet)."""
+def _agent_user(user_id: object) -> AbstractBaseUser | None:
+    """The user row with ``may_triage`` (the permission on the user or one of their groups): one query."""
+    user_model = get_user_model()
+    granted = Permission.objects.filter(codename=TRIAGE_PERMISSION, content_type__app_label="chatbot")
+    may_triage = Exists(granted.filter(Q(user=OuterRef("pk")) | Q(group__user=OuterRef("pk"))))
+    try:
+        return user_model._default_manager.annotate(may_triage=may_triage).filter(pk=user_id).first()
+    except (TypeError, ValueError, ValidationError):
+        return None
+
+
+def _access_of(user: AbstractBaseUser | None, *, with_teams: bool) -> AgentAccess:
+    if user is None or not user.is_active:
+        return AgentAccess(user=None, refusal="account_inactive")
+    staff = user.is_staff
+    triage = staff or user.is_superuser or user.may_triage
+    if not with_teams:
+        return AgentAccess(user=user, staff=staff, triage=triage)
+    teams = Team.objects.filter(active=True).order_by("name")
+    teams = tuple(teams if staff else teams.filter(members=user))
+    refusal = "" if staff or teams or triage else "forbidden"
+    return AgentAccess(user=user, refusal=refusal, staff=staff, triage=triage, teams=teams)
+
+
+def agent_access_get(*, user_id: object, session_key: str | None, with_teams: bool = True) -> AgentAccess:
+    """An agent socket's access now: its session still stored and valid for this active user, staff
+    or not, triage or not (staff, superusers and holders of chatbot.work_triage), and their teams.
+
+    Two queries (session, user) without teams, three with them: cheap enough for every action.
+    """
+    session = _session_data(session_key)
+    access = _access_of(_agent_user(user_id), with_teams=with_teams)
+    if access.user is not None and not _session_authenticates(session, access.user):
+        return AgentAccess(user=None, refusal="session_ended")
+    return access
+
+
+def agent_access_of_user(*, user: AbstractBaseUser) -> AgentAccess:
+    """The same for a request whose session Django's middleware has just checked (the console page)."""
+    return _access_of(_agent_user(user.pk) if user.is_authenticated else None, with_teams=True)
+
+
+def _agent_conversations(*, access: AgentAccess) -> QuerySet[Conversation]:
+    """Routed conversations in the agent's inboxes and (for those who work it) triage, and for
+    them too the waiting ones (announced: their customer wrote something without an intent yet)."""
     visible = Conversation.objects.filter(Q(routed_at__isnull=False) | ~Q(routing_reason=""))
     visible = visible.select_related("team", "predicted_team")
-    if user.is_staff:
+    if access.staff:
         return visible
-    return visible.filter(Q(team__isnull=True) | Q(team__active=False) | Q(team__members=user, team__active=True))
+    mine = Q(team__members=access.user, team__active=True, routed_at__isnull=False)
+    if access.triage:
+        mine |= Q(team__isnull=True) | Q(team__active=False)
+    return visible.filter(mine)
 
 
-def conversation_get_for_agent(*, user: AbstractBaseUser, conversation_id: object) -> Conversation:
-    """A conversation in one of the agent's inboxes or in triage; anything else is 'not found'."""
+def conversation_get_for_agent(*, access: AgentAccess, conversation_id: object) -> Conversation:
+    """A conversation in one of the agent's inboxes or (if they work it) triage; else 'not found'."""
     if not isinstance(conversation_id, int) or isinstance(conversation_id, bool):
         raise NotFoundError("conversation_id must be an integer conversation id.", code="invalid_conversation")
-    conversation = _agent_conversations(user=user).filter(pk=conversation_id).first()
+    conversation = _agent_conversations(access=access).filter(pk=conversation_id).first()
     if conversation is None:
-        raise NotFoundError(
-            f"Conversation {conversation_id} is not in your teams' inboxes or in triage.", code="not_found"
-        )
+        where = "your teams' inboxes or in triage" if access.triage else "your teams' inboxes (you do not work triage)"
+        raise NotFoundError(f"Conversation {conversation_id} is not in {where}.", code="not_found")
     return conversation
 
 
-def agent_inbox(*, user: AbstractBaseUser, limit: int = INBOX_LIMIT) -> list[dict[str, Any]]:
+def agent_inbox(*, access: AgentAccess, limit: int = INBOX_LIMIT) -> list[dict[str, Any]]:
     """Open conversations in the agent's inboxes and triage, most recently active first."""
-    open_ones = _agent_conversations(user=user).filter(status=Conversation.Status.OPEN).order_by("-updated_at")
+    open_ones = _agent_conversations(access=access).filter(status=Conversation.Status.OPEN).order_by("-updated_at")
     return [conversation_summary(conversation=conversation) for conversation in open_ones[:limit]]
 
 

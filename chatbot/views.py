@@ -16,8 +16,9 @@ def demo_page(request: HttpRequest) -> HttpResponse:
 
 @login_required(login_url="agent-login")
 def agent_console(request: HttpRequest) -> HttpResponse:
-    if not selectors.agent_can_use_console(user=request.user):
-        raise PermissionDenied("The agent console is for staff and members of a team.")
-    teams = [{"slug": team.slug, "name": team.name} for team in selectors.agent_teams(user=request.user)]
+    access = selectors.agent_access_of_user(user=request.user)
+    if access.refusal:
+        raise PermissionDenied(selectors.ACCESS_REFUSALS[access.refusal])
+    teams = [{"slug": team.slug, "name": team.name} for team in access.teams]
     all_teams = [{"slug": team.slug, "name": team.name} for team in selectors.team_choices()]
     return render(request, "chatbot/agent.html", {"teams": teams, "all_teams": all_teams})

@@ -26,6 +26,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from chatbot import broadcast, services
 from chatbot.conf import setting
 from chatbot.errors import SwitchboardError
+from chatbot.jsonsafe import json_loads_guarded
 
 logger = logging.getLogger(__name__)
 
@@ -190,8 +191,10 @@ def frame_decode(raw: str | None) -> dict[str, Any]:
     if raw is None:
         raise SwitchboardError("Binary frames are not accepted; send JSON text.", code="bad_frame")
     try:
-        frame = json.loads(raw)
-    except ValueError:
+        frame = json_loads_guarded(raw)
+    except SwitchboardError as exc:
+        if exc.code == "too_deep":
+            raise
         raise SwitchboardError("Frame is not valid JSON.", code="bad_frame") from None
     if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
         raise SwitchboardError('A frame must be a JSON object with a string "type".', code="bad_frame")

@@ -5,7 +5,7 @@ from channels.security.websocket import AllowedHostsOriginValidator, OriginValid
 from django.conf import settings
 from django.urls import path
 
-from chatbot import consumers
+from chatbot import agent_consumer, consumers
 
 websocket_urlpatterns = [
     # The widget is embedded on customers' sites: any configured origin may open this socket,
@@ -17,6 +17,6 @@ websocket_urlpatterns = [
     # The console is ours: same-host origins only, and the session decides who the agent is.
     path(
         "ws/agent/",
-        AllowedHostsOriginValidator(AuthMiddlewareStack(consumers.AgentConsumer.as_asgi())),
+        AllowedHostsOriginValidator(AuthMiddlewareStack(agent_consumer.AgentConsumer.as_asgi())),
     ),
 ]

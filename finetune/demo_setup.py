@@ -1,4 +1,4 @@
-"""Load the demo: teams, labelled tickets, an admin and one agent per team, an API token.
+"""Load the demo: teams, labelled tickets, an admin and one agent per team (triage too), an API token.
 
 Idempotent: teams are updated in place, tickets already present are skipped, and existing
 users keep their passwords unless asked to reset them.
@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 
@@ -92,12 +93,15 @@ def demo_users_ensure(
         username=ADMIN_USERNAME, password=password, reset=reset_passwords, staff=True
     )
     credentials = [DemoCredential(ADMIN_USERNAME, admin_password, "admin (staff, superuser)", "all")]
+    # The demo's agents work the triage queue too: non-staff agents need this permission for it.
+    triage = Permission.objects.get(content_type__app_label="chatbot", codename="work_triage")
     for team in teams:
         agent, agent_password = _user_ensure(
             username=f"agent-{team.slug}", password=password, reset=reset_passwords, staff=False
         )
         team.members.add(agent)
-        credentials.append(DemoCredential(agent.get_username(), agent_password, "agent", team.slug))
+        agent.user_permissions.add(triage)
+        credentials.append(DemoCredential(agent.get_username(), agent_password, "agent + triage", team.slug))
     token, _ = Token.objects.get_or_create(user=admin)
     return credentials, token.key
 

@@ -6,7 +6,6 @@ field or item problems, whatever raised it: DRF, Django or a service's Switchboa
 
 from __future__ import annotations
 
-import io
 import logging
 import time
 
@@ -19,8 +18,10 @@ from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.throttling import AnonRateThrottle, SimpleRateThrottle, UserRateThrottle
+from rest_framework.utils import json
 
 from chatbot.errors import SwitchboardError
+from chatbot.jsonsafe import json_loads_guarded
 
 logger = logging.getLogger(__name__)
 
@@ -35,20 +36,37 @@ class PayloadTooLarge(exceptions.APIException):
 
 
 class LimitedJSONParser(JSONParser):
-    """JSONParser that enforces DATA_UPLOAD_MAX_MEMORY_SIZE (DRF reads the stream, bypassing Django's check)."""
+    """JSONParser that enforces DATA_UPLOAD_MAX_MEMORY_SIZE (DRF reads the stream, bypassing Django's
+    check) and parses with the nesting limit of chatbot.jsonsafe (too deep: 400 ``too_deep``)."""
 
     def parse(self, stream, media_type=None, parser_context=None):
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        request = (parser_context or {}).get("request")
+        parser_context = parser_context or {}
+        request = parser_context.get("request")
         declared = int(request.META.get("CONTENT_LENGTH") or 0) if request is not None else 0
         if limit is not None and declared > limit:
             raise PayloadTooLarge()
-        if limit is not None and stream is not None:
-            body = stream.read(limit + 1)
-            if len(body) > limit:
-                raise PayloadTooLarge()
-            stream = io.BytesIO(body)
-        return super().parse(stream, media_type, parser_context)
+        body = stream.read(limit + 1) if limit is not None else stream.read()
+        if limit is not None and len(body) > limit:
+            raise PayloadTooLarge()
+        return json_body_parse(body, encoding=parser_context.get("encoding", settings.DEFAULT_CHARSET))
+
+
+def json_body_parse(body: bytes, *, encoding: str = "utf-8"):
+    """A REST body as DRF's JSONParser reads it (strict constants), but never deeper than MAX_DEPTH.
+
+    Invalid JSON is DRF's ``parse_error``; too deep is a SwitchboardError ``too_deep`` (400).
+    """
+    try:
+        text = body.decode(encoding)
+    except (UnicodeDecodeError, LookupError) as exc:
+        raise exceptions.ParseError(f"JSON parse error - {exc}") from None
+    try:
+        return json_loads_guarded(text, parse_constant=json.strict_constant if api_settings.STRICT_JSON else None)
+    except SwitchboardError as exc:
+        if exc.code == "bad_json":
+            raise exceptions.ParseError(exc.message) from None
+        raise
 
 
 class CachedTokenAuthentication(TokenAuthentication):

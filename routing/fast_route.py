@@ -26,6 +26,8 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.renderers import JSONRenderer
 from rest_framework.utils import json
 
+from chatbot.errors import SwitchboardError
+from chatbot.jsonsafe import json_loads_guarded
 from routing.api_support import CachedTokenAuthentication, exception_handler
 from routing.apis import RouteApi, route_body, validated_route_input
 from routing.router import get_router
@@ -87,8 +89,8 @@ class RouteFastPath:
             return None
         caller = _Caller(user=cached[0], auth=cached[1])
         try:
-            data = validated_route_input(json.loads(body.decode("utf-8"), parse_constant=json.strict_constant))
-        except (ValueError, RecursionError, ValidationError):  # let DRF refuse it, in its words
+            data = validated_route_input(json_loads_guarded(body, parse_constant=json.strict_constant))
+        except (SwitchboardError, ValidationError):  # let DRF refuse it, in its words
             return None
         if not all(p().has_permission(caller, None) for p in RouteApi.permission_classes):
             return None

@@ -25,9 +25,12 @@ def staff_user(db):
 
 @pytest.fixture
 def agent_user(db, teams):
-    """A non-staff agent who belongs to the billing team only."""
+    """A non-staff agent who belongs to the billing team only and may work triage (chatbot.work_triage)."""
+    from django.contrib.auth.models import Permission
+
     user = get_user_model().objects.create_user("agent", "agent@example.com", "agent-pass-123")
     teams[0].members.add(user)
+    user.user_permissions.add(Permission.objects.get(content_type__app_label="chatbot", codename="work_triage"))
     return user
 
 

@@ -46,6 +46,7 @@ def test_load_demo_creates_everything_and_prints_credentials(demo_dir, capsys):
     assert admin.is_staff and admin.is_superuser and admin.check_password("demo-pass-123")
     agent = users.get(username="agent-cards")
     assert not agent.is_staff and list(agent.teams.values_list("slug", flat=True)) == ["cards"]
+    assert agent.has_perm("chatbot.work_triage"), "the demo's agents work the triage queue"
     token = Token.objects.get(user=admin)
     assert token.key in out
     assert "agent-fx" in out and "demo-pass-123" in out and "username" in out

@@ -97,6 +97,9 @@ async def test_no_model_is_the_views_no_model_answer(apps, token, router, teams)
         ({"body": b'{"text": "card"}', "method": "PUT"}, 405, "method_not_allowed"),
         ({"body": b'{"text": "card"}', "host": "evil.example.com"}, 400, None),
         ({"body": json.dumps({"texts": ["x" * 4000] * 300}).encode()}, 413, "payload_too_large"),
+        ({"body": b"[" * 20_000 + b"]" * 20_000}, 400, "too_deep"),
+        # Parseable by json, but past the view's nesting limit: the fast path must not accept it either.
+        ({"body": b'{"text": "card", "extra": ' + b"[" * 40 + b"]" * 40 + b"}"}, 400, "too_deep"),
     ],
 )
 async def test_everything_else_goes_to_the_view(apps, token, router, teams, install_version, request_kwargs, status,

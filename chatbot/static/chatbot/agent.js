@@ -5,6 +5,7 @@
   "use strict";
 
   var myTeams = JSON.parse(document.getElementById("ag-teams").textContent);
+  var mayTriage = true; // until the socket's inbox frame says
   var socketUrl = window.location.origin.replace(/^http/, "ws") + "/ws/agent/";
   var conversations = {}; // id -> summary
   var messages = {}; // id -> [message]
@@ -15,6 +16,8 @@
   var attempts = 0;
   var lastTypingSent = 0;
   var typingTimer = null;
+  var lastErrorCode = null;
+  var retriedEndedSession = false;
 
   function $(id) {
     return document.getElementById(id);
@@ -34,7 +37,7 @@
 
   function isMine(summary) {
     if (summary.status !== "open") return false;
-    if (summary.triage || summary.waiting) return true;
+    if (summary.triage || summary.waiting) return mayTriage;
     return myTeams.some(function (team) {
       return team.slug === summary.team;
     });
@@ -62,9 +65,9 @@
     var sections = myTeams.map(function (team) {
       return { key: team.slug, title: team.name, team: team.slug };
     });
-    sections.push({ key: "triage", title: "Triage", team: null });
+    if (mayTriage) sections.push({ key: "triage", title: "Triage", team: null });
     // No intent yet (a greeting, "are you there?"): in no team's inbox until the customer says more.
-    sections.push({ key: "waiting", title: "Waiting", team: null, waiting: true });
+    if (mayTriage) sections.push({ key: "waiting", title: "Waiting", team: null, waiting: true });
     sections.forEach(function (section) {
       var box = el("div", "ag-inbox");
       box.setAttribute("data-inbox", section.key);
@@ -175,8 +178,11 @@
   }
 
   var handlers = {
+    // Sent at connect and again whenever the agent's teams or triage right change.
     inbox: function (frame) {
       myTeams = frame.teams;
+      mayTriage = frame.triage !== false;
+      retriedEndedSession = false;
       conversations = {};
       frame.conversations.forEach(upsert);
       renderInboxes();
@@ -239,6 +245,7 @@
       }, 4000);
     },
     error: function (frame) {
+      lastErrorCode = frame.code;
       showError(frame.detail || frame.code);
     },
   };
@@ -247,6 +254,7 @@
     socket = new WebSocket(socketUrl);
     socket.onopen = function () {
       attempts = 0;
+      lastErrorCode = null;
       $("ag-conn").textContent = "online";
       $("ag-conn").classList.add("ag-ok");
       showError("");
@@ -258,8 +266,15 @@
     socket.onclose = function (event) {
       $("ag-conn").textContent = "offline";
       $("ag-conn").classList.remove("ag-ok");
+      // A session ended by a login or password change in another tab: this tab's cookie may be
+      // the new session's, so try once before giving up.
+      if (event.code === 4403 && lastErrorCode === "session_ended" && !retriedEndedSession) {
+        retriedEndedSession = true;
+        setTimeout(connect, 500);
+        return;
+      }
       if (event.code === 4401 || event.code === 4403) {
-        showError("You are logged out or not in a team: log in at /agent/login/ and reload.");
+        showError("You are logged out or no longer an agent: log in at /agent/login/ and reload.");
         return;
       }
       var ceiling = Math.min(30000, 500 * Math.pow(2, attempts));
