@@ -22,7 +22,6 @@ from routing.models import ModelVersion
 from routing.shadow import ashadow_score, shadow_report, shadow_score
 from tests.learning.conftest import routed
 
-pytestmark = pytest.mark.urls("tests.learning.urls")
 
 SHADOW_URL = "/admin/routing/learning/shadow/"
 
