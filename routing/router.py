@@ -21,14 +21,13 @@ from django.db import DatabaseError
 from chatbot.conf import setting
 from chatbot.errors import NoModelError, SwitchboardError
 from finetune.services import ticket_text_validate
-from routing.loaded_model import ArtifactError, LoadedModel, Prediction, TeamInfo
+from routing.loaded_model import LoadedModel, Prediction, TeamInfo
+from routing.model_loading import ModelLoader, VersionKey
 from routing.models import ModelVersion, Team
 
 logger = logging.getLogger(__name__)
 
 NO_MODEL_MESSAGE = "No model has been trained yet: train one in the admin or with `manage.py train`."
-
-VersionKey = tuple[int, str]
 
 
 @dataclass(frozen=True)
@@ -61,7 +60,7 @@ class Router:
         self._state = RouterState(model=None)
         self._lock = threading.Lock()
         self._checked_at = float("-inf")
-        self._failures: dict[VersionKey, str] = {}
+        self._loader = ModelLoader("router: refusing")
 
     def predict(self, texts: list[str]) -> list[Prediction]:
         """Route a batch; all of it is answered by one model version."""
@@ -124,21 +123,17 @@ class Router:
         model = current.model
         if model is None or (model.version, model.sha256) != (str(active[0]), active[1]):
             model = self._load(active) or model
-        return RouterState(model=model, teams=teams, active=active, problem=self._failures.get(active))
+        return RouterState(model=model, teams=teams, active=active, problem=self._loader.refusal(active))
 
     def _load(self, key: VersionKey) -> LoadedModel | None:
-        if key in self._failures:
+        if self._loader.refusal(key) is not None:
             return None
         version = ModelVersion.objects.filter(pk=key[0], sha256=key[1]).first()
         if version is None:  # changed between the two queries; the next check sees the new row
             return None
-        try:
-            model = LoadedModel.from_version(version)
-        except ArtifactError as exc:
-            self._failures[key] = exc.message
-            logger.error("router: refusing model version %s: %s", key[0], exc.message)
-            return None
-        logger.info("router: now serving model version %s", model.version)
+        model = self._loader.load(version)
+        if model is not None:
+            logger.info("router: now serving model version %s", model.version)
         return model
 
 

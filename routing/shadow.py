@@ -21,7 +21,8 @@ from chatbot.conf import setting
 from chatbot.models import Conversation, RoutingEvent
 from finetune.models import Ticket
 from finetune.services import ticket_text_validate
-from routing.loaded_model import ArtifactError, LoadedModel, TeamInfo
+from routing.loaded_model import LoadedModel, TeamInfo
+from routing.model_loading import ModelLoader
 from routing.models import ModelVersion, Team
 
 logger = logging.getLogger(__name__)
@@ -36,27 +37,22 @@ class _ShadowModelCache:
         self._lock = threading.Lock()
         self._key: tuple[int, str] | None = None
         self._model: LoadedModel | None = None
-        self._refused: set[tuple[int, str]] = set()
+        self._loader = ModelLoader("shadow: not scoring with")
 
     def get(self, version: ModelVersion) -> LoadedModel | None:
         key = (version.pk, version.sha256)
         with self._lock:
             if key == self._key:
                 return self._model
-            if key in self._refused:
-                return None
-            try:
-                model = LoadedModel.from_version(version)
-            except ArtifactError as exc:
-                self._refused.add(key)
-                logger.error("shadow: not scoring with model version %s: %s", version.pk, exc.message)
-                return None
-            self._key, self._model = key, model
+            model = self._loader.load(version)
+            if model is not None:
+                self._key, self._model = key, model
             return model
 
     def clear(self) -> None:
         with self._lock:
-            self._key, self._model, self._refused = None, None, set()
+            self._key, self._model = None, None
+            self._loader.clear()
 
 
 shadow_models = _ShadowModelCache()

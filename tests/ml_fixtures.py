@@ -83,6 +83,17 @@ def tiny_config(base_model: Path, **overrides):
     return TrainConfig(**{**values, **overrides})
 
 
+# A model that has barely moved from its random start: its logits are near-ties, and int8
+# rounding genuinely flips the top label of some texts (the parity gate's real failure mode).
+BARELY_TRAINED = dict(
+    epochs=1, distil_epochs=1, lr=1e-9, distil_lr=1e-9, head_init="random", teachers=1, baseline=False,
+    min_teacher_steps=0, min_distil_steps=0,
+)
+# Eight teams and seed 4 put enough near-ties among the parity texts to fall below 97 %.
+NEAR_TIE_LABELS = [f"team{i}" for i in range(8)]
+NEAR_TIE_SEED = 4
+
+
 def tiny_examples(labels: list[str], per_label: int = 24, seed: int = 0):
     """Labelled examples (splits assigned by the pipeline) and unlabelled texts for distillation."""
     from finetune.ml.pipeline import LabelledText

@@ -14,7 +14,6 @@ from routing.drift import drift_check, drift_daily, drift_warnings, labels_since
 from routing.models import ModelVersion
 from tests.learning.conftest import routed
 
-pytestmark = pytest.mark.urls("tests.learning.urls")
 
 DRIFT_URL = "/admin/routing/learning/drift/"
 

@@ -8,7 +8,6 @@ from django.urls import reverse
 from finetune.labelling import SCORE_BATCH, label_next_pick
 from finetune.models import Ticket
 
-pytestmark = pytest.mark.urls("tests.learning.urls")
 
 URL = "/admin/finetune/label-next/"
 

@@ -8,7 +8,7 @@ import pytest
 
 from finetune.models import Ticket
 
-pytestmark = [pytest.mark.browser, pytest.mark.urls("tests.learning.urls"), pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

@@ -11,8 +11,6 @@ from django.utils import timezone
 from chatbot.models import RoutingEvent
 from tests.chatbot.conftest import customer_socket, receive_type
 
-pytestmark = pytest.mark.urls("tests.learning.urls")
-
 
 async def _events(conversation_id: int) -> list[tuple[bool, int]]:
     rows = RoutingEvent.objects.filter(conversation_id=conversation_id).order_by("id")
