@@ -197,7 +197,8 @@ async def test_no_model_is_the_views_503(token, router, teams, view_calls):
 
 async def test_throttled_like_the_view(token, router, teams, install_version, settings, frozen_throttle_clock):
     """Requests answered by the fast path use up the token's rate; past it both answer the same 429 + Retry-After."""
-    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"anon": "100/min", "user": "3/min"}}
+    rates = {"anon": "100/min", "user": "3/min"}
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": rates}
     await sync_to_async(install_version)("v1", state="active")
     inner = CountingApp()
     fast = RouteFastPath(inner)
