@@ -226,6 +226,19 @@ def server_command(server: str, port: int) -> list[str]:
             "--http", "httptools", "--loop", "uvloop", "--no-access-log"]
 
 
+def cpu_seconds(pids: list[int]) -> float | None:
+    """User + system CPU the processes have used (Linux /proc): a cost per request that the
+    other programs on a shared machine do not move as much as they move req/s."""
+    try:
+        ticks = 0
+        for pid in pids:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def bench_http(env: dict, token: str, texts: list[str], processes: int, args) -> dict:
     ports = [args.port + i for i in range(processes)]
     servers = [subprocess.Popen(server_command(args.server, port), cwd=ROOT, env=env,
@@ -235,7 +248,13 @@ def bench_http(env: dict, token: str, texts: list[str], processes: int, args) ->
         for port in ports:
             wait_healthy(port)
         run(load(ports, token, texts, args.clients, 2.0))  # warm-up
-        return run(load(ports, token, texts, args.clients, args.duration))
+        cpu_before = cpu_seconds([server.pid for server in servers])
+        result = run(load(ports, token, texts, args.clients, args.duration))
+        cpu_after = cpu_seconds([server.pid for server in servers])
+        served = result["requests_per_s"] * args.duration
+        if cpu_before is not None and cpu_after is not None and served:
+            result["server_cpu_ms_per_request"] = (cpu_after - cpu_before) * 1000 / served
+        return result
     finally:
         for server in servers:
             server.terminate()
@@ -252,6 +271,7 @@ def main() -> None:
     parser.add_argument("--processes", default="1,2", help="server process counts to run")
     parser.add_argument("--server", choices=["uvicorn", "daphne"], default="uvicorn")
     parser.add_argument("--port", type=int, default=8731)
+    parser.add_argument("--http-only", action="store_true", help="skip the in-process router and torch timings")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--server-log", type=Path, default=Path(tempfile.gettempdir()) / "route_bench_server.log")
     args = parser.parse_args()
@@ -270,7 +290,8 @@ def main() -> None:
         env = server_env(tmp)
         token = prepare_database(env, artifact)
         num_labels = len(json.loads((artifact / "labels.json").read_text()))
-        results = {"router_int8": bench_router(test_texts), "torch_pipeline": bench_torch(test_texts, base, num_labels)}
+        results = {} if args.http_only else {"router_int8": bench_router(test_texts),
+                                             "torch_pipeline": bench_torch(test_texts, base, num_labels)}
         for n in [int(p) for p in args.processes.split(",")]:
             results[f"http_{n}_process"] = bench_http(env, token, test_texts, n, args)
     print_table(results, args)
@@ -279,6 +300,12 @@ def main() -> None:
 
 
 def print_table(results: dict, args) -> None:
+    if "router_int8" in results:
+        print_in_process(results)
+    print_http(results, args)
+
+
+def print_in_process(results: dict) -> None:
     router, torch_ = results["router_int8"], results["torch_pipeline"]
     print(f"\n{'in-process (1 thread)':<26}{'p50 ms':>9}{'p99 ms':>9}{'single msg/s':>14}{'batch32 msg/s':>15}")
     for name in ("router_int8", "torch_pipeline"):
@@ -286,11 +313,16 @@ def print_table(results: dict, args) -> None:
         print(f"{name:<26}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['single_msgs_per_s']:>14.0f}"
               f"{r['batch32_msgs_per_s']:>15.0f}")
     print(f"speed-up per message (p50): {torch_['p50_ms'] / router['p50_ms']:.1f}x")
-    print(f"\n{'HTTP POST /api/v1/route':<26}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
+
+
+def print_http(results: dict, args) -> None:
+    print(f"\n{'HTTP POST /api/v1/route':<26}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'cpu ms/req':>11}"
           f"   ({args.server}, {args.clients} keep-alive clients, {args.duration:.0f} s)")
     for name, r in results.items():
         if name.startswith("http_"):
-            print(f"{name:<26}{r['requests_per_s']:>9.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['errors']:>8}")
+            cpu = r.get("server_cpu_ms_per_request")
+            print(f"{name:<26}{r['requests_per_s']:>9.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['errors']:>8}"
+                  + (f"{cpu:>11.3f}" if cpu is not None else f"{'-':>11}"))
 
 
 if __name__ == "__main__":

@@ -19,8 +19,8 @@ application = ProtocolTypeRouter(
     {
         # The widget's script and the console's assets are served by the app server itself,
         # so one <script> tag works against any deployment (a CDN can front /static/).
-        # routing.fast_route answers ordinary POST /api/v1/route requests without Django's
-        # per-request machinery (measured in bench/route_bench.py) and passes everything else on.
+        # routing.fast_route runs POST /api/v1/route through settings.MIDDLEWARE as a sync chain on
+        # one worker thread, without the async handler's thread hops, and passes everything else on.
         "http": RouteFastPath(ASGIStaticFilesHandler(django_asgi_app)),
         "websocket": URLRouter(websocket_urlpatterns),
     }

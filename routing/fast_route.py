@@ -1,30 +1,40 @@
-"""The hot path of ``POST /api/v1/route``: an ASGI layer that answers the ordinary request itself.
+"""The hot path of ``POST /api/v1/route``: Django's own middleware chain, run synchronously on one thread.
 
-Through Django and DRF one route request cost ~4 ms of CPU around a 0.6 ms model call: a new
-thread per request for Django's sync parts (signals, the view, the response close), seven
-middlewares and DRF's request, negotiation and rendering machinery. This layer answers the common
-case — a token CachedTokenAuthentication has already verified, a body that RouteInputSerializer
-accepts, inside the view's throttle rates — with the view's own permission and throttle classes,
-the same serializer, router, renderer and response headers. Everything else (no or unknown token,
-session cookies, bad JSON, validation errors, throttled callers, HTTPS redirects, other hosts or
-settings it does not know) goes to Django unchanged, with the body replayed, so every error still
-comes from DRF. Throttling and inference run on one worker thread per process, never on the event loop.
+Through Django's ASGI handler most of a route request's CPU goes to thread hops around the model
+call: every sync middleware, the view and the response close each cross from the event loop to a
+thread and back (bench/route_bench.py measures it). This layer builds the same chain from ``settings.MIDDLEWARE``
+with Django's ``load_middleware(is_async=False)`` and runs it, URL resolution and the
+``process_view`` hooks included, on one worker thread per process. The innermost callable for
+the route URL answers the common case — a token CachedTokenAuthentication has already verified,
+a valid body, JSON chosen by the view's own content negotiation, inside the view's throttle
+rates — with the view's classes, serializer, router and renderer, and hands every other request
+to the real ``RouteApi`` view. Everything that is not ``POST /api/v1/route`` goes to the wrapped
+app untouched. A middleware that cannot run synchronously turns the layer off, said at start-up.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Awaitable, Callable
 
 from django.conf import settings
-from django.db import close_old_connections
-from django.http.request import split_domain_port, validate_host
-from rest_framework.exceptions import ValidationError
+from django.core import signals
+from django.core.exceptions import RequestAborted
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.core.handlers.base import BaseHandler
+from django.http import HttpRequest, HttpResponseBase
+from django.urls import Resolver404, get_resolver, set_script_prefix
+from django.utils.module_loading import import_string
+
+from rest_framework.exceptions import NotAcceptable, ValidationError
 from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
 from rest_framework.utils import json
+from rest_framework.views import set_rollback
 
 from chatbot.errors import SwitchboardError
 from chatbot.jsonsafe import json_loads_guarded
@@ -35,18 +45,8 @@ from routing.router import get_router
 logger = logging.getLogger(__name__)
 
 ROUTE_PATH = "/api/v1/route"
-# The middlewares whose effect on this request the fast path reproduces (headers set in
-# _response_headers; the others do nothing to a token-authenticated, CSRF-exempt JSON POST).
-KNOWN_MIDDLEWARE = (
-    "django.middleware.security.SecurityMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
-)
-JSON_TYPES = {b"application/json", b"application/json; charset=utf-8", b"application/json;charset=utf-8"}
+# The content types the view's LimitedJSONParser reads as UTF-8 JSON; others go to the view.
+JSON_TYPES = {"application/json", "application/json; charset=utf-8", "application/json;charset=utf-8"}
 
 ASGIApp = Callable[[dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]], Awaitable[None]]
 
@@ -54,165 +54,160 @@ ASGIApp = Callable[[dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaita
 _EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="route")
 
 
-@dataclass
-class _Caller:
-    """What DRF permission and throttle classes read from a request: the user."""
-
-    user: Any
-    auth: Any = None
-
-
 class RouteFastPath:
-    """Wraps the HTTP app; answers eligible ``POST /api/v1/route`` requests, passes the rest on."""
+    """Wraps the HTTP app; runs ``POST /api/v1/route`` through the sync middleware chain, passes the rest on."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self.handler = _sync_handler_or_none()
 
     async def __call__(self, scope: dict, receive, send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != ROUTE_PATH:
+        if (self.handler is None or scope["type"] != "http" or scope["method"] != "POST"
+                or scope["path"] != ROUTE_PATH):
             return await self.app(scope, receive, send)
-        headers = _eligible_headers(scope)
-        if headers is None:
-            return await self.app(scope, receive, send)
-        body, more, usable = await _read_body(receive)
-        answer = await self._answer(headers, body) if usable else None
-        if answer is None:
-            return await self.app(scope, _replay(body, more, receive), send)
-        status, content = answer
-        await send({"type": "http.response.start", "status": status,
-                    "headers": _response_headers(scope, headers, len(content))})
-        await send({"type": "http.response.body", "body": content})
-
-    async def _answer(self, headers: dict[bytes, bytes], body: bytes) -> tuple[int, bytes] | None:
-        cached = _cached_token(headers.get(b"authorization", b""))
-        if cached is None:
-            return None
-        caller = _Caller(user=cached[0], auth=cached[1])
         try:
-            data = validated_route_input(json_loads_guarded(body, parse_constant=json.strict_constant))
-        except (SwitchboardError, ValidationError):  # let DRF refuse it, in its words
-            return None
-        if not all(p().has_permission(caller, None) for p in RouteApi.permission_classes):
-            return None
+            body_file = await self.handler.read_body(receive)
+        except RequestAborted:  # the client left before its body arrived, as Django treats it
+            return
         loop = asyncio.get_running_loop()
+        response = await loop.run_in_executor(_EXECUTOR, self.handler.respond, scope, body_file)
         try:
-            body = await loop.run_in_executor(_EXECUTOR, _throttled_route_body, caller, data)
-        except Exception as exc:  # rendered exactly as the DRF view renders it
-            response = exception_handler(exc, {})
-            return response.status_code, _render(response.data)
-        return None if body is None else (200, _render(body))
+            await self.handler.send_response(response, send)
+        finally:
+            if response.streaming:  # its content is read while sending, so it closes after
+                await loop.run_in_executor(_EXECUTOR, response.close)
 
 
-def _eligible_headers(scope: dict) -> dict[bytes, bytes] | None:
-    """The request's headers when nothing about the request or settings needs Django, else None."""
-    if scope.get("root_path") or tuple(settings.MIDDLEWARE) != KNOWN_MIDDLEWARE:
-        return None
-    headers: dict[bytes, bytes] = {}
-    for name, value in scope["headers"]:
-        if name in headers:  # repeated headers: Django's joining rules apply
-            return None
-        headers[name] = value
-    if headers.get(b"content-type", b"").lower() not in JSON_TYPES or b"authorization" not in headers:
-        return None
-    if settings.USE_X_FORWARDED_HOST or settings.DISALLOWED_USER_AGENTS or not _host_allowed(headers):
-        return None
-    if settings.SECURE_SSL_REDIRECT and not _is_secure(scope, headers):
-        return None
-    return headers
+class SyncRouteHandler(ASGIHandler):
+    """Django's ASGI handler with its middleware chain loaded sync, driven from one worker thread.
 
-
-def _host_allowed(headers: dict[bytes, bytes]) -> bool:
-    allowed = settings.ALLOWED_HOSTS
-    if settings.DEBUG and not allowed:
-        allowed = [".localhost", "127.0.0.1", "[::1]"]
-    domain, _ = split_domain_port(headers.get(b"host", b"").decode("latin-1"))
-    return bool(domain) and validate_host(domain, allowed)
-
-
-def _is_secure(scope: dict, headers: dict[bytes, bytes]) -> bool:
-    if settings.SECURE_PROXY_SSL_HEADER:
-        meta_name, expected = settings.SECURE_PROXY_SSL_HEADER
-        name = meta_name.removeprefix("HTTP_").lower().replace("_", "-").encode("latin-1")
-        if name in headers:
-            return headers[name].decode("latin-1").split(",", 1)[0].strip() == expected
-    return scope.get("scheme") == "https"
-
-
-def _cached_token(header: bytes) -> tuple[Any, Any] | None:
-    parts = header.split()
-    if len(parts) != 2 or parts[0].lower() != CachedTokenAuthentication.keyword.lower().encode():
-        return None
-    try:
-        return CachedTokenAuthentication.cached(parts[1].decode())
-    except UnicodeDecodeError:
-        return None
-
-
-async def _read_body(receive) -> tuple[bytes, bool, bool]:
-    """(body read so far, whether more is to come, whether it is whole and within the size limit)."""
-    chunks, size, limit = [], 0, settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":  # the client left: Django sees it too
-            return b"".join(chunks), True, False
-        chunk = message.get("body", b"")
-        chunks.append(chunk)
-        size += len(chunk)
-        more = message.get("more_body", False)
-        if limit is not None and size > limit:
-            return b"".join(chunks), more, False
-        if not more:
-            return b"".join(chunks), False, True
-
-
-def _replay(body: bytes, more: bool, receive):
-    """A receive() that yields the body already read, then continues with the real one."""
-    pending = [{"type": "http.request", "body": body, "more_body": more}]
-
-    async def replayed() -> dict:
-        return pending.pop() if pending else await receive()
-
-    return replayed
-
-
-def _throttled_route_body(caller: _Caller, data: dict) -> dict | None:
-    """The route answer, or None when a throttle refuses (DRF then answers 429).
-
-    On this thread, not the event loop: with REDIS_URL the throttles' cache is a network call.
+    Request building, error responses and response encoding are ASGIHandler's; only the chain's
+    mode differs, so no middleware or view call hops threads.
     """
+
+    def __init__(self) -> None:
+        BaseHandler.__init__(self)
+        self.load_middleware(is_async=False)
+
+    def respond(self, scope: dict, body_file) -> HttpResponseBase:
+        """The response to one request, on the worker thread; a non-streaming one is already closed.
+
+        Closing sends request_finished here, so close_old_connections runs on the thread that
+        holds this request's database connections, as request_started did before it.
+        """
+        set_script_prefix(get_script_prefix(scope))
+        signals.request_started.send(sender=self.__class__, scope=scope)
+        request, response = self.create_request(scope, body_file)
+        if request is not None:
+            response = self.get_response(request)
+        body_file.close()  # the request's body is read or kept in request.body by now
+        response._handler_class = self.__class__
+        if not response.streaming:
+            response.close()
+        return response
+
+    def resolve_request(self, request: HttpRequest):
+        """Django's resolution; for RouteApi the callable is the common-case answer around the view."""
+        match = super().resolve_request(request)
+        if getattr(match.func, "view_class", None) is RouteApi:
+            match.func = _with_common_case(match.func)
+        return match
+
+
+@functools.cache
+def _with_common_case(view: Callable) -> Callable:
+    """The route view, answering the common case itself; it carries the view's attributes
+    (csrf_exempt, view_class), so process_view hooks see what they would see for the view."""
+
+    @functools.wraps(view)
+    def route(request: HttpRequest, *args, **kwargs) -> HttpResponseBase:
+        response = common_case_response(request, *args, **kwargs)
+        return view(request, *args, **kwargs) if response is None else response
+
+    return route
+
+
+def _sync_handler_or_none() -> SyncRouteHandler | None:
+    """The handler, or None (said in one WARNING line) when the settings need Django's async handler."""
+    not_sync = [path for path in settings.MIDDLEWARE if not getattr(import_string(path), "sync_capable", True)]
+    if not_sync:
+        logger.warning("route fast path OFF: middleware %s cannot run synchronously; POST %s goes through "
+                       "Django's ASGI handler, a thread hop per middleware", ", ".join(not_sync), ROUTE_PATH)
+        return None
     try:
-        if not all(throttle().allow_request(caller, None) for throttle in RouteApi.throttle_classes):
+        view_class = getattr(get_resolver().resolve(ROUTE_PATH).func, "view_class", None)
+    except Resolver404:
+        view_class = None
+    if view_class is not RouteApi:
+        logger.warning("route fast path OFF: %s does not resolve to routing.apis.RouteApi in ROOT_URLCONF %s",
+                       ROUTE_PATH, settings.ROOT_URLCONF)
+        return None
+    handler = SyncRouteHandler()
+    logger.info("route fast path on: POST %s runs the %d middlewares of settings.MIDDLEWARE synchronously "
+                "on one worker thread", ROUTE_PATH, len(settings.MIDDLEWARE))
+    return handler
+
+
+def common_case_response(request: HttpRequest, *args, **kwargs) -> HttpResponseBase | None:
+    """RouteApi's response when the common case holds, else None (the view then answers).
+
+    Built from the view's own methods — content negotiation, permission and throttle classes,
+    exception handler, finalize_response (headers) and the DRF Response Django renders — and
+    skipping only what the common case does not need: the token lookup (already cached) and
+    DRF's parser (the body is UTF-8 JSON, decoded as LimitedJSONParser decodes it).
+    """
+    cached = _cached_token(request.META.get("HTTP_AUTHORIZATION", ""))
+    if cached is None or request.META.get("CONTENT_TYPE", "").lower() not in JSON_TYPES:
+        return None
+    view = _route_view(request, args, kwargs)
+    try:
+        renderer, media_type = view.perform_content_negotiation(view.request)
+    except NotAcceptable:
+        return None
+    data = _validated_body(request) if type(renderer) is JSONRenderer else None
+    if data is None:
+        return None
+    view.request.accepted_renderer, view.request.accepted_media_type = renderer, media_type
+    view.request.user, view.request.auth = cached  # DRF sets them on the Django request too
+    if not all(p.has_permission(view.request, view) for p in view.get_permissions()):
+        return None
+    if not all(t.allow_request(view.request, view) for t in view.get_throttles()):
+        return None
+    try:
+        response = Response(route_body(get_router(), data))
+    except Exception as exc:  # answered as the view answers it
+        response = exception_handler(exc, view.get_exception_handler_context())
+        set_rollback()
+    return view.finalize_response(view.request, response, *args, **kwargs)
+
+
+def _route_view(request: HttpRequest, args: tuple, kwargs: dict) -> RouteApi:
+    """A RouteApi instance set up as its dispatch() sets it up, around a DRF request without parsers."""
+    view = RouteApi()
+    view.setup(request, *args, **kwargs)
+    view.format_kwarg = view.get_format_suffix(**kwargs)
+    view.request = Request(request, negotiator=view.get_content_negotiator())
+    view.headers = view.default_response_headers
+    return view
+
+
+def _validated_body(request: HttpRequest) -> dict | None:
+    """The validated route input, or None when the body is too large, not JSON or invalid."""
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    try:
+        if limit is not None and int(request.META.get("CONTENT_LENGTH") or 0) > limit:
             return None
-        return route_body(get_router(), data)
-    finally:
-        # Django closes a request's DB connections when it ends; this thread has no requests.
-        close_old_connections()
+        body = request.body  # kept on the request: the view can still read it
+        if limit is not None and len(body) > limit:
+            return None
+        return validated_route_input(json_loads_guarded(body.decode("utf-8"), parse_constant=json.strict_constant))
+    except (ValueError, SwitchboardError, ValidationError):  # the view refuses it, in its words
+        return None
 
 
-def _render(data: dict) -> bytes:
-    return JSONRenderer().render(data)
-
-
-def _response_headers(scope: dict, headers: dict[bytes, bytes], length: int) -> list[tuple[bytes, bytes]]:
-    """The headers DRF and the middlewares in KNOWN_MIDDLEWARE put on this response."""
-    out = [
-        (b"Content-Type", b"application/json"),
-        (b"Vary", b"Accept"),
-        (b"Allow", b"POST, OPTIONS"),
-        (b"X-Frame-Options", getattr(settings, "X_FRAME_OPTIONS", "DENY").upper().encode()),
-        (b"Content-Length", str(length).encode()),
-    ]
-    if settings.SECURE_HSTS_SECONDS and _is_secure(scope, headers):
-        hsts = f"max-age={settings.SECURE_HSTS_SECONDS}"
-        hsts += "; includeSubDomains" if settings.SECURE_HSTS_INCLUDE_SUBDOMAINS else ""
-        hsts += "; preload" if settings.SECURE_HSTS_PRELOAD else ""
-        out.append((b"Strict-Transport-Security", hsts.encode()))
-    if settings.SECURE_CONTENT_TYPE_NOSNIFF:
-        out.append((b"X-Content-Type-Options", b"nosniff"))
-    if settings.SECURE_REFERRER_POLICY:
-        policy = settings.SECURE_REFERRER_POLICY
-        policy = policy if isinstance(policy, str) else ",".join(policy)
-        out.append((b"Referrer-Policy", policy.encode()))
-    if settings.SECURE_CROSS_ORIGIN_OPENER_POLICY:
-        out.append((b"Cross-Origin-Opener-Policy", settings.SECURE_CROSS_ORIGIN_OPENER_POLICY.encode()))
-    return out
+def _cached_token(header: str) -> tuple[object, object] | None:
+    """(user, token) when the Authorization header carries a token verified within the cache's lifetime."""
+    parts = header.split()
+    if len(parts) != 2 or parts[0].lower() != CachedTokenAuthentication.keyword.lower():
+        return None
+    return CachedTokenAuthentication.cached(parts[1])
