@@ -26,39 +26,25 @@ def native_bf16() -> bool:
 
 @dataclass
 class TrainConfig:
+    # Each default was chosen by measurement; the figures behind them are in docs/experiments.md.
     base_model: str = ""  # a local Hugging Face model dir; "" = packaged all-MiniLM-L6-v2
     method: str = "full"  # "full" fine-tuning or "lora"; same accuracy and speed on CPU here
-    # Teacher epochs; the last one is kept (see keep_best_epoch). Banking77 3,000, two-teacher
-    # ensemble, seeds 13 / 14: 5 epochs 96.66 / 96.82 % (the 96.82 on an earlier round's Intel/AMX
-    # machine), 4 epochs 96.92 / 96.59 % in 20 % less time.
+    # Teacher epochs, the last one kept (see keep_best_epoch): more did not score better and cost time.
     epochs: int = 4
     min_teacher_steps: int = 250  # few tickets: epochs repeat the data so the teacher gets this many steps
-    # Same for the student: on ~800 demo tickets 3 epochs were 75 steps, and that under-trained
-    # student's near-ties flipped under int8 (93.6% parity, refused). Banking77-sized data is unaffected.
+    # Same for the student: an under-trained student's near-ties flip under int8 and fail the parity gate.
     min_distil_steps: int = 300
-    # Teacher peak lr; 0 = 2e-4 for full, 1e-3 for LoRA. Mean-pooled teacher on Banking77 3,000,
-    # one seed: 1e-4 95.8 %, 2e-4 96.0 %, 3e-4 95.6 % (seed-to-seed spread is ~0.4 points).
+    # Teacher peak lr; 0 = 2e-4 for full, 1e-3 for LoRA (the best of the rates tried).
     lr: float = 0.0
     weight_decay: float = 0.01  # AdamW weight decay (teacher and student)
     batch_size: int = 32  # examples per step
     max_length: int = 64  # tokens per text; support messages are short
     # False: the student trains its word embeddings too, as sparse rows (only the batch's tokens,
-    # lazy Adam), at the cost of a frozen table. Banking77 3,000, int8 student of two 4-epoch
-    # teachers (96.92 / 96.59 %), seeds 13 / 14: frozen 95.94 / 95.94 %, trained as sparse rows
-    # 96.14 / 96.07 %, trained densely by AdamW 96.23 / 96.04 % with ~20 % slower steps. With
-    # 5-epoch teachers (seed 13): frozen 96.30 %, sparse rows 96.14 % -- within seed noise either
-    # way; kept because it costs nothing. (The teacher trains its table densely: frozen there, its
-    # accuracy fell 96.4 -> 95.8 %.)
+    # lazy Adam): as cheap as a frozen table and better with the default teachers. The teacher's trains densely.
     student_freeze_embeddings: bool = False
-    # The student keeps the teacher's first k layers. Banking77 3,000, torch student vs its two-teacher
-    # ensemble (seeds 13 / 14, scratch runs on one machine): 2 layers x 3 epochs 96.10 /
-    # 96.27 % (teachers 96.88 / 96.62 %), 2 layers x 10 epochs 96.43 % (seed 13, 3.2x the time),
-    # 3 layers x 5 epochs 96.66 / 96.56 % at 2.2x the 2-layer distillation time. A 3-layer int8
-    # student costs ~1.4x the 2-layer's inference (see the README for its latency).
+    # The student keeps the teacher's first k layers: the fewest that stay within reach of the teacher.
     student_layers: int = 3
-    # Passes over labelled + unlabelled texts. The 2-layer students of earlier rounds stopped at
-    # 95.8-96.3 % however they were distilled; a 3-layer one gains from longer distillation: seed
-    # 13 / 14, 4 epochs 96.43 % (seed 14), 5 epochs 96.66 / 96.56 % (torch student, scratch runs).
+    # Passes over labelled + unlabelled texts: the 3-layer student still gains up to this many.
     distil_epochs: int = 5
     distil_lr: float = 2e-4  # student peak learning rate
     kd_temperature: float = 2.0  # softmax temperature of the distillation targets
@@ -69,25 +55,18 @@ class TrainConfig:
     min_per_team: int = 8  # refuse to train with fewer labelled tickets for any team
     parity_threshold: float = 0.97  # min top-1 agreement int8 ONNX vs torch student on val
     patience: int = 0  # epochs without a better val macro-F1 before stopping; 0 = run every epoch
-    # Restore the best-val epoch instead of the last. Off: val (300 texts on banking77 3,000) is too
-    # noisy to pick epochs; best-val picked epoch 2 at 93.44% test vs the last epoch's 95.68%.
+    # Restore the best-val epoch instead of the last; off: validation is too small to pick epochs by.
     keep_best_epoch: bool = False
     # "probe": the teacher's head starts as a logistic regression on the frozen encoder's vectors
     # (linear probe, then fine-tune); "random": a random head.
     head_init: str = "probe"
-    # Teachers fine-tuned from seeds seed, seed+1, ...; with more than one, the teacher is their
-    # ensemble (mean logits) and the student learns from it. Banking77 3,000: one 96.1-96.2 %, two
-    # 96.3-96.6 %, three 96.6 % -- each one adds a teacher's training time (~85 s on 2 AMX cores).
+    # Teachers from seeds seed, seed+1, ...: their mean logits teach better than one; each adds its training time.
     teachers: int = 2
-    label_smoothing: float = 0.0  # teacher CE label smoothing in [0, 1); 0.1 measured 95.8 % vs 96.0 %
-    class_weighting: str = "balanced"  # or "none"; measured on banking77 3,000: 95.81% vs 95.88% (noise)
+    label_smoothing: float = 0.0  # teacher CE label smoothing in [0, 1); smoothing did not help
+    class_weighting: str = "balanced"  # or "none"; the two measured alike (within noise)
     threads: int = 0  # torch CPU threads; 0 = all cores
-    # Training arithmetic: "bf16" autocast (weights and optimizer state stay float32), "fp32", or
-    # "auto" = bf16 where the CPU computes it natively (AVX512-BF16 / AMX), else fp32. Measured here
-    # (AMX, 2 threads): a teacher step 298 -> 158 ms with the fused optimizer; elsewhere bf16 is
-    # emulated and slower, so "auto" keeps fp32. The teacher's inference (linear probe, validation,
-    # soft labels, its own test scores) runs at this precision too; the student's and the int8
-    # model's evaluation, the parity check and the export are always float32.
+    # "bf16" autocast (float32 weights), "fp32", or "auto": bf16 only where the CPU has it natively (emulated
+    # it is slower). The teacher's inference follows it; student evaluation, parity and export stay float32.
     precision: str = "auto"
     target_precision: float = 0.95  # the proposed triage threshold aims at this precision
     baseline: bool = True  # also fit TF-IDF + logistic regression for an honest comparison
