@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import random
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DATA_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data"
+# Beside the checkout (/work/main -> /work/shared/data); BENCH_DATA for a checkout elsewhere (a worktree).
+DATA_ROOT = Path(os.environ.get("BENCH_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 Row = tuple[str, str]  # (text, team)
 
