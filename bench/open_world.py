@@ -38,6 +38,7 @@ from pathlib import Path
 
 from django.utils.text import slugify
 from websockets.asyncio.client import connect
+from websockets.exceptions import WebSocketException
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -276,7 +277,7 @@ def clinc_metrics(release: Release, args) -> dict:
     }
 
 
-async def conversation_run(url: str, turns: list[str], args) -> dict | None:
+async def conversation_run(url: str, turns: list[str], args, errors: list[str]) -> dict | None:
     """Send the turns (each acked, ``--gap`` apart); the last routed frame after ``--settle`` s."""
     routed: list[dict] = []
     acks: dict[str, asyncio.Event] = {f"t{i}": asyncio.Event() for i in range(len(turns))}
@@ -289,7 +290,7 @@ async def conversation_run(url: str, turns: list[str], args) -> dict | None:
             elif frame["type"] == "ack" and frame["client_id"] in acks:
                 acks[frame["client_id"]].set()
             elif frame["type"] == "error":
-                raise RuntimeError(f"error frame: {frame}")
+                errors.append(f"{frame.get('code')}: {frame.get('detail')}")
 
     async with connect(f"{url}/ws/chat/", origin=url.replace("ws", "http", 1), open_timeout=30) as ws:
         reader = asyncio.create_task(read(ws))
@@ -309,10 +310,16 @@ async def conversations(release: Release, questions: list[tuple[str, str]], args
     url = f"ws://127.0.0.1:{release.port}"
     gate = asyncio.Semaphore(args.concurrency)
 
+    errors: list[str] = []
+
     async def one(shape: str, question: str, team: str) -> tuple[str, bool, bool]:
         turns = sets.conversation_shapes(question, args.opener, args.closer)[shape]
         async with gate:
-            final = await conversation_run(url, turns, args)
+            try:
+                final = await conversation_run(url, turns, args, errors)
+            except (OSError, TimeoutError, WebSocketException) as exc:  # counted as wrong, and shown
+                errors.append(repr(exc)[:200])
+                final = None
         if final is None:
             return shape, False, True
         return shape, not sets.held_back(final) and final.get("team") == team, False
@@ -323,6 +330,7 @@ async def conversations(release: Release, questions: list[tuple[str, str]], args
         mine = [o for o in outcomes if o[0] == shape]
         result[f"chat_{shape}"] = sets.share([right for _, right, _ in mine])
         result[f"chat_{shape}_unrouted"] = sum(unrouted for _, _, unrouted in mine)
+    result["chat_errors"], result["chat_error_samples"] = len(errors), sorted(set(errors))[:5]
     return result
 
 
@@ -359,6 +367,9 @@ def print_report(results: dict[str, dict], args) -> None:
     print(f"\nopen-world routing: {args.questions} Banking77 questions, opener {args.opener!r}, closer "
           f"{args.closer!r}; model: {args.artifact or f'trained on {args.train_tickets} tickets'}")
     print("\n".join(sets.table_lines(results)))
+    for name, result in results.items():
+        for sample in result.get("chat_error_samples", []):
+            print(f"{name}: chat error: {sample}")
     if args.clinc_artifact is None:
         print("CLINC150 skipped: no --clinc-artifact (a model trained on CLINC150 in-scope) given.")
 

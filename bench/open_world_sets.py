@@ -164,6 +164,7 @@ ROWS = (
     ("chat: opener + question + closer", "chat_opener_closer", "pct"),
     ("chat: question split in two", "chat_split", "pct"),
     ("chat: conversations never routed", "unrouted", "count"),
+    ("chat: error frames / failed sockets", "chat_errors", "count"),
     ("held back: openers/closers", "openers_closers", "pct"),
     ("held back: off-topic", "off_topic", "pct"),
     ("held back: foreign requests", "foreign_held_back", "pct"),
