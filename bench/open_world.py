@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import csv
 import http.client
 import json
 import socket
@@ -45,7 +44,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import open_world_sets as sets  # noqa: E402
 from chat_load import server_command  # noqa: E402
-from common import DATA_ROOT, load_banking77, load_clinc150, stratified_sample  # noqa: E402
+from common import banking77_team_names, banking77_tickets_csv, load_banking77, load_clinc150  # noqa: E402
 from route_bench import server_env, wait_healthy  # noqa: E402
 
 SHAPES = ("alone", "opener", "opener_closer", "split")
@@ -134,21 +133,6 @@ def shell_value(tree: Path, env: dict, script: str, marker: str) -> str:
     raise SystemExit(f"manage.py shell in {tree} printed no {marker} line")
 
 
-def team_names() -> dict[str, str]:
-    """Banking77 team names by their product slug, for registering an artifact's labels."""
-    names = set(json.loads((DATA_ROOT / "banking77" / "teams.json").read_text()).values())
-    return {slugify(name): name for name in names}
-
-
-def tickets_csv(path: Path, n: int, seed: int) -> Path:
-    sample, _ = stratified_sample(load_banking77().train, n, per_team=False, seed=seed)
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["text", "team"])
-        writer.writerows(sample)
-    return path
-
-
 def release_env(work: Path, database_url: str | None) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     env = server_env(work)
@@ -164,10 +148,12 @@ def model_prepare(tree: Path, env: dict, artifact: Path | None, args, work: Path
     if artifact is not None:
         manage(tree, env, "shell", "-c", REGISTER)
         return
-    csv_path = tickets_csv(work / "tickets.csv", args.train_tickets, args.seed)
+    csv_path = banking77_tickets_csv(work / "tickets.csv", args.train_tickets, args.seed)
     print(f"  {tree.name}: import_tickets + train ({args.train_tickets} tickets; minutes)", flush=True)
     manage(tree, env, "import_tickets", str(csv_path), "--label-column", "team", "--create-teams")
-    manage(tree, env, "train")
+    report = manage(tree, env, "train")
+    if "PROMOTED" not in report:  # the promotion gate refused it: nothing would serve
+        raise SystemExit(f"manage.py train in {tree} did not promote its model:\n{report[-2000:]}")
 
 
 class Release:
@@ -176,7 +162,7 @@ class Release:
     def __init__(self, name: str, tree: Path, work: Path, database_url: str | None, artifact: Path | None):
         self.name, self.tree, self.work = name, tree, work
         self.env = release_env(work, database_url)
-        self.env["BENCH_TEAM_NAMES"] = json.dumps(team_names())
+        self.env["BENCH_TEAM_NAMES"] = json.dumps(banking77_team_names())
         if artifact is not None:
             self.env["BENCH_ARTIFACT"] = str(artifact.resolve())
         self.artifact = artifact
@@ -185,10 +171,14 @@ class Release:
     def start(self, args) -> None:
         model_prepare(self.tree, self.env, self.artifact, args, self.work)
         self.token = shell_value(self.tree, self.env, TOKEN, "BENCH_TOKEN")
-        log = open(self.work / "server.log", "ab")
-        self.process = subprocess.Popen(server_command("uvicorn", self.port), cwd=self.tree, env=self.env,
-                                        stdout=log, stderr=subprocess.STDOUT)
-        wait_healthy(self.port)
+        log_path = self.work / "server.log"
+        with open(log_path, "ab") as log:
+            self.process = subprocess.Popen(server_command("uvicorn", self.port), cwd=self.tree, env=self.env,
+                                            stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_healthy(self.port)
+        except RuntimeError as exc:
+            raise SystemExit(f"{self.name}: {exc}\n{log_path.read_text(errors='replace')[-3000:]}") from exc
 
     def stop(self) -> None:
         if self.process is not None:
