@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import random
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DATA_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data"
+# Beside the checkout (/work/main -> /work/shared/data); BENCH_DATA for a checkout elsewhere (a worktree).
+DATA_ROOT = Path(os.environ.get("BENCH_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 Row = tuple[str, str]  # (text, team)
 
@@ -82,3 +84,21 @@ def stratified_sample(rows: list[Row], n: int, per_team: bool, seed: int) -> tup
     sample = [rows[i] for i in sorted(chosen)]
     rest = [row for i, row in enumerate(rows) if i not in chosen]
     return sample, rest
+
+
+def banking77_team_names() -> dict[str, str]:
+    """Banking77 team names by their product slug, for registering an artifact's labels."""
+    from django.utils.text import slugify  # the slug import_tickets gives a team it creates
+
+    names = set(json.loads((DATA_ROOT / "banking77" / "teams.json").read_text()).values())
+    return {slugify(name): name for name in names}
+
+
+def banking77_tickets_csv(path: Path, n: int, seed: int) -> Path:
+    """n stratified Banking77 training tickets as a `text,team` CSV (team = the team's name)."""
+    sample, _ = stratified_sample(load_banking77().train, n, per_team=False, seed=seed)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text", "team"])
+        writer.writerows(sample)
+    return path

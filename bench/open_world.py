@@ -1,0 +1,392 @@
+"""Open-world routing benchmark: this release beside the one before, each against its own real server.
+
+    .venv/bin/python bench/open_world.py --train [--clinc-artifact DIR] [--json var/open_world.json]
+    .venv/bin/python bench/open_world.py --artifact DIR [--baseline-artifact DIR] [--questions 100]
+
+Each release (this tree, and ``--baseline-ref`` checked out into a temporary git worktree) gets
+its own database (SQLite in a temp dir, or ``--database-url`` / ``--baseline-database-url``), its
+own model (``--artifact DIR`` registered as the active version, or ``--train``: the user's flow,
+``import_tickets`` of 3,000 stratified Banking77 tickets with ``--create-teams`` then ``train``
+with defaults) and one uvicorn on loopback. Measured per release:
+  1. Banking77 test questions (``--questions``, seeded) as /ws/chat/ conversations: alone, after
+     ``--opener``, opener + question + ``--closer``, the question split over two messages.
+     Accuracy = the last ``routed`` frame (``--settle`` s after the last ack) names the right team
+     and routes it (a triage frame counts as wrong).
+  2. Held-back share over REST of bench/sets (openers/closers, off-topic, foreign requests; for
+     those also "held back or routed right"). Held back = reason other than ``routed``; an answer
+     without ``reason`` (older releases) is routed unless ``triage`` is true.
+     With ``--clinc-artifact``: CLINC150 in-scope vs out-of-scope test texts over REST, scored by
+     the answer's confidence, 0 where the answer names no team (the model set the text aside).
+  3. Route latency: whole REST requests for single texts, and the release's own Router.predict
+     per text on one thread, in a ``manage.py shell`` of that release.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import http.client
+import json
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from django.utils.text import slugify
+from websockets.asyncio.client import connect
+from websockets.exceptions import WebSocketException
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+import open_world_sets as sets  # noqa: E402
+from chat_load import server_command  # noqa: E402
+from common import banking77_team_names, banking77_tickets_csv, load_banking77, load_clinc150  # noqa: E402
+from route_bench import server_env, wait_healthy  # noqa: E402
+
+SHAPES = ("alone", "opener", "opener_closer", "split")
+REGISTER = """
+import json, os, shutil
+from pathlib import Path
+from finetune.ml.artifacts import verify_checksums
+from routing.models import ModelVersion, Team
+artifact, store = Path(os.environ["BENCH_ARTIFACT"]), Path(os.environ["MODEL_STORE"])
+names = json.loads(os.environ["BENCH_TEAM_NAMES"])
+labels = json.loads((artifact / "labels.json").read_text())
+reserved = set(json.loads((artifact / "serving.json").read_text()).get("reserved_labels", []))
+for label in labels:
+    if label not in reserved and not label.startswith("_"):
+        Team.objects.get_or_create(slug=label, defaults={"name": names.get(label, label)})
+shutil.copytree(artifact, store / "bench")
+ModelVersion.objects.create(artifact_dir="bench", sha256=verify_checksums(store / "bench"), labels=labels,
+                            state=ModelVersion.State.ACTIVE)
+"""
+TOKEN = """
+from django.contrib.auth import get_user_model
+from rest_framework.authtoken.models import Token
+user, _ = get_user_model().objects.get_or_create(username="open-world-bench")
+print("BENCH_TOKEN", Token.objects.get_or_create(user=user)[0].key)
+"""
+LATENCY = """
+import json, os, time
+from routing.router import Router
+texts, router, seconds = json.load(open(os.environ["BENCH_TEXTS"])), Router(), []
+for text in texts[:20]:
+    router.predict([text])
+for text in texts:
+    start = time.perf_counter()
+    router.predict([text])
+    seconds.append(time.perf_counter() - start)
+print("BENCH_LATENCY", json.dumps(seconds))
+"""
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    model = parser.add_mutually_exclusive_group(required=True)
+    model.add_argument("--artifact", type=Path, help="a model version directory to serve (both releases, "
+                                                     "unless --baseline-artifact)")
+    model.add_argument("--train", action="store_true", help="import 3,000 Banking77 tickets and `manage.py train`")
+    parser.add_argument("--baseline-artifact", type=Path, help="the baseline's model (default: as --artifact/--train)")
+    parser.add_argument("--baseline-ref", default="b2d4983", help="the release to compare with ('none': skip it)")
+    parser.add_argument("--clinc-artifact", type=Path, help="a model trained on CLINC150 in-scope (optional)")
+    parser.add_argument("--baseline-clinc-artifact", type=Path, help="default: --clinc-artifact")
+    parser.add_argument("--clinc-in-scope", type=int, default=4500, help="in-scope CLINC150 test texts (seeded)")
+    parser.add_argument("--questions", type=int, default=300, help="Banking77 test questions (seeded sample)")
+    parser.add_argument("--train-tickets", type=int, default=3000)
+    parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--opener", default="Hi")
+    parser.add_argument("--closer", default="thanks")
+    parser.add_argument("--gap", type=float, default=0.4, help="seconds between a customer's messages")
+    parser.add_argument("--settle", type=float, default=1.5, help="seconds to wait for routing after the last ack")
+    parser.add_argument("--concurrency", type=int, default=24, help="conversations in flight at once")
+    parser.add_argument("--latency-texts", type=int, default=300)
+    parser.add_argument("--database-url", help="this release's database (default: SQLite in a temp dir)")
+    parser.add_argument("--baseline-database-url", help="the baseline's database (default: SQLite)")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    return parser.parse_args(argv)
+
+
+# ----- releases: tree, database, model, server -----
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def manage(tree: Path, env: dict, *args: str) -> str:
+    done = subprocess.run([sys.executable, "manage.py", *args], cwd=tree, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"manage.py {args[0]} in {tree} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return done.stdout
+
+
+def shell_value(tree: Path, env: dict, script: str, marker: str) -> str:
+    for line in manage(tree, env, "shell", "-c", script).splitlines():
+        if line.startswith(marker + " "):
+            return line[len(marker) + 1:]
+    raise SystemExit(f"manage.py shell in {tree} printed no {marker} line")
+
+
+def release_env(work: Path, database_url: str | None) -> dict:
+    work.mkdir(parents=True, exist_ok=True)
+    env = server_env(work)
+    env.update({"CHAT_HANDSHAKES_PER_MINUTE": "0", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+    if database_url:
+        env["DATABASE_URL"] = database_url
+    return env
+
+
+def model_prepare(tree: Path, env: dict, artifact: Path | None, args, work: Path) -> None:
+    """The active model: ``artifact`` registered as it is, else trained by the product from tickets."""
+    manage(tree, env, "migrate", "--noinput", "-v", "0")
+    if artifact is not None:
+        manage(tree, env, "shell", "-c", REGISTER)
+        return
+    csv_path = banking77_tickets_csv(work / "tickets.csv", args.train_tickets, args.seed)
+    print(f"  {tree.name}: import_tickets + train ({args.train_tickets} tickets; minutes)", flush=True)
+    manage(tree, env, "import_tickets", str(csv_path), "--label-column", "team", "--create-teams")
+    report = manage(tree, env, "train")
+    if "PROMOTED" not in report:  # the promotion gate refused it: nothing would serve
+        raise SystemExit(f"manage.py train in {tree} did not promote its model:\n{report[-2000:]}")
+
+
+class Release:
+    """One release's server: its tree, database and model; started by ``start``, ended by ``stop``."""
+
+    def __init__(self, name: str, tree: Path, work: Path, database_url: str | None, artifact: Path | None):
+        self.name, self.tree, self.work = name, tree, work
+        self.env = release_env(work, database_url)
+        self.env["BENCH_TEAM_NAMES"] = json.dumps(banking77_team_names())
+        if artifact is not None:
+            self.env["BENCH_ARTIFACT"] = str(artifact.resolve())
+        self.artifact = artifact
+        self.port, self.process, self.token = free_port(), None, ""
+
+    def start(self, args) -> None:
+        model_prepare(self.tree, self.env, self.artifact, args, self.work)
+        self.token = shell_value(self.tree, self.env, TOKEN, "BENCH_TOKEN")
+        log_path = self.work / "server.log"
+        with open(log_path, "ab") as log:
+            self.process = subprocess.Popen(server_command("uvicorn", self.port), cwd=self.tree, env=self.env,
+                                            stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_healthy(self.port)
+        except RuntimeError as exc:
+            raise SystemExit(f"{self.name}: {exc}\n{log_path.read_text(errors='replace')[-3000:]}") from exc
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@contextlib.contextmanager
+def worktree(ref: str, path: Path):
+    subprocess.run(["git", "worktree", "add", "--detach", "--quiet", str(path), ref], cwd=ROOT, check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=ROOT, check=False)
+
+
+# ----- measurements -----
+
+
+def rest_route(release: Release, texts: list[str]) -> list[tuple[dict, float]]:
+    """(answer, seconds of the whole request) per text, one keep-alive connection, in order."""
+    connection = http.client.HTTPConnection("127.0.0.1", release.port, timeout=30)
+    headers = {"Authorization": f"Token {release.token}", "Content-Type": "application/json"}
+    answers = []
+    try:
+        for text in texts:
+            start = time.perf_counter()
+            connection.request("POST", "/api/v1/route", json.dumps({"text": text}), headers)
+            response = connection.getresponse()
+            body = json.loads(response.read())
+            answers.append((body, time.perf_counter() - start))
+            if response.status != 200:
+                raise SystemExit(f"{release.name}: POST /api/v1/route {text!r} answered {response.status}: {body}")
+    finally:
+        connection.close()
+    return answers
+
+
+def held_back_sets(release: Release) -> dict:
+    openers = sets.lines_load(sets.SETS / "openers_closers.txt")
+    off_topic = sets.lines_load(sets.SETS / "off_topic.txt")
+    foreign = sets.foreign_load(sets.SETS / "foreign_requests.jsonl")
+    result = {}
+    for name, texts in (("openers_closers", openers), ("off_topic", off_topic)):
+        result[name] = sets.share([sets.held_back(a) for a, _ in rest_route(release, texts)])
+    answers = [a for a, _ in rest_route(release, [row.text for row in foreign])]
+    result["foreign_held_back"] = sets.share([sets.held_back(a) for a in answers])
+    result["foreign_held_back_or_right"] = sets.share([
+        sets.held_back(a) or a.get("team") == row.team for a, row in zip(answers, foreign)
+    ])
+    return result
+
+
+def latencies(release: Release, texts: list[str]) -> dict:
+    rest = [seconds for _, seconds in rest_route(release, texts)]
+    texts_file = release.work / "latency_texts.json"
+    texts_file.write_text(json.dumps(texts))
+    env = {**release.env, "BENCH_TEXTS": str(texts_file)}
+    in_process = json.loads(shell_value(release.tree, env, LATENCY, "BENCH_LATENCY"))
+    return {
+        "rest_p50_ms": sets.percentile_ms(rest, 50), "rest_p99_ms": sets.percentile_ms(rest, 99),
+        "predict_p50_ms": sets.percentile_ms(in_process, 50), "predict_p99_ms": sets.percentile_ms(in_process, 99),
+    }
+
+
+def clinc_metrics(release: Release, args) -> dict:
+    data = load_clinc150()
+    in_scope = sets.questions_sample(data.test, args.clinc_in_scope, args.seed)
+    in_answers = [a for a, _ in rest_route(release, [text for text, _ in in_scope])]
+    oos_answers = [a for a, _ in rest_route(release, data.out_of_scope)]
+    positive = [sets.in_scope_score(a) for a in in_answers]
+    negative = [sets.in_scope_score(a) for a in oos_answers]
+    correct = [a.get("team") == slugify(team) for a, (_, team) in zip(in_answers, in_scope)]
+    recall, threshold = sets.recall_at_accuracy_loss(positive, correct, negative, 0.01)
+    return {
+        "in_scope": len(positive), "out_of_scope": len(negative),
+        "in_scope_accuracy_routed": sets.share([
+            c and not sets.held_back(a) for c, a in zip(correct, in_answers)]),
+        "oos_held_back": sets.share([sets.held_back(a) for a in oos_answers]),
+        "auroc": sets.auroc(positive, negative), "fpr_at_95_recall": sets.fpr_at_recall(positive, negative, 0.95),
+        "oos_recall_at_1pt_loss": recall, "threshold_at_1pt_loss": threshold,
+    }
+
+
+async def conversation_run(url: str, turns: list[str], args, errors: list[str]) -> dict | None:
+    """Send the turns (each acked, ``--gap`` apart); the last routed frame after ``--settle`` s."""
+    routed: list[dict] = []
+    acks: dict[str, asyncio.Event] = {f"t{i}": asyncio.Event() for i in range(len(turns))}
+
+    async def read(ws) -> None:
+        async for raw in ws:
+            frame = json.loads(raw)
+            if frame["type"] == "routed":
+                routed.append(frame)
+            elif frame["type"] == "ack" and frame["client_id"] in acks:
+                acks[frame["client_id"]].set()
+            elif frame["type"] == "error":
+                errors.append(f"{frame.get('code')}: {frame.get('detail')}")
+
+    async with connect(f"{url}/ws/chat/", origin=url.replace("ws", "http", 1), open_timeout=30) as ws:
+        reader = asyncio.create_task(read(ws))
+        try:
+            for index, turn in enumerate(turns):
+                await ws.send(json.dumps({"type": "message", "text": turn, "client_id": f"t{index}"}))
+                await asyncio.wait_for(acks[f"t{index}"].wait(), 15)
+                await asyncio.sleep(args.gap if index < len(turns) - 1 else args.settle)
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+    return routed[-1] if routed else None
+
+
+async def conversations(release: Release, questions: list[tuple[str, str]], args) -> dict:
+    url = f"ws://127.0.0.1:{release.port}"
+    gate = asyncio.Semaphore(args.concurrency)
+
+    errors: list[str] = []
+
+    async def one(shape: str, question: str, team: str) -> tuple[str, bool, bool]:
+        turns = sets.conversation_shapes(question, args.opener, args.closer)[shape]
+        async with gate:
+            try:
+                final = await conversation_run(url, turns, args, errors)
+            except (OSError, TimeoutError, WebSocketException) as exc:  # counted as wrong, and shown
+                errors.append(repr(exc)[:200])
+                final = None
+        if final is None:
+            return shape, False, True
+        return shape, not sets.held_back(final) and final.get("team") == team, False
+
+    outcomes = await asyncio.gather(*(one(shape, q, slugify(t)) for q, t in questions for shape in SHAPES))
+    result = {}
+    for shape in SHAPES:
+        mine = [o for o in outcomes if o[0] == shape]
+        result[f"chat_{shape}"] = sets.share([right for _, right, _ in mine])
+        result[f"chat_{shape}_unrouted"] = sum(unrouted for _, _, unrouted in mine)
+    result["chat_errors"], result["chat_error_samples"] = len(errors), sorted(set(errors))[:5]
+    return result
+
+
+def measure(release: Release, args, questions, latency_texts) -> dict:
+    started = time.monotonic()
+    print(f"  {release.name}: conversations ({len(questions)} questions x {len(SHAPES)} shapes)", flush=True)
+    result = asyncio.run(conversations(release, questions, args))
+    print(f"  {release.name}: held-back sets and latency over REST", flush=True)
+    result.update(held_back_sets(release))
+    result.update(latencies(release, latency_texts))
+    result["seconds"] = round(time.monotonic() - started, 1)
+    return result
+
+
+def release_measure(name: str, tree: Path, work: Path, args, artifact, database_url, clinc, inputs) -> dict:
+    release = Release(name, tree, work / "banking77", database_url, artifact)
+    try:
+        release.start(args)
+        result = measure(release, args, *inputs)
+    finally:
+        release.stop()
+    if clinc is not None:
+        release = Release(name, tree, work / "clinc150", None, clinc)
+        try:
+            release.start(args)
+            print(f"  {name}: CLINC150 in-scope and out-of-scope over REST", flush=True)
+            result["clinc150"] = clinc_metrics(release, args)
+        finally:
+            release.stop()
+    return result
+
+
+def print_report(results: dict[str, dict], args) -> None:
+    print(f"\nopen-world routing: {args.questions} Banking77 questions, opener {args.opener!r}, closer "
+          f"{args.closer!r}; model: {args.artifact or f'trained on {args.train_tickets} tickets'}")
+    print("\n".join(sets.table_lines(results)))
+    for name, result in results.items():
+        for sample in result.get("chat_error_samples", []):
+            print(f"{name}: chat error: {sample}")
+    if args.clinc_artifact is None:
+        print("CLINC150 skipped: no --clinc-artifact (a model trained on CLINC150 in-scope) given.")
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    questions = sets.questions_sample(load_banking77().test, args.questions, args.seed)
+    latency_texts = [text for text, _ in sets.questions_sample(load_banking77().test, args.latency_texts,
+                                                                args.seed + 1)]
+    inputs = (questions, latency_texts)
+    results: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="open-world-") as tmp_name:
+        tmp = Path(tmp_name)
+        if args.baseline_ref != "none":
+            with worktree(args.baseline_ref, tmp / "baseline-tree") as tree:
+                print(f"baseline {args.baseline_ref} ({tree})", flush=True)
+                results[f"baseline {args.baseline_ref}"] = release_measure(
+                    "baseline", tree, tmp / "baseline", args, args.baseline_artifact or args.artifact,
+                    args.baseline_database_url, args.baseline_clinc_artifact or args.clinc_artifact, inputs)
+        print(f"current ({ROOT})", flush=True)
+        results["current"] = release_measure("current", ROOT, tmp / "current", args, args.artifact,
+                                             args.database_url, args.clinc_artifact, inputs)
+    print_report(results, args)
+    if args.json:
+        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results},
+                                        indent=2))
+
+
+if __name__ == "__main__":
+    main()
