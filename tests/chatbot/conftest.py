@@ -33,6 +33,7 @@ class KeywordRouter:
         confidence = 0.95 if confident else 0.3
         return Prediction(
             team=team, team_name=team.title(), confidence=confidence, triage=not confident,
+            reason="routed" if confident else "low_confidence", language=None,
             scores={team: confidence}, model_version=self.model_version,
         )
 

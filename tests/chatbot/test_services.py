@@ -187,7 +187,11 @@ def test_batch_broadcasts_go_to_the_inbox_of_a_routed_conversation(teams):
 def _prediction(team: str, *, triage: bool = False):
     from routing.loaded_model import Prediction
 
-    return Prediction(team=team, team_name=team.title(), confidence=0.9, triage=triage, scores={}, model_version="none")
+    reason = "low_confidence" if triage else "routed"
+    return Prediction(
+        team=team, team_name=team.title(), confidence=0.9, triage=triage, reason=reason, language=None, scores={},
+        model_version="none",
+    )
 
 
 def test_route_batch_routes_each_conversation_once_and_announces_it_with_its_history(teams):
@@ -233,7 +237,8 @@ def test_route_batch_writes_each_rows_own_values(teams, one_statement, monkeypat
     billing, accounts, unsure, no_model, outside = (services.conversation_start() for _ in range(5))
 
     def predicted(team: str, confidence: float, *, triage: bool = False) -> Prediction:
-        return Prediction(team=team, team_name=team, confidence=confidence, triage=triage, scores={},
+        return Prediction(team=team, team_name=team, confidence=confidence, triage=triage,
+                          reason="low_confidence" if triage else "routed", language=None, scores={},
                           model_version=str(version.pk))
 
     requests = [

@@ -37,6 +37,7 @@ class ScriptedRouter:
         team = max(scores, key=scores.get)
         return Prediction(
             team=team, team_name=team.title(), confidence=scores[team], triage=scores[team] < 0.5,
+            reason="low_confidence" if scores[team] < 0.5 else "routed", language=None,
             scores=scores, model_version=self.model_version,
         )
 

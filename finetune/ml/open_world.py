@@ -1,0 +1,104 @@
+"""The pipeline's open-world steps: the no-intent corpus as training data, the OOD check, languages.
+
+Kept beside pipeline.py so the closed-world flow there stays readable; pure ML, no Django.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .artifact_format import NO_INTENT, OodCheck
+from .config import TrainConfig
+from .data import collate, length_sorted_batches
+from .model import MeanPooledClassifier
+from .no_intent import Corpus, claimed_by_labelled, corpus_split, load_corpus
+
+OOD_METHOD = "centroid_cosine"
+
+
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True).clip(1e-12)
+
+
+@torch.no_grad()
+def pooled_vectors(model: MeanPooledClassifier, ids: list[list[int]], pad_id: int) -> np.ndarray:
+    """Unit-length mean-pooled vectors of `model` for every text, in input order."""
+    model.eval()
+    out = np.zeros((len(ids), model.classifier.in_features), dtype=np.float32)
+    for idx in length_sorted_batches(ids, 128):
+        out[idx] = model.pooled(*collate([ids[i] for i in idx], pad_id)).float().numpy()
+    return unit_rows(out)
+
+
+def frozen_encoder(config: TrainConfig, encode_texts, pad_id: int):
+    """texts -> unit vectors of the untouched base encoder (the similarity test of labelled-data-wins)."""
+    model = MeanPooledClassifier.from_pretrained(config.base_model, 1, seed=config.seed)
+    return lambda texts: pooled_vectors(model, encode_texts(texts), pad_id)
+
+
+def no_intent_corpus(config: TrainConfig, labelled: list[str], encode_texts, pad_id: int) -> Corpus | None:
+    """The shipped corpus minus what labelled tickets claim, split into train and held-out lines."""
+    if not config.no_intent:
+        return None
+    lines = load_corpus()
+    vectors = frozen_encoder(config, encode_texts, pad_id) if config.no_intent_similarity <= 1 else None
+    claimed = claimed_by_labelled(lines, labelled, vectors, config.no_intent_similarity)
+    return corpus_split(lines, claimed, holdout=config.no_intent_holdout, seed=config.seed)
+
+
+def ood_check(
+    labels: list[str], train_pooled: np.ndarray, train_y: list[int], val_pooled: np.ndarray, in_scope_pass: float
+) -> OodCheck | None:
+    """Class centroids of the served model's pooled train vectors; the threshold passes
+    `in_scope_pass` of the in-scope validation texts. None without validation texts."""
+    if len(val_pooled) == 0 or in_scope_pass >= 1:
+        return None
+    y = np.asarray(train_y)
+    centroids = np.zeros((len(labels), train_pooled.shape[1]), dtype=np.float32)
+    for index in range(len(labels)):
+        if (y == index).any():
+            centroids[index] = train_pooled[y == index].mean(axis=0)
+    centroids = unit_rows(centroids) * (np.linalg.norm(centroids, axis=1, keepdims=True) > 0)
+    scores = in_scope_scores(val_pooled, centroids)
+    threshold = float(np.quantile(scores, 1 - in_scope_pass, method="lower"))
+    passed = float((scores >= threshold).mean())
+    return OodCheck(OOD_METHOD, threshold, passed, centroids.astype(np.float32))
+
+
+def in_scope_scores(pooled: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """Best cosine of each (unit) pooled vector to a class centroid: low means out of scope."""
+    return (unit_rows(pooled) @ centroids.T).max(axis=1) if len(pooled) else np.zeros(0)
+
+
+def held_back_share(probs: np.ndarray, in_scope: np.ndarray | None, labels: list[str], ood: OodCheck | None,
+                    threshold: float) -> float | None:
+    """Share of texts not routed to a team: no-intent wins, out of scope, or below the triage threshold."""
+    if len(probs) == 0:
+        return None
+    no_intent = probs.argmax(1) == labels.index(NO_INTENT) if NO_INTENT in labels else np.zeros(len(probs), bool)
+    out = in_scope < ood.threshold if ood is not None and in_scope is not None else np.zeros(len(probs), bool)
+    return float((no_intent | out | (probs.max(1) < threshold)).mean())
+
+
+def evaluate_open_world(config: TrainConfig, data, session, pad_id: int, calibration: dict) -> tuple[OodCheck | None, dict]:
+    """The OOD check (fitted on the served int8 model) and the report's held-back shares.
+
+    Held back = not routed to a team: no-intent wins, out of scope, or below the triage threshold.
+    """
+    from .calibrate import softmax
+    from .export import onnx_logits
+
+    hidden = session.get_outputs()[1].shape[-1]
+    pooled = {s: onnx_logits(session, data.ids[s], pad_id, hidden, output="pooled") for s in ("train", "val")}
+    ood = ood_check(data.labels, pooled["train"], data.y["train"], pooled["val"], config.ood_in_scope_pass)
+    figures = {"ood": None if ood is None else {"method": ood.method, "threshold": ood.threshold,
+                                                  "val_in_scope_pass": ood.in_scope_pass}}
+    for name in (data.eval_split, "no_intent_heldout", "out_of_scope"):
+        ids = data.ids.get(name) or []
+        probs = softmax(onnx_logits(session, ids, pad_id, len(data.labels)), calibration["temperature"])
+        vectors = onnx_logits(session, ids, pad_id, hidden, output="pooled")
+        in_scope = in_scope_scores(vectors, ood.centroids) if ood is not None else None
+        share = held_back_share(probs, in_scope, data.labels, ood, calibration["triage_threshold"])
+        figures[f"held_back_{'in_scope' if name == data.eval_split else name}"] = {"share": share, "n": len(ids)}
+    return ood, figures
