@@ -21,6 +21,7 @@ from chatbot.errors import SwitchboardError
 from finetune.ml.artifact_format import Serving, read_serving
 from finetune.ml.artifacts import verify_checksums
 from finetune.ml.errors import ArtifactFormatError, ChecksumError
+from finetune.ml.window import window_ids
 from routing.models import ModelVersion
 
 REQUIRED_FILES = ("model.onnx", "tokenizer.json", "labels.json", "serving.json", "checksums")
@@ -94,7 +95,7 @@ def _intra_op_threads() -> int:
     return int(overrides.get("ROUTER_INTRA_OP_THREADS", 1))
 
 
-def _open_tokenizer(directory: Path, max_length: int) -> Tokenizer:
+def _open_tokenizer(directory: Path, max_length: int, windowed: bool) -> tuple[Tokenizer, int]:
     tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
     pad_token = "[PAD]"
     config_path = directory / "tokenizer_config.json"
@@ -103,10 +104,14 @@ def _open_tokenizer(directory: Path, max_length: int) -> Tokenizer:
     pad_id = tokenizer.token_to_id(pad_token)
     if pad_id is None:
         raise ArtifactError(f"{directory}: tokenizer has no pad token {pad_token!r}")
+    if windowed:  # window_ids cuts long texts and score() pads: the tokenizer does neither
+        tokenizer.no_truncation()
+        tokenizer.no_padding()
+        return tokenizer, pad_id
     tokenizer.enable_truncation(max_length=max_length)
     # No fixed length: pad to the longest text in the batch.
     tokenizer.enable_padding(pad_id=pad_id, pad_token=pad_token)
-    return tokenizer
+    return tokenizer, pad_id
 
 
 def _read_format(directory: Path, version: ModelVersion) -> Serving:
@@ -141,6 +146,7 @@ class LoadedModel:
     session: ort.InferenceSession
     tokenizer: Tokenizer
     serving: Serving
+    pad_id: int = 0
 
     @classmethod
     def from_version(cls, version: ModelVersion, *, threads: int | None = None) -> LoadedModel:
@@ -154,7 +160,7 @@ class LoadedModel:
             session = ort.InferenceSession(
                 str(directory / "model.onnx"), options, providers=["CPUExecutionProvider"]
             )
-            tokenizer = _open_tokenizer(directory, max_length)
+            tokenizer, pad_id = _open_tokenizer(directory, max_length, serving.window_head is not None)
         except (ValueError, KeyError, OSError, RuntimeError) as exc:
             raise ArtifactError(f"model version {version.pk}: cannot open artifact: {exc}") from exc
         outputs = {output.name for output in session.get_outputs()}
@@ -164,7 +170,7 @@ class LoadedModel:
             version=str(version.pk), sha256=version.sha256, labels=tuple(serving.labels),
             temperature=serving.temperature, max_length=max_length,
             proposed_threshold=version.proposed_triage_threshold, session=session, tokenizer=tokenizer,
-            serving=serving,
+            serving=serving, pad_id=pad_id,
         )
 
     def score(self, texts: list[str]) -> Scored:
@@ -172,7 +178,7 @@ class LoadedModel:
         # One text (every chat message, most API calls): encode() skips encode_batch's thread pool
         # hand-off, which cost more than the tokenizing itself inside a busy server.
         encodings = [self.tokenizer.encode(texts[0])] if len(texts) == 1 else self.tokenizer.encode_batch(texts)
-        feed = {
+        feed = self._feed([e.ids for e in encodings]) if self.serving.window_head is not None else {
             "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
             "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
         }
@@ -186,6 +192,16 @@ class LoadedModel:
             pooled = outputs[1] / np.linalg.norm(outputs[1], axis=1, keepdims=True).clip(1e-12)
             in_scope = (pooled @ ood.centroids.T).max(axis=1)
         return Scored(exp / exp.sum(axis=1, keepdims=True), in_scope)
+
+    def _feed(self, rows: list[list[int]]) -> dict[str, np.ndarray]:
+        """Windowed ids (the training's window_ids), padded to the longest."""
+        rows = [window_ids(row, self.max_length, self.serving.window_head) for row in rows]
+        width = max(len(row) for row in rows)
+        input_ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for index, row in enumerate(rows):
+            input_ids[index, : len(row)], mask[index, : len(row)] = row, 1
+        return {"input_ids": input_ids, "attention_mask": mask}
 
     def probabilities(self, texts: list[str]) -> np.ndarray:
         """softmax(logits / temperature), shape [len(texts), len(labels)]; texts must be non-empty."""

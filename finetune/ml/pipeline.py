@@ -116,9 +116,9 @@ def prepare(config: TrainConfig, examples: list[LabelledText], unlabelled: list[
         data.notes.append("The validation split is empty: no early stopping, temperature 1, threshold 1.")
     if not texts["train"]:
         raise PipelineError("The train split is empty: every labelled ticket is in val or test.")
-    add_no_intent(config, data, [e.text for e in examples], lambda t: encode(tokenizer, t, config.max_length), pad_id)
-    data.ids = {s: encode(tokenizer, t, config.max_length) for s, t in texts.items()}
-    data.ids["unlabelled"] = encode(tokenizer, data.unlabelled, config.max_length)
+    add_no_intent(config, data, [e.text for e in examples], lambda t: encode(tokenizer, t, config.max_length, config.window_head), pad_id)
+    data.ids = {s: encode(tokenizer, t, config.max_length, config.window_head) for s, t in texts.items()}
+    data.ids["unlabelled"] = encode(tokenizer, data.unlabelled, config.max_length, config.window_head)
     return data
 
 
@@ -178,7 +178,7 @@ def distil(config, data: Prepared, teacher, pad_id: int, report: Reporter):
 
 
 def save_tokenizer(tokenizer, work_dir: Path, max_length: int) -> None:
-    """Save with save_pretrained, and make tokenizer.json truncate by itself for the router."""
+    """Save with save_pretrained; tokenizer.json truncates by itself (format-2 routers window instead)."""
     tokenizer.save_pretrained(work_dir)
     path = work_dir / "tokenizer.json"
     if not path.is_file():
@@ -275,7 +275,7 @@ def write_outputs(config, data: Prepared, metrics: dict, work_dir: Path, ood: Oo
         format=FORMAT_VERSION, max_length=config.max_length, temperature=cal["temperature"],
         triage_threshold=cal["triage_threshold"], labels=data.labels,
         no_intent_label=NO_INTENT if NO_INTENT in data.labels else None, ood=ood,
-        languages=metrics.get("languages", {}).get("serving"),
+        languages=metrics.get("languages", {}).get("serving"), window_head=config.window_head,
     )
     write_serving(work_dir, serving)
     (work_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
@@ -350,8 +350,8 @@ def _run(config: TrainConfig, examples, unlabelled, work_dir: Path, report: Repo
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     data = prepare(config, examples, unlabelled, tokenizer, teams, pad_id)
     config = student_depth_fit(config, data)
-    data.ids["out_of_scope"] = encode(tokenizer, out_of_scope, config.max_length)
-    data.ids["no_intent_heldout"] = encode(tokenizer, data.corpus.heldout if data.corpus else [], config.max_length)
+    data.ids["out_of_scope"] = encode(tokenizer, out_of_scope, config.max_length, config.window_head)
+    data.ids["no_intent_heldout"] = encode(tokenizer, data.corpus.heldout if data.corpus else [], config.max_length, config.window_head)
     scratch = work_dir / "_scratch"
     scratch.mkdir()
     report("split", 1.0, f"{len(data.y['train'])} train, {len(data.y['val'])} val, {len(data.y['test'])} test")

@@ -42,7 +42,7 @@ def test_labels_and_serving_config(tiny_run):
     assert serving == {
         "format": 2, "max_length": 64, "temperature": result.temperature,
         "triage_threshold": result.proposed_threshold, "labels": labels, "no_intent_label": NO_INTENT,
-        "languages": None, "window_head": None,
+        "languages": None, "window_head": 0.75,
     }
     assert ood["method"] == "centroid_cosine" and ood["file"] == "ood_centroids.npy" and -1 <= ood["threshold"] <= 1
     assert result.temperature > 0 and 0 < result.proposed_threshold <= 1
