@@ -43,10 +43,14 @@ class RouteInputSerializer(serializers.Serializer):
 
 
 class PredictionSerializer(serializers.Serializer):
-    team = serializers.CharField()
-    team_name = serializers.CharField()
+    team = serializers.CharField(allow_null=True, help_text="Null for no_intent, out_of_scope, unsupported_language.")
+    team_name = serializers.CharField(allow_null=True)
     confidence = serializers.FloatField()
-    triage = serializers.BooleanField(help_text="True when confidence is below the team's triage threshold.")
+    triage = serializers.BooleanField(help_text="True for low_confidence, out_of_scope and unsupported_language.")
+    reason = serializers.ChoiceField(
+        choices=["routed", "no_intent", "out_of_scope", "unsupported_language", "low_confidence"]
+    )
+    language = serializers.CharField(allow_null=True, help_text="ISO 639-1 code when identified confidently.")
     scores = serializers.DictField(child=serializers.FloatField())
     model_version = serializers.CharField()
 

@@ -104,8 +104,8 @@ class TrainConfig:
     ood_in_scope_pass: float = 0.95
     # A language is supported when at least this share, or this many, of the training tickets are in it.
     language_min_share: float = 0.05
-    language_min_count: int = 30
-    language_min_confidence: float = 0.9  # a language guess below this never holds a message back
+    language_min_count: int = 50
+    language_min_confidence: float = 0.75  # a language guess below this never holds a message back
 
     @property
     def bf16(self) -> bool:
@@ -126,7 +126,7 @@ class TrainConfig:
         for name in ("epochs", "distil_epochs", "batch_size", "max_length", "student_layers", "min_per_team", "teachers"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("patience", "threads", "max_unlabelled", "min_teacher_steps", "min_distil_steps", "language_min_count"):
+        for name in ("patience", "threads", "max_unlabelled", "min_teacher_steps", "min_distil_steps"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be 0 or more, got {getattr(self, name)}")
         if not 0 <= self.label_smoothing < 1:
@@ -135,7 +135,12 @@ class TrainConfig:
             raise ConfigError(f"kd_alpha must be in [0, 1], got {self.kd_alpha}")
         if self.kd_temperature <= 0:
             raise ConfigError(f"kd_temperature must be positive, got {self.kd_temperature}")
-        for name in ("no_intent_holdout", "small_talk_share", "language_min_share", "language_min_confidence"):
+        if not 0 < self.language_min_share <= 1 or self.language_min_count < 1:
+            raise ConfigError(
+                f"language_min_share must be in (0, 1] and language_min_count at least 1, "
+                f"got {self.language_min_share} and {self.language_min_count}"
+            )
+        for name in ("no_intent_holdout", "small_talk_share", "language_min_confidence"):
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if not 0 < self.window_head <= 1:

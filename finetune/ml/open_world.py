@@ -11,6 +11,7 @@ import torch
 from .artifact_format import NO_INTENT, OodCheck
 from .config import TrainConfig
 from .data import collate, length_sorted_batches
+from .language import languages_summary, supported_languages
 from .model import MeanPooledClassifier
 from .no_intent import Corpus, claimed_by_labelled, corpus_split, load_corpus
 
@@ -102,3 +103,10 @@ def evaluate_open_world(config: TrainConfig, data, session, pad_id: int, calibra
         share = held_back_share(probs, in_scope, data.labels, ood, calibration["triage_threshold"])
         figures[f"held_back_{'in_scope' if name == data.eval_split else name}"] = {"share": share, "n": len(ids)}
     return ood, figures
+
+
+def training_languages(config: TrainConfig, labelled: list[str]) -> dict:
+    """Tickets per detected language, the supported set, and the confidence a refusal needs."""
+    counts = languages_summary(list(labelled))
+    supported = supported_languages(counts, min_share=config.language_min_share, min_count=config.language_min_count)
+    return {"counts": counts, "supported": supported, "min_confidence": config.language_min_confidence}

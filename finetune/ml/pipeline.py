@@ -29,7 +29,7 @@ from .errors import Cancelled, PipelineError
 from .artifact_format import FORMAT_VERSION, NO_INTENT, OodCheck, Serving, write_serving
 from .evaluate import classification_metrics, file_size_mb, onnx_latency_ms
 from .no_intent import Corpus, with_small_talk
-from .open_world import evaluate_open_world, no_intent_corpus
+from .open_world import evaluate_open_world, no_intent_corpus, training_languages
 from .export import check_parity, export_int8, onnx_logits, onnx_session
 from .report import model_card, verdict
 from .split import assign_splits, check_enough
@@ -275,7 +275,7 @@ def write_outputs(config, data: Prepared, metrics: dict, work_dir: Path, ood: Oo
         format=FORMAT_VERSION, max_length=config.max_length, temperature=cal["temperature"],
         triage_threshold=cal["triage_threshold"], labels=data.labels,
         no_intent_label=NO_INTENT if NO_INTENT in data.labels else None, ood=ood,
-        languages=metrics.get("languages", {}).get("serving"), window_head=config.window_head,
+        languages=metrics.get("languages"), window_head=config.window_head,
     )
     write_serving(work_dir, serving)
     (work_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
@@ -372,6 +372,7 @@ def _run(config: TrainConfig, examples, unlabelled, work_dir: Path, report: Repo
     report("evaluate", 0.0, f"evaluating on the {data.eval_split} split")
     metrics = evaluate_all(config, data, logits, session, pad_id, work_dir, report)
     ood, metrics["open_world"] = evaluate_open_world(config, data, session, pad_id, metrics["calibration"])
+    metrics["languages"] = training_languages(config, [e.text for e in examples])
     shutil.rmtree(scratch)
     watch.lap("evaluate")
     metrics.update(

@@ -42,8 +42,10 @@ def test_labels_and_serving_config(tiny_run):
     assert serving == {
         "format": 2, "max_length": 64, "temperature": result.temperature,
         "triage_threshold": result.proposed_threshold, "labels": labels, "no_intent_label": NO_INTENT,
-        "languages": None, "window_head": 0.75,
+        "languages": serving["languages"], "window_head": 0.75,
     }
+    assert "en" in serving["languages"]["supported"] and serving["languages"]["min_confidence"] == 0.75
+    assert sum(serving["languages"]["counts"].values()) == len(tiny_examples(TINY_LABELS)[0])
     assert ood["method"] == "centroid_cosine" and ood["file"] == "ood_centroids.npy" and -1 <= ood["threshold"] <= 1
     assert result.temperature > 0 and 0 < result.proposed_threshold <= 1
 
@@ -83,6 +85,19 @@ def test_metrics_cover_every_model_and_the_verdict(tiny_run):
     assert metrics["config"]["student_layers"] == 2
     assert metrics["config"]["teachers"] == 2 and len(metrics["history"]["teacher"]["members"]) == 2
     assert "baseline" in metrics["verdict"] and metrics["verdict"] in result.card
+
+
+def test_report_has_the_open_world_figures(tiny_run):
+    """metrics.json and the card give held-back shares of the held-out corpus and the languages seen."""
+    result, _ = tiny_run
+    metrics = json.loads((result.artifact_dir / "metrics.json").read_text())
+    figures = metrics["open_world"]
+    held_out = figures["held_back_no_intent_heldout"]
+    assert held_out["n"] == metrics["data"]["no_intent_corpus"]["heldout"] > 0 and 0 <= held_out["share"] <= 1
+    assert figures["held_back_out_of_scope"] == {"share": None, "n": 0}  # none given to this run
+    assert 0 <= figures["held_back_in_scope"]["share"] <= 1
+    assert "held-out no-intent corpus lines" in result.card and "Languages of the training tickets" in result.card
+    assert metrics["data"]["train"] < metrics["data"]["train_texts"]  # corpus lines and small-talk copies
 
 
 def test_progress_reports_every_stage_in_order(tiny_run):

@@ -17,7 +17,7 @@ def test_route_one_text(api, router, teams, install_version):
     response = api.post("/api/v1/route", {"text": "my card was charged twice"}, format="json")
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"team", "team_name", "confidence", "triage", "scores", "model_version"}
+    assert set(body) == {"team", "team_name", "confidence", "triage", "reason", "language", "scores", "model_version"}
     assert body["model_version"] == str(version.pk) and sorted(body["scores"]) == LABELS_V1
     assert Ticket.objects.count() == 0
 
