@@ -1,8 +1,9 @@
 """The serving files of an artifact, written by the pipeline and read by the router: one definition.
 
 Format 2 (written now): serving.json with the keys of ``Serving`` (labels include the reserved
-no-intent label, an ``ood`` block, a ``languages`` block) and, when the OOD check is on,
-``ood_centroids.npy`` (float32 [labels, hidden], unit-length class means of the pooled vectors).
+no-intent label, an ``ood`` block, a ``languages`` block, ``window_head``). The OOD check is
+``max_logit`` (no array); a ``centroid_cosine`` check also reads ``ood_centroids.npy`` (float32
+[labels, hidden], unit-length class means of the ONNX model's ``pooled`` output).
 Format 1 (older artifacts) still loads: no reserved label, no OOD check, no languages.
 A newer format is refused: this release cannot know what it would have to check.
 """
@@ -28,9 +29,13 @@ NO_INTENT = "~no_intent"
 
 @dataclass(frozen=True)
 class OodCheck:
-    """Out-of-scope when the pooled vector's best cosine to a class centroid is below `threshold`."""
+    """Out-of-scope when the in-scope score is below `threshold`.
 
-    method: str  # "centroid_cosine"
+    The score: "max_logit", the largest raw logit; "centroid_cosine", the pooled vector's best cosine
+    to a class centroid (needs `centroids`).
+    """
+
+    method: str  # "max_logit" or "centroid_cosine"
     threshold: float
     in_scope_pass: float  # the share of in-scope validation texts at or above the threshold
     centroids: np.ndarray | None = field(default=None, compare=False, repr=False)
@@ -59,7 +64,7 @@ def write_serving(directory: Path, serving: Serving) -> None:
     directory = Path(directory)
     body = asdict(serving)
     body["format"] = FORMAT_VERSION
-    if serving.ood is not None:
+    if serving.ood is not None and serving.ood.method == "centroid_cosine":
         if serving.ood.centroids is None:
             raise ArtifactFormatError("The OOD check has no centroids to write.")
         np.save(directory / CENTROIDS_FILE, np.asarray(serving.ood.centroids, dtype=np.float32))
@@ -86,6 +91,11 @@ def _check_labels(directory: Path, body: dict) -> list[str]:
 def _read_ood(directory: Path, block: dict | None, labels: list[str]) -> OodCheck | None:
     if block is None:
         return None
+    if block.get("method") == "max_logit":
+        try:
+            return OodCheck("max_logit", float(block["threshold"]), float(block["in_scope_pass"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ArtifactFormatError(f"{directory}: the ood block of serving.json is unreadable: {exc!r}") from exc
     try:
         centroids = np.load(directory / block["file"], allow_pickle=False)
         check = OodCheck(block["method"], float(block["threshold"]), float(block["in_scope_pass"]), centroids)
@@ -94,7 +104,7 @@ def _read_ood(directory: Path, block: dict | None, labels: list[str]) -> OodChec
     if check.method != "centroid_cosine" or centroids.ndim != 2 or len(centroids) != len(labels):
         raise ArtifactFormatError(
             f"{directory}: ood method {check.method!r} with centroids {centroids.shape}; "
-            f"expected 'centroid_cosine' with {len(labels)} rows"
+            f"expected 'max_logit', or 'centroid_cosine' with {len(labels)} rows"
         )
     return check
 

@@ -15,7 +15,6 @@ from .language import languages_summary, supported_languages
 from .model import MeanPooledClassifier
 from .no_intent import Corpus, claimed_by_labelled, corpus_split, load_corpus
 
-OOD_METHOD = "centroid_cosine"
 
 
 def unit_rows(vectors: np.ndarray) -> np.ndarray:
@@ -48,28 +47,17 @@ def no_intent_corpus(config: TrainConfig, labelled: list[str], encode_texts, pad
     return corpus_split(lines, claimed, holdout=config.no_intent_holdout, seed=config.seed)
 
 
-def ood_check(
-    labels: list[str], train_pooled: np.ndarray, train_y: list[int], val_pooled: np.ndarray, in_scope_pass: float
-) -> OodCheck | None:
-    """Class centroids of the served model's pooled train vectors; the threshold passes
-    `in_scope_pass` of the in-scope validation texts. None without validation texts."""
-    if len(val_pooled) == 0 or in_scope_pass >= 1:
+def ood_check(val_logits: np.ndarray, in_scope_pass: float) -> OodCheck | None:
+    """Max-logit check: the threshold passes `in_scope_pass` of the in-scope validation texts.
+
+    Chosen over the pooled vectors' centroid cosine, Mahalanobis and energy by CLINC150 AUROC /
+    FPR at 95 % recall (see the report); it costs nothing at serving time. None without validation.
+    """
+    if len(val_logits) == 0 or in_scope_pass >= 1:
         return None
-    y = np.asarray(train_y)
-    centroids = np.zeros((len(labels), train_pooled.shape[1]), dtype=np.float32)
-    for index in range(len(labels)):
-        if (y == index).any():
-            centroids[index] = train_pooled[y == index].mean(axis=0)
-    centroids = unit_rows(centroids) * (np.linalg.norm(centroids, axis=1, keepdims=True) > 0)
-    scores = in_scope_scores(val_pooled, centroids)
+    scores = val_logits.max(axis=1)
     threshold = float(np.quantile(scores, 1 - in_scope_pass, method="lower"))
-    passed = float((scores >= threshold).mean())
-    return OodCheck(OOD_METHOD, threshold, passed, centroids.astype(np.float32))
-
-
-def in_scope_scores(pooled: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-    """Best cosine of each (unit) pooled vector to a class centroid: low means out of scope."""
-    return (unit_rows(pooled) @ centroids.T).max(axis=1) if len(pooled) else np.zeros(0)
+    return OodCheck("max_logit", threshold, float((scores >= threshold).mean()))
 
 
 def held_back_share(probs: np.ndarray, in_scope: np.ndarray | None, labels: list[str], ood: OodCheck | None,
@@ -90,18 +78,15 @@ def evaluate_open_world(config: TrainConfig, data, session, pad_id: int, calibra
     from .calibrate import softmax
     from .export import onnx_logits
 
-    hidden = session.get_outputs()[1].shape[-1]
-    pooled = {s: onnx_logits(session, data.ids[s], pad_id, hidden, output="pooled") for s in ("train", "val")}
-    ood = ood_check(data.labels, pooled["train"], data.y["train"], pooled["val"], config.ood_in_scope_pass)
+    val_logits = onnx_logits(session, data.ids["val"], pad_id, len(data.labels))
+    ood = ood_check(val_logits, config.ood_in_scope_pass)
     figures = {"ood": None if ood is None else {"method": ood.method, "threshold": ood.threshold,
                                                   "val_in_scope_pass": ood.in_scope_pass}}
     for name in (data.eval_split, "no_intent_heldout", "out_of_scope"):
-        ids = data.ids.get(name) or []
-        probs = softmax(onnx_logits(session, ids, pad_id, len(data.labels)), calibration["temperature"])
-        vectors = onnx_logits(session, ids, pad_id, hidden, output="pooled")
-        in_scope = in_scope_scores(vectors, ood.centroids) if ood is not None else None
-        share = held_back_share(probs, in_scope, data.labels, ood, calibration["triage_threshold"])
-        figures[f"held_back_{'in_scope' if name == data.eval_split else name}"] = {"share": share, "n": len(ids)}
+        logits = onnx_logits(session, data.ids.get(name) or [], pad_id, len(data.labels))
+        probs = softmax(logits, calibration["temperature"])
+        share = held_back_share(probs, logits.max(axis=1), data.labels, ood, calibration["triage_threshold"])
+        figures[f"held_back_{'in_scope' if name == data.eval_split else name}"] = {"share": share, "n": len(logits)}
     return ood, figures
 
 

@@ -75,3 +75,10 @@ def test_missing_centroids_or_unsorted_labels_are_refused(tmp_path):
     (tmp_path / "labels.json").write_text(json.dumps(list(reversed(LABELS))))
     with pytest.raises(ArtifactFormatError, match="unsorted"):
         read_serving(tmp_path)
+
+
+def test_a_max_logit_check_round_trips_without_an_array(tmp_path):
+    serving = Serving(FORMAT_VERSION, 64, 1.0, 0.5, LABELS, NO_INTENT, OodCheck("max_logit", 4.2, 0.95), None, 0.75)
+    write_serving(tmp_path, serving)
+    assert not (tmp_path / CENTROIDS_FILE).exists()
+    assert read_serving(tmp_path) == serving

@@ -19,7 +19,7 @@ from tests.ml_fixtures import TOPICS, make_tiny_artifact, tiny_config, tiny_exam
 from .conftest import TINY_LABELS
 
 ARTIFACT_FILES = {
-    "model.onnx", "tokenizer.json", "labels.json", "serving.json", "ood_centroids.npy", "metrics.json", "card.md", "checksums",
+    "model.onnx", "tokenizer.json", "labels.json", "serving.json", "metrics.json", "card.md", "checksums",
 }
 
 
@@ -46,7 +46,7 @@ def test_labels_and_serving_config(tiny_run):
     }
     assert "en" in serving["languages"]["supported"] and serving["languages"]["min_confidence"] == 0.75
     assert sum(serving["languages"]["counts"].values()) == len(tiny_examples(TINY_LABELS)[0])
-    assert ood["method"] == "centroid_cosine" and ood["file"] == "ood_centroids.npy" and -1 <= ood["threshold"] <= 1
+    assert ood["method"] == "max_logit" and 0 < ood["in_scope_pass"] <= 1 and not (result.artifact_dir / "ood_centroids.npy").exists()
     assert result.temperature > 0 and 0 < result.proposed_threshold <= 1
 
 
