@@ -60,7 +60,7 @@ def export_int8(model: MeanPooledClassifier, sample_ids: list[list[int]], pad_id
     input_ids, mask = collate(sample_ids[:2], pad_id)
     with _quiet_export():
         torch.onnx.export(
-            LogitsAndPooled(model),
+            LogitsAndPooled(model).eval(),
             (input_ids, mask),
             str(fp32_path),
             dynamo=False,
