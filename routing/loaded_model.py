@@ -18,8 +18,11 @@ from tokenizers import Tokenizer
 
 from chatbot.conf import model_store, setting
 from chatbot.errors import SwitchboardError
+from finetune.ml.artifact_format import Serving, read_serving
 from finetune.ml.artifacts import verify_checksums
-from finetune.ml.errors import ChecksumError
+from finetune.ml.errors import ArtifactFormatError, ChecksumError
+from finetune.ml.language import detect_language, warm_language_detector
+from finetune.ml.window import window_ids
 from routing.models import ModelVersion
 
 REQUIRED_FILES = ("model.onnx", "tokenizer.json", "labels.json", "serving.json", "checksums")
@@ -32,15 +35,27 @@ class ArtifactError(SwitchboardError):
     http_status = 409
 
 
+REASONS = ("routed", "no_intent", "out_of_scope", "unsupported_language", "low_confidence")
+
+
 @dataclass(frozen=True)
 class Prediction:
-    team: str | None  # best team slug; None when reason is no_intent, out_of_scope or unsupported_language
+    """The router's answer for one text, and why.
+
+    Precedence, first match wins: ``unsupported_language`` (the text is confidently in a language
+    the model was not trained on; short or ambiguous texts never are), ``no_intent`` (the reserved
+    no-intent label has the highest probability), ``out_of_scope`` (the OOD score is below the
+    artifact's calibrated threshold), ``low_confidence`` (below the triage threshold, or the best
+    team is unknown or inactive), else ``routed``. Format-1 artifacts only give the last two.
+    """
+
+    team: str | None  # best team slug; None for no_intent, out_of_scope and unsupported_language
     team_name: str | None
     confidence: float  # calibrated probability of the best team (of no-intent when reason is no_intent)
-    triage: bool  # True for low_confidence, out_of_scope, unsupported_language; False for routed, no_intent
-    reason: str  # "routed" | "no_intent" | "out_of_scope" | "unsupported_language" | "low_confidence"
+    triage: bool  # True for low_confidence, out_of_scope, unsupported_language
+    reason: str  # one of REASONS
     language: str | None  # ISO 639-1 code when identified confidently, else None
-    scores: dict[str, float]  # per team slug, reserved labels excluded
+    scores: dict[str, float]  # per team slug (reserved labels excluded); not renormalised
     model_version: str
 
 
@@ -81,7 +96,7 @@ def _intra_op_threads() -> int:
     return int(overrides.get("ROUTER_INTRA_OP_THREADS", 1))
 
 
-def _open_tokenizer(directory: Path, max_length: int) -> Tokenizer:
+def _open_tokenizer(directory: Path, max_length: int, windowed: bool) -> tuple[Tokenizer, int]:
     tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
     pad_token = "[PAD]"
     config_path = directory / "tokenizer_config.json"
@@ -90,20 +105,29 @@ def _open_tokenizer(directory: Path, max_length: int) -> Tokenizer:
     pad_id = tokenizer.token_to_id(pad_token)
     if pad_id is None:
         raise ArtifactError(f"{directory}: tokenizer has no pad token {pad_token!r}")
+    if windowed:  # window_ids cuts long texts and score() pads: the tokenizer does neither
+        tokenizer.no_truncation()
+        tokenizer.no_padding()
+        return tokenizer, pad_id
     tokenizer.enable_truncation(max_length=max_length)
     # No fixed length: pad to the longest text in the batch.
     tokenizer.enable_padding(pad_id=pad_id, pad_token=pad_token)
-    return tokenizer
+    return tokenizer, pad_id
 
 
-def _read_serving(directory: Path) -> tuple[dict, list[str]]:
-    serving = json.loads((directory / "serving.json").read_text(encoding="utf-8"))
-    labels = json.loads((directory / "labels.json").read_text(encoding="utf-8"))
-    if serving.get("format") != 1:
-        raise ArtifactError(f"{directory}: serving.json format {serving.get('format')!r}, expected 1")
-    if serving.get("labels", labels) != labels or labels != sorted(labels) or not labels:
-        raise ArtifactError(f"{directory}: labels.json and serving.json labels disagree or are unsorted")
-    return serving, labels
+def _read_format(directory: Path, version: ModelVersion) -> Serving:
+    try:
+        return read_serving(directory)
+    except ArtifactFormatError as exc:
+        raise ArtifactError(f"model version {version.pk}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One batch through the model: calibrated probabilities and, when the artifact has it, OOD scores."""
+
+    probabilities: np.ndarray  # [texts, labels]
+    in_scope: np.ndarray | None  # [texts] the OOD check's score (max logit, or best centroid cosine)
 
 
 @dataclass(frozen=True)
@@ -122,69 +146,121 @@ class LoadedModel:
     proposed_threshold: float | None
     session: ort.InferenceSession
     tokenizer: Tokenizer
+    serving: Serving
+    pad_id: int = 0
 
     @classmethod
     def from_version(cls, version: ModelVersion, *, threads: int | None = None) -> LoadedModel:
         directory = artifact_verify(version=version)
+        serving = _read_format(directory, version)
         try:
-            serving, labels = _read_serving(directory)
-            max_length = min(int(serving.get("max_length", 64)), int(setting("MAX_TOKENS")))
+            max_length = min(serving.max_length, int(setting("MAX_TOKENS")))
             options = ort.SessionOptions()
             options.intra_op_num_threads = threads or _intra_op_threads()
             options.inter_op_num_threads = 1
             session = ort.InferenceSession(
                 str(directory / "model.onnx"), options, providers=["CPUExecutionProvider"]
             )
-            tokenizer = _open_tokenizer(directory, max_length)
+            tokenizer, pad_id = _open_tokenizer(directory, max_length, serving.window_head is not None)
         except (ValueError, KeyError, OSError, RuntimeError) as exc:
             raise ArtifactError(f"model version {version.pk}: cannot open artifact: {exc}") from exc
+        if serving.languages:
+            warm_language_detector()  # ~1.5 s once per process, at load rather than on a customer's message
+        outputs = {output.name for output in session.get_outputs()}
+        if serving.ood is not None and serving.ood.method == "centroid_cosine" and "pooled" not in outputs:
+            raise ArtifactError(f"model version {version.pk}: serving.json has an OOD check but model.onnx no pooled output")
         return cls(
-            version=str(version.pk),
-            sha256=version.sha256,
-            labels=tuple(labels),
-            temperature=float(serving.get("temperature") or 1.0),
-            max_length=max_length,
-            proposed_threshold=version.proposed_triage_threshold,
-            session=session,
-            tokenizer=tokenizer,
+            version=str(version.pk), sha256=version.sha256, labels=tuple(serving.labels),
+            temperature=serving.temperature, max_length=max_length,
+            proposed_threshold=version.proposed_triage_threshold, session=session, tokenizer=tokenizer,
+            serving=serving, pad_id=pad_id,
         )
 
-    def probabilities(self, texts: list[str]) -> np.ndarray:
-        """softmax(logits / temperature), shape [len(texts), len(labels)]; texts must be non-empty."""
+    def score(self, texts: list[str]) -> Scored:
+        """Probabilities (softmax(logits / temperature)) and OOD scores; texts must be non-empty."""
         # One text (every chat message, most API calls): encode() skips encode_batch's thread pool
         # hand-off, which cost more than the tokenizing itself inside a busy server.
         encodings = [self.tokenizer.encode(texts[0])] if len(texts) == 1 else self.tokenizer.encode_batch(texts)
-        input_ids = np.array([e.ids for e in encodings], dtype=np.int64)
-        attention_mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
-        logits = self.session.run(["logits"], {"input_ids": input_ids, "attention_mask": attention_mask})[0]
-        scaled = logits.astype(np.float64) / self.temperature
+        feed = self._feed([e.ids for e in encodings]) if self.serving.window_head is not None else {
+            "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
+            "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
+        }
+        ood = self.serving.ood
+        pooled = ood is not None and ood.method == "centroid_cosine"
+        outputs = self.session.run(["logits", "pooled"] if pooled else ["logits"], feed)
+        scaled = outputs[0].astype(np.float64) / self.temperature
         scaled -= scaled.max(axis=1, keepdims=True)
         exp = np.exp(scaled)
-        return exp / exp.sum(axis=1, keepdims=True)
+        in_scope = None
+        if pooled:
+            vectors = outputs[1] / np.linalg.norm(outputs[1], axis=1, keepdims=True).clip(1e-12)
+            in_scope = (vectors @ ood.centroids.T).max(axis=1)
+        elif ood is not None:  # max_logit: the raw logits, as calibrated in training
+            in_scope = outputs[0].max(axis=1)
+        return Scored(exp / exp.sum(axis=1, keepdims=True), in_scope)
+
+    def _feed(self, rows: list[list[int]]) -> dict[str, np.ndarray]:
+        """Windowed ids (the training's window_ids), padded to the longest."""
+        rows = [window_ids(row, self.max_length, self.serving.window_head) for row in rows]
+        width = max(len(row) for row in rows)
+        input_ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for index, row in enumerate(rows):
+            input_ids[index, : len(row)], mask[index, : len(row)] = row, 1
+        return {"input_ids": input_ids, "attention_mask": mask}
+
+    def probabilities(self, texts: list[str]) -> np.ndarray:
+        """softmax(logits / temperature), shape [len(texts), len(labels)]; texts must be non-empty."""
+        return self.score(texts).probabilities
 
     def predict(
         self, texts: list[str], *, teams: Mapping[str, TeamInfo], default_threshold: float
     ) -> list[Prediction]:
-        """Route each text. Triage threshold: the team's own, else this model's proposal, else the default."""
+        """Route each text (see Prediction for the reasons and their order).
+
+        Triage threshold: the team's own, else this model's proposal, else the default.
+        """
         model_threshold = default_threshold if self.proposed_threshold is None else self.proposed_threshold
+        scored = self.score(texts)
         predictions = []
-        for row in self.probabilities(texts):
-            best = int(row.argmax())
-            slug = self.labels[best]
-            info = teams.get(slug)
-            threshold = model_threshold if info is None or info.triage_threshold is None else info.triage_threshold
-            confidence = float(row[best])
-            triage = confidence < threshold or info is None or not info.active
-            predictions.append(
-                Prediction(
-                    team=slug,
-                    team_name=info.name if info is not None else slug,
-                    confidence=confidence,
-                    triage=triage,
-                    reason="low_confidence" if triage else "routed",
-                    language=None,
-                    scores={label: float(p) for label, p in zip(self.labels, row)},
-                    model_version=self.version,
-                )
-            )
+        for index, (text, row) in enumerate(zip(texts, scored.probabilities)):
+            in_scope = None if scored.in_scope is None else float(scored.in_scope[index])
+            predictions.append(self._decide(text, row, in_scope, teams, model_threshold))
         return predictions
+
+    def _decide(self, text: str, row: np.ndarray, in_scope: float | None, teams, model_threshold: float) -> Prediction:
+        no_intent = self.serving.no_intent_label
+        scores = {label: float(p) for label, p in zip(self.labels, row) if label != no_intent}
+        slug = max(scores, key=scores.get)
+        confidence, info = scores[slug], teams.get(slug)
+        language, supported = language_check(text, self.serving.languages)
+        threshold = model_threshold if info is None or info.triage_threshold is None else info.triage_threshold
+        if not supported:
+            reason = "unsupported_language"
+        elif no_intent is not None and float(row[self.labels.index(no_intent)]) > confidence:
+            reason, confidence = "no_intent", float(row[self.labels.index(no_intent)])
+        elif in_scope is not None and in_scope < self.serving.ood.threshold:
+            reason = "out_of_scope"
+        elif confidence < threshold or info is None or not info.active:
+            reason = "low_confidence"
+        else:
+            reason = "routed"
+        routed = reason in ("routed", "low_confidence")
+        return Prediction(
+            team=slug if routed else None, team_name=(info.name if info is not None else slug) if routed else None,
+            confidence=confidence, triage=reason not in ("routed", "no_intent"), reason=reason,
+            language=language, scores=scores, model_version=self.version,
+        )
+
+
+def language_check(text: str, languages: dict | None, detect=None) -> tuple[str | None, bool]:
+    """(language code or None, whether the model may answer): only a confident guess can refuse.
+
+    detect(text) -> LanguageGuess | None; finetune.ml.language.detect_language unless given.
+    """
+    if not languages:
+        return None, True
+    guess = (detect or detect_language)(text)
+    if guess is None or guess.confidence < float(languages.get("min_confidence", 0.0)):
+        return None, True
+    return guess.code, guess.code in languages["supported"]

@@ -39,6 +39,7 @@ class TrainConfig:
     weight_decay: float = 0.01  # AdamW weight decay (teacher and student)
     batch_size: int = 32  # examples per step
     max_length: int = 64  # tokens per text; support messages are short
+    window_head: float = 0.75  # of a longer text's window, the share read from its start (the rest: its end)
     # False: the student trains its word embeddings too, as sparse rows (only the batch's tokens,
     # lazy Adam): as cheap as a frozen table and better with the default teachers. The teacher's trains densely.
     student_freeze_embeddings: bool = False
@@ -71,6 +72,19 @@ class TrainConfig:
     target_precision: float = 0.95  # the proposed triage threshold aims at this precision
     baseline: bool = True  # also fit TF-IDF + logistic regression for an honest comparison
     max_unlabelled: int = 20000  # cap on unlabelled texts used for distillation
+    # Open world. The reserved no-intent label, trained from the shipped corpus (greetings, thanks, ...).
+    no_intent: bool = True
+    no_intent_holdout: float = 0.2  # seeded share of the corpus never trained on: the report's held-back figure
+    # A corpus line whose frozen-base-encoder cosine to a labelled ticket is at or above this is
+    # dropped (labelled data wins); above 1 = exact (normalised) duplicates only.
+    no_intent_similarity: float = 0.9
+    small_talk_share: float = 0.3  # share of labelled train texts copied with a corpus opener/closer attached
+    # The out-of-scope check passes this share of in-scope validation texts; 1 = no check.
+    ood_in_scope_pass: float = 0.95
+    # A language is supported when at least this share, or this many, of the training tickets are in it.
+    language_min_share: float = 0.05
+    language_min_count: int = 50
+    language_min_confidence: float = 0.75  # a language guess below this never holds a message back
 
     @property
     def bf16(self) -> bool:
@@ -100,6 +114,18 @@ class TrainConfig:
             raise ConfigError(f"kd_alpha must be in [0, 1], got {self.kd_alpha}")
         if self.kd_temperature <= 0:
             raise ConfigError(f"kd_temperature must be positive, got {self.kd_temperature}")
+        if not 0 < self.language_min_share <= 1 or self.language_min_count < 1:
+            raise ConfigError(
+                f"language_min_share must be in (0, 1] and language_min_count at least 1, "
+                f"got {self.language_min_share} and {self.language_min_count}"
+            )
+        for name in ("no_intent_holdout", "small_talk_share", "language_min_confidence"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if not 0 < self.window_head <= 1:
+            raise ConfigError(f"window_head must be in (0, 1], got {self.window_head}")
+        if not 0 < self.ood_in_scope_pass <= 1:
+            raise ConfigError(f"ood_in_scope_pass must be in (0, 1], got {self.ood_in_scope_pass}")
         if not 0 < self.target_precision <= 1:
             raise ConfigError(f"target_precision must be in (0, 1], got {self.target_precision}")
         if self.val_fraction < 0 or self.test_fraction < 0 or self.val_fraction + self.test_fraction >= 1:

@@ -7,12 +7,15 @@ import random
 import numpy as np
 import torch
 
+from .window import DEFAULT_HEAD_SHARE, window_ids
 
-def encode(tokenizer, texts: list[str], max_length: int) -> list[list[int]]:
-    """Token ids per text, truncated, unpadded (padding happens per batch)."""
+
+def encode(tokenizer, texts: list[str], max_length: int, head_share: float = DEFAULT_HEAD_SHARE) -> list[list[int]]:
+    """Token ids per text, windowed to max_length (head and tail, as the router does), unpadded."""
     if not texts:
         return []
-    return tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+    ids = tokenizer(list(texts), truncation=False, verbose=False)["input_ids"]
+    return [window_ids(row, max_length, head_share) for row in ids]
 
 
 def length_grouped_batches(

@@ -25,3 +25,7 @@ class ChecksumError(PipelineError):
 
 class ConfigError(PipelineError, ValueError):
     """The training configuration is invalid; the message names the key and allowed values."""
+
+
+class ArtifactFormatError(PipelineError):
+    """serving.json (or an array next to it) is unreadable, inconsistent, or of an unknown format."""

@@ -8,17 +8,25 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
+from .artifact_format import NO_INTENT
 
-def macro_f1(predictions, gold, num_labels: int) -> float:
+
+def macro_f1(predictions, gold, num_labels: int, skip: tuple[int, ...] = ()) -> float:
+    """Macro-F1 over the label indices, less `skip` (the reserved no-intent label is no team)."""
     if len(gold) == 0:
         return 0.0
-    return float(f1_score(gold, predictions, labels=list(range(num_labels)), average="macro", zero_division=0))
+    indices = [i for i in range(num_labels) if i not in skip]
+    return float(f1_score(gold, predictions, labels=indices, average="macro", zero_division=0))
 
 
 def classification_metrics(predictions, gold, labels: list[str]) -> dict:
-    """Accuracy, macro-F1, per-team precision/recall/F1/support and the confusion matrix (lists)."""
+    """Accuracy, macro-F1, per-team precision/recall/F1/support and the confusion matrix (lists).
+
+    Macro-F1 leaves the reserved no-intent label out (labelled test tickets all have a team).
+    """
     predictions, gold = np.asarray(predictions), np.asarray(gold)
     indices = list(range(len(labels)))
+    skip = tuple(i for i, label in enumerate(labels) if label == NO_INTENT)
     if len(gold) == 0:
         return {"n": 0, "accuracy": 0.0, "macro_f1": 0.0, "per_team": {}, "confusion_matrix": []}
     p, r, f, s = precision_recall_fscore_support(gold, predictions, labels=indices, zero_division=0)
@@ -29,7 +37,7 @@ def classification_metrics(predictions, gold, labels: list[str]) -> dict:
     return {
         "n": int(len(gold)),
         "accuracy": float((predictions == gold).mean()),
-        "macro_f1": macro_f1(predictions, gold, len(labels)),
+        "macro_f1": macro_f1(predictions, gold, len(labels), skip),
         "per_team": per_team,
         "confusion_matrix": confusion_matrix(gold, predictions, labels=indices).tolist(),
     }

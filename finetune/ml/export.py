@@ -41,24 +41,37 @@ def _quiet_export() -> Iterator[None]:
         root.removeFilter(advice)
 
 
+class LogitsAndPooled(torch.nn.Module):
+    """The served graph: logits (the head on the pooled vector) and the pooled vector itself (OOD check)."""
+
+    def __init__(self, model: MeanPooledClassifier):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        pooled = self.model.pooled(input_ids, attention_mask)
+        return self.model.classifier(pooled).float(), pooled.float()
+
+
 def export_int8(model: MeanPooledClassifier, sample_ids: list[list[int]], pad_id: int, fp32_path: Path, int8_path: Path) -> None:
-    """Export fp32 ONNX (opset 17, dynamic batch/sequence), then quantize weights to int8."""
+    """Export fp32 ONNX (opset 17, dynamic batch/sequence; outputs logits and pooled), then quantize weights to int8."""
     # The legacy exporter restores the training mode of the module it is given: export in eval.
     model.eval()
     input_ids, mask = collate(sample_ids[:2], pad_id)
     with _quiet_export():
         torch.onnx.export(
-            model,
+            LogitsAndPooled(model).eval(),
             (input_ids, mask),
             str(fp32_path),
             dynamo=False,
             opset_version=17,
             input_names=["input_ids", "attention_mask"],
-            output_names=["logits"],
+            output_names=["logits", "pooled"],
             dynamic_axes={
                 "input_ids": {0: "batch", 1: "sequence"},
                 "attention_mask": {0: "batch", 1: "sequence"},
                 "logits": {0: "batch"},
+                "pooled": {0: "batch"},
             },
         )
         # Plain dynamic quantization: quant_pre_process / the transformers optimizer broke it.
@@ -76,14 +89,15 @@ def onnx_session(path: Path, threads: int) -> ort.InferenceSession:
 
 
 def onnx_logits(
-    session: ort.InferenceSession, ids: list[list[int]], pad_id: int, num_labels: int, batch_size: int = 128
+    session: ort.InferenceSession, ids: list[list[int]], pad_id: int, num_labels: int, batch_size: int = 128,
+    output: str = "logits",
 ) -> np.ndarray:
-    """Logits from the ONNX model for every text, in input order."""
+    """One output of the ONNX model (logits, or pooled with num_labels = hidden size) per text, in input order."""
     out = np.zeros((len(ids), num_labels), dtype=np.float32)
     for idx in length_sorted_batches(ids, batch_size):
         input_ids, mask = collate([ids[i] for i in idx], pad_id)
         feed = {"input_ids": input_ids.numpy(), "attention_mask": mask.numpy()}
-        out[idx] = session.run(["logits"], feed)[0]
+        out[idx] = session.run([output], feed)[0]
     return out
 
 

@@ -26,7 +26,10 @@ from .config import TrainConfig
 from .data import encode, predict_logits
 from .distil import train_student
 from .errors import Cancelled, PipelineError
+from .artifact_format import FORMAT_VERSION, NO_INTENT, OodCheck, Serving, write_serving
 from .evaluate import classification_metrics, file_size_mb, onnx_latency_ms
+from .no_intent import Corpus, with_small_talk
+from .open_world import evaluate_open_world, no_intent_corpus, training_languages
 from .export import check_parity, export_int8, onnx_logits, onnx_session
 from .report import model_card, verdict
 from .split import assign_splits, check_enough
@@ -88,9 +91,11 @@ class Prepared:
     unlabelled: list[str]
     eval_split: str  # where the reported metrics come from: "test", or a fallback
     notes: list[str] = field(default_factory=list)
+    corpus: Corpus | None = None  # the no-intent corpus as trained on (None: no no-intent label)
+    labelled_train: int = 0  # train texts before corpus lines and small-talk copies were added
 
 
-def prepare(config: TrainConfig, examples: list[LabelledText], unlabelled: list[str], tokenizer, teams) -> Prepared:
+def prepare(config: TrainConfig, examples: list[LabelledText], unlabelled: list[str], tokenizer, teams, pad_id=0) -> Prepared:
     """Check counts, fill missing splits, encode every split and the unlabelled texts."""
     check_enough([e.label for e in examples], config.min_per_team, teams=teams)
     labels = sorted({e.label for e in examples} | set(teams or []))
@@ -111,9 +116,31 @@ def prepare(config: TrainConfig, examples: list[LabelledText], unlabelled: list[
         data.notes.append("The validation split is empty: no early stopping, temperature 1, threshold 1.")
     if not texts["train"]:
         raise PipelineError("The train split is empty: every labelled ticket is in val or test.")
-    data.ids = {s: encode(tokenizer, t, config.max_length) for s, t in texts.items()}
-    data.ids["unlabelled"] = encode(tokenizer, data.unlabelled, config.max_length)
+    add_no_intent(config, data, [e.text for e in examples], lambda t: encode(tokenizer, t, config.max_length, config.window_head), pad_id)
+    data.ids = {s: encode(tokenizer, t, config.max_length, config.window_head) for s, t in texts.items()}
+    data.ids["unlabelled"] = encode(tokenizer, data.unlabelled, config.max_length, config.window_head)
     return data
+
+
+def add_no_intent(config: TrainConfig, data: Prepared, labelled: list[str], encode_texts, pad_id: int) -> None:
+    """The reserved label and its corpus lines in train, plus labelled texts with small talk attached."""
+    data.labelled_train = len(data.texts["train"])
+    corpus = no_intent_corpus(config, labelled, encode_texts, pad_id)
+    if corpus is None:
+        return
+    # At most as many corpus lines as labelled train tickets: a small helpdesk's teams are not drowned.
+    corpus.train = corpus.train[: data.labelled_train]
+    old = data.labels
+    data.labels = sorted(set(old) | {NO_INTENT})
+    data.y = {s: [data.labels.index(old[i]) for i in y] for s, y in data.y.items()}
+    data.corpus = corpus
+    extra_texts, extra_y = with_small_talk(
+        data.texts["train"], data.y["train"], corpus.train, share=config.small_talk_share, seed=config.seed
+    )
+    data.texts["train"] += extra_texts + corpus.train
+    data.y["train"] += extra_y + [data.labels.index(NO_INTENT)] * len(corpus.train)
+    if corpus.dropped:
+        data.notes.append(f"{len(corpus.dropped)} no-intent corpus lines were dropped: labelled tickets match them.")
 
 
 def student_depth_fit(config: TrainConfig, data: Prepared) -> TrainConfig:
@@ -151,7 +178,7 @@ def distil(config, data: Prepared, teacher, pad_id: int, report: Reporter):
 
 
 def save_tokenizer(tokenizer, work_dir: Path, max_length: int) -> None:
-    """Save with save_pretrained, and make tokenizer.json truncate by itself for the router."""
+    """Save with save_pretrained; tokenizer.json truncates by itself (format-2 routers window instead)."""
     tokenizer.save_pretrained(work_dir)
     path = work_dir / "tokenizer.json"
     if not path.is_file():
@@ -188,7 +215,6 @@ def export(config, data: Prepared, student, tokenizer, pad_id: int, scratch: Pat
     int8_logits = onnx_logits(session, parity_ids, pad_id, len(data.labels))
     agreement = check_parity(torch_logits, int8_logits, config.parity_threshold)
     save_tokenizer(tokenizer, work_dir, config.max_length)
-    (work_dir / "labels.json").write_text(json.dumps(data.labels, indent=2) + "\n")
     report("export", 1.0, f"int8 agrees with torch on {agreement:.1%}")
     parity = {"agreement": agreement, "threshold": config.parity_threshold, "split": parity_split, "n": len(torch_logits)}
     return session, parity
@@ -235,23 +261,23 @@ def evaluate_all(config, data: Prepared, logits: dict, session, pad_id: int, wor
     metrics["size_mb"] = {"model.onnx": file_size_mb(work_dir / "model.onnx")}
     if config.baseline:
         report("evaluate", 0.8, "fitting the TF-IDF baseline")
+        n = data.labelled_train  # the baseline sees the labelled tickets only, as before
         metrics["baseline"] = run_baseline(
-            data.texts["train"], data.y["train"], data.texts[split], gold, labels, seed=config.seed
+            data.texts["train"][:n], data.y["train"][:n], data.texts[split], gold, labels, seed=config.seed
         )
     return metrics
 
 
-def write_outputs(config, data: Prepared, metrics: dict, work_dir: Path) -> str:
-    """metrics.json, serving.json and card.md; the checksums file is written last, by the caller."""
+def write_outputs(config, data: Prepared, metrics: dict, work_dir: Path, ood: OodCheck | None) -> str:
+    """serving files (artifact_format), metrics.json and card.md; checksums are written last, by the caller."""
     cal = metrics["calibration"]
-    serving = {
-        "format": 1,
-        "max_length": config.max_length,
-        "temperature": cal["temperature"],
-        "triage_threshold": cal["triage_threshold"],
-        "labels": data.labels,
-    }
-    (work_dir / "serving.json").write_text(json.dumps(serving, indent=2) + "\n")
+    serving = Serving(
+        format=FORMAT_VERSION, max_length=config.max_length, temperature=cal["temperature"],
+        triage_threshold=cal["triage_threshold"], labels=data.labels,
+        no_intent_label=NO_INTENT if NO_INTENT in data.labels else None, ood=ood,
+        languages=metrics.get("languages"), window_head=config.window_head,
+    )
+    write_serving(work_dir, serving)
     (work_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     card = model_card(metrics)
     (work_dir / "card.md").write_text(card)
@@ -263,7 +289,13 @@ def data_counts(data: Prepared) -> dict:
         label: {s: data.y[s].count(i) for s in ("train", "val", "test")} for i, label in enumerate(data.labels)
     }
     counts = {s: len(data.y[s]) for s in ("train", "val", "test")}
-    return {**counts, "unlabelled": len(data.unlabelled), "per_team": per_team}
+    corpus = data.corpus
+    no_intent = None if corpus is None else {
+        "train": len(corpus.train), "heldout": len(corpus.heldout), "dropped": len(corpus.dropped),
+        "small_talk_copies": counts["train"] - data.labelled_train - len(corpus.train),
+    }
+    trained = {"train_texts": counts["train"], "train": data.labelled_train}  # texts trained on vs tickets
+    return {**counts, **trained, "unlabelled": len(data.unlabelled), "per_team": per_team, "no_intent_corpus": no_intent}
 
 
 def run_pipeline(
@@ -275,10 +307,12 @@ def run_pipeline(
     progress: ProgressFn | None = None,
     should_cancel: Callable[[], bool] | None = None,
     teams: list[str] | None = None,
+    out_of_scope: list[str] | None = None,
 ) -> PipelineResult:
     """Train, distil, export and evaluate into `work_dir` (new or empty); on any error it is removed.
 
     `teams` (optional) names every team that should exist, so one with no tickets is reported.
+    `out_of_scope` (optional): texts no team handles, for the report's held-back share.
     """
     work_dir = Path(work_dir)
     if work_dir.exists() and any(work_dir.iterdir()):
@@ -287,7 +321,8 @@ def run_pipeline(
     threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     try:
-        return _run(config, examples, unlabelled, work_dir, Reporter(progress, should_cancel), teams)
+        report = Reporter(progress, should_cancel)
+        return _run(config, examples, unlabelled, work_dir, report, teams, out_of_scope or [])
     except BaseException:
         shutil.rmtree(work_dir, ignore_errors=True)
         raise
@@ -306,15 +341,17 @@ class Stopwatch:
         self.clock = time.perf_counter()
 
 
-def _run(config: TrainConfig, examples, unlabelled, work_dir: Path, report: Reporter, teams) -> PipelineResult:
+def _run(config: TrainConfig, examples, unlabelled, work_dir: Path, report: Reporter, teams, out_of_scope) -> PipelineResult:
     watch = Stopwatch()
     # 1. split and tokenise (seed everything first: same data and config, same model)
     random.seed(config.seed), np.random.seed(config.seed), torch.manual_seed(config.seed)
     report("split", 0.0, f"splitting {len(examples)} labelled tickets")
     tokenizer = AutoTokenizer.from_pretrained(config.base_model)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    data = prepare(config, examples, unlabelled, tokenizer, teams)
+    data = prepare(config, examples, unlabelled, tokenizer, teams, pad_id)
     config = student_depth_fit(config, data)
+    data.ids["out_of_scope"] = encode(tokenizer, out_of_scope, config.max_length, config.window_head)
+    data.ids["no_intent_heldout"] = encode(tokenizer, data.corpus.heldout if data.corpus else [], config.max_length, config.window_head)
     scratch = work_dir / "_scratch"
     scratch.mkdir()
     report("split", 1.0, f"{len(data.y['train'])} train, {len(data.y['val'])} val, {len(data.y['test'])} test")
@@ -334,6 +371,8 @@ def _run(config: TrainConfig, examples, unlabelled, work_dir: Path, report: Repo
     # 5. calibrate and evaluate; write metrics, serving config, card; checksums last
     report("evaluate", 0.0, f"evaluating on the {data.eval_split} split")
     metrics = evaluate_all(config, data, logits, session, pad_id, work_dir, report)
+    ood, metrics["open_world"] = evaluate_open_world(config, data, session, pad_id, metrics["calibration"])
+    metrics["languages"] = training_languages(config, [e.text for e in examples])
     shutil.rmtree(scratch)
     watch.lap("evaluate")
     metrics.update(
@@ -341,13 +380,13 @@ def _run(config: TrainConfig, examples, unlabelled, work_dir: Path, report: Repo
         history={"teacher": teacher_history, "student": student_history}, timings_s=watch.timings,
         config=config.to_dict(),
     )
-    return finish(config, data, metrics, work_dir, report)
+    return finish(config, data, metrics, work_dir, report, ood)
 
 
-def finish(config: TrainConfig, data: Prepared, metrics: dict, work_dir: Path, report: Reporter) -> PipelineResult:
+def finish(config: TrainConfig, data: Prepared, metrics: dict, work_dir: Path, report: Reporter, ood) -> PipelineResult:
     """Verdict, outputs, checksums (last: their presence marks a complete artifact)."""
     metrics["verdict"] = verdict(metrics)
-    card = write_outputs(config, data, metrics, work_dir)
+    card = write_outputs(config, data, metrics, work_dir, ood)
     write_checksums(work_dir)
     report("evaluate", 1.0, metrics["verdict"])
     cal = metrics["calibration"]

@@ -41,6 +41,35 @@ def _teachers(config: dict) -> str:
     return f"ensemble of {count} seeds, " if count > 1 else ""
 
 
+def _share(figure: dict | None) -> str:
+    if not figure or figure.get("share") is None:
+        return "not measured (no texts)"
+    return f"{_pct(figure['share'])} of {figure['n']}"
+
+
+def _open_world(metrics: dict) -> list[str]:
+    """Held-back shares (no team picked: no-intent, out of scope, or below the threshold) and languages."""
+    figures = metrics.get("open_world")
+    if not figures:
+        return []
+    ood = figures.get("ood")
+    lines = [
+        "## Open world",
+        f"Held back (not routed to a team): held-out no-intent corpus lines {_share(figures.get('held_back_no_intent_heldout'))}; "
+        f"out-of-scope texts {_share(figures.get('held_back_out_of_scope'))}; "
+        f"in-scope {metrics['evaluated_on']} tickets {_share(figures.get('held_back_in_scope'))}.",
+        "Out-of-scope check: " + ("none (no validation texts)." if ood is None else
+                                  f"{ood['method']}, threshold {ood['threshold']:.3f}, passes {_pct(ood['val_in_scope_pass'])} "
+                                  "of in-scope validation texts."),
+    ]
+    languages = metrics.get("languages")
+    if languages:
+        seen = ", ".join(f"{code} {n}" for code, n in sorted(languages["counts"].items(), key=lambda kv: -kv[1]))
+        lines.append(f"Languages of the training tickets: {seen or 'none identified'}; "
+                     f"supported: {', '.join(languages['supported']) or 'none'}.")
+    return lines + [""]
+
+
 def model_card(metrics: dict) -> str:
     """A short Markdown card: data, config, metrics, latency, size, calibration, verdict, limits."""
     data, config, cal = metrics["data"], metrics["config"], metrics["calibration"]
@@ -69,6 +98,7 @@ def model_card(metrics: dict) -> str:
         f"Temperature {cal['temperature']:.3f}; ECE {cal['ece_before']:.3f} before, {cal['ece_after']:.3f} after. "
         f"Proposed triage threshold {cal['triage_threshold']:.3f} (target precision {_pct(cal['target_precision'])}).",
         "",
+        *_open_world(metrics),
         "## Verdict",
         metrics["verdict"],
         "",

@@ -24,7 +24,7 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
 LABELS = ["billing", "login", "tech"]
-CUSTOMER_TEXT = "Please refund my invoice charge <img src=x onerror=alert(1)>"
+CUSTOMER_TEXT = "Refund my invoice charge payment price bill <img src=x onerror=alert(1)>"
 
 
 @pytest.fixture
@@ -67,7 +67,7 @@ def test_widget_message_reaches_agent_console_and_reply_comes_back(tmp_path, ser
             expect(shop.locator(".sb-team")).to_have_text("You're talking to Billing", timeout=15000)
 
             item = console.locator('[data-inbox="billing"] .ag-item')
-            expect(item).to_contain_text("Please refund my invoice", timeout=15000)
+            expect(item).to_contain_text("Refund my invoice", timeout=15000)
             item.first.click()
             expect(console.locator("#ag-log .ag-customer")).to_have_text(CUSTOMER_TEXT)
             console.fill("#ag-input", "Refund issued, it arrives in 3 days.")
@@ -86,3 +86,45 @@ def test_widget_message_reaches_agent_console_and_reply_comes_back(tmp_path, ser
     conversation = Conversation.objects.select_related("team").get()
     assert conversation.team.slug == "billing" and conversation.model_version_id is not None
     assert list(Message.objects.values_list("sender", flat=True)) == ["customer", "agent"]
+
+
+def test_a_greeting_waits_in_the_console_then_the_question_moves_it_to_its_team(tmp_path, served_model):
+    """The customer types "hi": the conversation shows under Waiting, in no team's inbox; the question
+    then routes it into Billing's inbox and the widget says so (screenshots of both moments)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    for slug in LABELS:
+        Team.objects.create(slug=slug, name=slug.title())
+    get_user_model().objects.create_user("lead", "lead@example.com", "lead-pass-123", is_staff=True)
+    artifacts = Path(settings.BASE_DIR) / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+
+    with asgi_servers(tmp_path, ["web"], MODEL_STORE=str(served_model)) as (server,):
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            console = browser.new_context().new_page()
+            console.goto(f"{server}/agent/")
+            console.fill("#id_username", "lead")
+            console.fill("#id_password", "lead-pass-123")
+            console.click("button[type=submit]")
+            expect(console.locator("#ag-conn")).to_have_text("online", timeout=15000)
+
+            shop = browser.new_context().new_page()
+            shop.goto(f"{server}/")
+            shop.click(".sb-launcher")
+            shop.fill(".sb-input", "hi")
+            shop.press(".sb-input", "Enter")
+            expect(console.locator('[data-inbox="waiting"] .ag-item')).to_contain_text("hi", timeout=15000)
+            expect(console.locator('[data-inbox="billing"] .ag-item')).to_have_count(0)
+            console.screenshot(path=str(artifacts / "agent-console-waiting.png"))
+
+            shop.fill(".sb-input", "refund my invoice charge payment")
+            shop.press(".sb-input", "Enter")
+            expect(shop.locator(".sb-team")).to_have_text("You're talking to Billing", timeout=15000)
+            expect(console.locator('[data-inbox="billing"] .ag-item')).to_contain_text("hi", timeout=15000)
+            expect(console.locator('[data-inbox="waiting"] .ag-item')).to_have_count(0)
+            console.screenshot(path=str(artifacts / "agent-console-routed.png"))
+            browser.close()
+
+    conversation = Conversation.objects.select_related("team").get()
+    assert conversation.team.slug == "billing" and conversation.routing_reason == "routed"

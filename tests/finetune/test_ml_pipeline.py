@@ -9,6 +9,7 @@ import onnxruntime as ort
 import pytest
 from tokenizers import Tokenizer
 
+from finetune.ml.artifact_format import NO_INTENT
 from finetune.ml.artifacts import verify_checksums
 from finetune.ml.config import TrainConfig
 from finetune.ml.errors import Cancelled, ConfigError, NotEnoughDataError, ParityError
@@ -19,7 +20,9 @@ from tests.ml_fixtures import (
 
 from .conftest import TINY_LABELS
 
-ARTIFACT_FILES = {"model.onnx", "tokenizer.json", "labels.json", "serving.json", "metrics.json", "card.md", "checksums"}
+ARTIFACT_FILES = {
+    "model.onnx", "tokenizer.json", "labels.json", "serving.json", "metrics.json", "card.md", "checksums",
+}
 
 
 def test_artifact_has_every_contract_file_and_verifies(tiny_run):
@@ -36,11 +39,16 @@ def test_labels_and_serving_config(tiny_run):
     result, _ = tiny_run
     labels = json.loads((result.artifact_dir / "labels.json").read_text())
     serving = json.loads((result.artifact_dir / "serving.json").read_text())
-    assert labels == sorted(TINY_LABELS) == result.labels
+    assert labels == sorted(TINY_LABELS) + [NO_INTENT] == result.labels
+    ood = serving.pop("ood")
     assert serving == {
-        "format": 1, "max_length": 64, "temperature": result.temperature,
-        "triage_threshold": result.proposed_threshold, "labels": labels,
+        "format": 2, "max_length": 64, "temperature": result.temperature,
+        "triage_threshold": result.proposed_threshold, "labels": labels, "no_intent_label": NO_INTENT,
+        "languages": serving["languages"], "window_head": 0.75,
     }
+    assert "en" in serving["languages"]["supported"] and serving["languages"]["min_confidence"] == 0.75
+    assert sum(serving["languages"]["counts"].values()) == len(tiny_examples(TINY_LABELS)[0])
+    assert ood["method"] == "max_logit" and 0 < ood["in_scope_pass"] <= 1 and not (result.artifact_dir / "ood_centroids.npy").exists()
     assert result.temperature > 0 and 0 < result.proposed_threshold <= 1
 
 
@@ -49,7 +57,7 @@ def test_onnx_model_serves_with_the_saved_tokenizer(tiny_run):
     result, _ = tiny_run
     session = ort.InferenceSession(str(result.artifact_dir / "model.onnx"), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["input_ids", "attention_mask"]
-    assert [o.name for o in session.get_outputs()] == ["logits"]
+    assert [o.name for o in session.get_outputs()] == ["logits", "pooled"]
     tokenizer = Tokenizer.from_file(str(result.artifact_dir / "tokenizer.json"))
     # synthetic_tickets gives the i-th sorted label the i-th topic's words.
     texts = [f"hello {' '.join(TOPICS[i][:3])} please" for i in range(3)]
@@ -58,7 +66,7 @@ def test_onnx_model_serves_with_the_saved_tokenizer(tiny_run):
     ids = np.array([e.ids + [0] * (width - len(e.ids)) for e in encodings], dtype=np.int64)
     mask = np.array([[1] * len(e.ids) + [0] * (width - len(e.ids)) for e in encodings], dtype=np.int64)
     logits = session.run(["logits"], {"input_ids": ids, "attention_mask": mask})[0]
-    assert logits.shape == (3, 3) and logits.dtype == np.float32
+    assert logits.shape == (3, 4) and logits.dtype == np.float32
     assert list(logits.argmax(1)) == [0, 1, 2]
     assert len(tokenizer.encode("word " * 200).ids) == 64
 
@@ -69,7 +77,7 @@ def test_metrics_cover_every_model_and_the_verdict(tiny_run):
     metrics = json.loads((result.artifact_dir / "metrics.json").read_text())
     for model in ("baseline", "teacher", "student", "int8"):
         assert {"accuracy", "macro_f1", "per_team", "confusion_matrix"} <= set(metrics[model])
-        assert len(metrics[model]["confusion_matrix"]) == 3
+        assert len(metrics[model]["confusion_matrix"]) == 4
     assert metrics["int8"]["accuracy"] == result.test_accuracy >= 0.9
     assert metrics["evaluated_on"] == "test" and metrics["data"]["test"] > 0
     assert metrics["parity"]["agreement"] >= 0.97
@@ -79,6 +87,19 @@ def test_metrics_cover_every_model_and_the_verdict(tiny_run):
     assert metrics["config"]["student_layers"] == 2
     assert metrics["config"]["teachers"] == 2 and len(metrics["history"]["teacher"]["members"]) == 2
     assert "baseline" in metrics["verdict"] and metrics["verdict"] in result.card
+
+
+def test_report_has_the_open_world_figures(tiny_run):
+    """metrics.json and the card give held-back shares of the held-out corpus and the languages seen."""
+    result, _ = tiny_run
+    metrics = json.loads((result.artifact_dir / "metrics.json").read_text())
+    figures = metrics["open_world"]
+    held_out = figures["held_back_no_intent_heldout"]
+    assert held_out["n"] == metrics["data"]["no_intent_corpus"]["heldout"] > 0 and 0 <= held_out["share"] <= 1
+    assert figures["held_back_out_of_scope"] == {"share": None, "n": 0}  # none given to this run
+    assert 0 <= figures["held_back_in_scope"]["share"] <= 1
+    assert "held-out no-intent corpus lines" in result.card and "Languages of the training tickets" in result.card
+    assert metrics["data"]["train"] < metrics["data"]["train_texts"]  # corpus lines and small-talk copies
 
 
 def test_progress_reports_every_stage_in_order(tiny_run):
@@ -182,7 +203,7 @@ def test_make_tiny_artifact_publishes_a_verified_copy(tmp_path):
     first = make_tiny_artifact(tmp_path / "store", ["sales", "support"], name="1")
     second = make_tiny_artifact(tmp_path / "store", ["sales", "support"], name="2")
     assert first.name == "1" and second.name == "2"
-    assert json.loads((second / "labels.json").read_text()) == ["sales", "support"]
+    assert json.loads((second / "labels.json").read_text()) == ["sales", "support", NO_INTENT]
     assert verify_checksums(first) == verify_checksums(second)
     assert sorted(p.name for p in (tmp_path / "store").iterdir()) == ["1", "2"]
 

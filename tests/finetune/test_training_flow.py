@@ -10,6 +10,7 @@ from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from chatbot.errors import ConflictError, SwitchboardError
+from finetune.ml.artifact_format import NO_INTENT
 from finetune.ml.artifacts import verify_checksums
 from finetune.models import Ticket, TrainingRun
 from finetune.training import training_run_cancel, training_run_execute, training_run_start
@@ -51,7 +52,7 @@ def test_start_queues_one_task_and_worker_publishes_first_version(staff_user, la
     version = run.model_version
     assert version.state == ModelVersion.State.ACTIVE and version.artifact_dir == str(version.pk)
     assert verify_checksums(store / version.artifact_dir) == version.sha256
-    assert version.labels == ["accounts", "billing", "bugs"] and "int8" in version.metrics
+    assert version.labels == ["accounts", "billing", "bugs", NO_INTENT] and "int8" in version.metrics
     assert version.metrics["parity"]["threshold"] == 0.97 <= version.metrics["parity"]["agreement"]
     assert tmp_dirs(store) == []
     assert not Ticket.objects.filter(team__isnull=False, split="").exists()

@@ -184,7 +184,8 @@ def test_a_20000_character_ticket_routes_and_only_abuse_sizes_are_refused(api, r
     long_ticket = "my card was charged twice and nobody answers my e-mails. " * 350
     assert 19_000 < len(long_ticket) < 21_000
     routed = api.post("/api/v1/route", {"text": long_ticket}, format="json")
-    assert routed.status_code == 200 and routed.json()["team"] in LABELS_V1
+    assert routed.status_code == 200 and routed.json()["model_version"] is not None
+    assert routed.json()["reason"] in {"routed", "no_intent", "out_of_scope", "unsupported_language", "low_confidence"}
     refused = api.post("/api/v1/route", {"text": "x" * 100_001}, format="json")
     assert refused.status_code == 413 and refused.json()["code"] == "text_too_long"
     assert "100000" in refused.json()["detail"]

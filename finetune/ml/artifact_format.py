@@ -1,0 +1,138 @@
+"""The serving files of an artifact, written by the pipeline and read by the router: one definition.
+
+Format 2 (written now): serving.json with the keys of ``Serving`` (labels include the reserved
+no-intent label, an ``ood`` block, a ``languages`` block, ``window_head``). The OOD check is
+``max_logit`` (no array); a ``centroid_cosine`` check also reads ``ood_centroids.npy`` (float32
+[labels, hidden], unit-length class means of the ONNX model's ``pooled`` output).
+Format 1 (older artifacts) still loads: no reserved label, no OOD check, no languages.
+A newer format is refused: this release cannot know what it would have to check.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ArtifactFormatError
+
+FORMAT_VERSION = 2
+SERVING_FILE = "serving.json"
+LABELS_FILE = "labels.json"
+CENTROIDS_FILE = "ood_centroids.npy"
+# The reserved label of "no request in this message" (greetings, thanks, chit-chat). "~" cannot
+# occur in a team slug ([-a-zA-Z0-9_]+) and sorts after every slug character: labels stay sorted.
+NO_INTENT = "~no_intent"
+
+
+@dataclass(frozen=True)
+class OodCheck:
+    """Out-of-scope when the in-scope score is below `threshold`.
+
+    The score: "max_logit", the largest raw logit; "centroid_cosine", the pooled vector's best cosine
+    to a class centroid (needs `centroids`).
+    """
+
+    method: str  # "max_logit" or "centroid_cosine"
+    threshold: float
+    in_scope_pass: float  # the share of in-scope validation texts at or above the threshold
+    centroids: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Serving:
+    format: int
+    max_length: int
+    temperature: float
+    triage_threshold: float
+    labels: list[str]
+    no_intent_label: str | None = None
+    ood: OodCheck | None = None
+    languages: dict | None = None  # {"counts": {code: n}, "supported": [codes], "min_confidence": p}
+    window_head: float | None = None  # share of the token window kept from a long text's start
+
+    @property
+    def teams(self) -> list[str]:
+        """The labels that are team slugs (reserved labels left out)."""
+        return [label for label in self.labels if label != self.no_intent_label]
+
+
+def write_serving(directory: Path, serving: Serving) -> None:
+    """serving.json, labels.json and the OOD centroids (if any) into `directory`."""
+    directory = Path(directory)
+    body = asdict(serving)
+    body["format"] = FORMAT_VERSION
+    if serving.ood is not None and serving.ood.method == "centroid_cosine":
+        if serving.ood.centroids is None:
+            raise ArtifactFormatError("The OOD check has no centroids to write.")
+        np.save(directory / CENTROIDS_FILE, np.asarray(serving.ood.centroids, dtype=np.float32))
+        body["ood"] = {k: v for k, v in body["ood"].items() if k != "centroids"}
+        body["ood"]["file"] = CENTROIDS_FILE
+    (directory / SERVING_FILE).write_text(json.dumps(body, indent=2) + "\n")
+    (directory / LABELS_FILE).write_text(json.dumps(serving.labels, indent=2) + "\n")
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ArtifactFormatError(f"{path}: cannot read JSON: {exc}") from exc
+
+
+def _check_labels(directory: Path, body: dict) -> list[str]:
+    labels = _read_json(directory / LABELS_FILE)
+    if not isinstance(labels, list) or not labels or body.get("labels", labels) != labels or labels != sorted(labels):
+        raise ArtifactFormatError(f"{directory}: labels.json and serving.json labels disagree or are unsorted")
+    return labels
+
+
+def _read_ood(directory: Path, block: dict | None, labels: list[str]) -> OodCheck | None:
+    if block is None:
+        return None
+    if block.get("method") == "max_logit":
+        try:
+            return OodCheck("max_logit", float(block["threshold"]), float(block["in_scope_pass"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ArtifactFormatError(f"{directory}: the ood block of serving.json is unreadable: {exc!r}") from exc
+    try:
+        centroids = np.load(directory / block["file"], allow_pickle=False)
+        check = OodCheck(block["method"], float(block["threshold"]), float(block["in_scope_pass"]), centroids)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ArtifactFormatError(f"{directory}: the ood block of serving.json is unreadable: {exc!r}") from exc
+    if check.method != "centroid_cosine" or centroids.ndim != 2 or len(centroids) != len(labels):
+        raise ArtifactFormatError(
+            f"{directory}: ood method {check.method!r} with centroids {centroids.shape}; "
+            f"expected 'max_logit', or 'centroid_cosine' with {len(labels)} rows"
+        )
+    return check
+
+
+def read_serving(directory: Path) -> Serving:
+    """Read and check serving.json (format 1 or 2) and its labels and arrays."""
+    directory = Path(directory)
+    body = _read_json(directory / SERVING_FILE)
+    version = body.get("format") if isinstance(body, dict) else None
+    if not isinstance(version, int) or version < 1:
+        raise ArtifactFormatError(f"{directory}: serving.json has format {version!r}; expected 1 or {FORMAT_VERSION}")
+    if version > FORMAT_VERSION:
+        raise ArtifactFormatError(
+            f"{directory}: serving.json is format {version}, newer than this release reads (1..{FORMAT_VERSION}); "
+            "upgrade Switchboard or activate a model trained by this release"
+        )
+    labels = _check_labels(directory, body)
+    no_intent = body.get("no_intent_label") if version >= 2 else None
+    if no_intent is not None and no_intent not in labels:
+        raise ArtifactFormatError(f"{directory}: no_intent_label {no_intent!r} is not among the labels")
+    try:
+        return Serving(
+            format=version, max_length=int(body.get("max_length", 64)),
+            temperature=float(body.get("temperature") or 1.0),
+            triage_threshold=float(body.get("triage_threshold", 1.0)), labels=labels, no_intent_label=no_intent,
+            ood=_read_ood(directory, body.get("ood"), labels) if version >= 2 else None,
+            languages=body.get("languages") if version >= 2 else None,
+            window_head=body.get("window_head") if version >= 2 else None,
+        )
+    except (TypeError, ValueError) as exc:
+        raise ArtifactFormatError(f"{directory}: serving.json has a bad value: {exc}") from exc

@@ -1,0 +1,67 @@
+"""The no-intent corpus (labelled data wins, held-out share, small-talk copies) and the OOD calibration."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from finetune.ml.artifact_format import NO_INTENT, OodCheck
+from finetune.ml.no_intent import claimed_by_labelled, corpus_split, load_corpus, normalise, with_small_talk
+from finetune.ml.open_world import held_back_share, ood_check
+
+
+def test_the_shipped_corpus_loads_hundreds_of_distinct_lines():
+    lines = load_corpus()
+    assert len(lines) >= 500 and len(set(lines)) == len(lines) and all(line.strip() == line for line in lines)
+
+
+def test_labelled_tickets_claim_equal_lines_after_normalising():
+    lines = ["Thanks!!", "hello there", "ok"]
+    assert normalise("  Thanks!! ") == normalise("thanks")
+    assert claimed_by_labelled(lines, ["thanks", "my card broke"], None, 0.9) == [True, False, False]
+
+
+def test_labelled_tickets_claim_similar_lines_by_cosine():
+    """A line at or above the threshold to any labelled text is dropped; below it stays."""
+    table = {"hello there": [1.0, 0.0], "ok": [0.0, 1.0], "hi there friend": [0.95, np.sqrt(1 - 0.95**2)]}
+    vectors = lambda texts: np.array([table[t] for t in texts])  # noqa: E731
+    assert claimed_by_labelled(["hello there", "ok"], ["hi there friend"], vectors, 0.9) == [True, False]
+    assert claimed_by_labelled(["hello there", "ok"], ["hi there friend"], vectors, 0.96) == [False, False]
+
+
+def test_corpus_split_drops_claimed_lines_and_holds_out_a_seeded_share():
+    lines = [f"line {i}" for i in range(100)]
+    claimed = [i < 10 for i in range(100)]
+    corpus = corpus_split(lines, claimed, holdout=0.2, seed=3)
+    assert len(corpus.dropped) == 10 and len(corpus.heldout) == 18 and len(corpus.train) == 72
+    assert not set(corpus.heldout) & set(corpus.train) and not set(corpus.dropped) & set(corpus.train)
+    assert corpus_split(lines, claimed, holdout=0.2, seed=3) == corpus
+
+
+def test_small_talk_copies_keep_the_label_and_contain_the_question():
+    texts, labels = [f"question {i}" for i in range(10)], list(range(10))
+    copies, copy_labels = with_small_talk(texts, labels, ["hi", "thanks"], share=0.5, seed=1)
+    assert len(copies) == 5
+    for copy, label in zip(copies, copy_labels):
+        assert f"question {label}" in copy and copy != f"question {label}"
+        assert copy.startswith(("hi ", "thanks ")) or copy.endswith((" hi", " thanks"))
+    assert with_small_talk(texts, labels, [], share=0.5, seed=1) == ([], [])
+
+
+def test_ood_threshold_passes_the_configured_share_of_validation():
+    val_logits = np.random.default_rng(0).normal(size=(400, 5))
+    for share in (0.8, 0.95):
+        check = ood_check(val_logits, share)
+        passed = (val_logits.max(axis=1) >= check.threshold).mean()
+        assert check.method == "max_logit"
+        assert passed == pytest.approx(share, abs=0.01) and check.in_scope_pass == pytest.approx(passed)
+    assert ood_check(val_logits[:0], 0.95) is None
+    assert ood_check(val_logits, 1.0) is None
+
+
+def test_held_back_counts_no_intent_out_of_scope_and_low_confidence():
+    probs = np.array([[0.9, 0.1, 0.0], [0.1, 0.1, 0.8], [0.5, 0.4, 0.1], [0.9, 0.05, 0.05]])
+    in_scope = np.array([0.9, 0.9, 0.9, 0.1])
+    check = OodCheck("max_logit", 0.5, 1.0)
+    assert held_back_share(probs, in_scope, ["a", "b", NO_INTENT], check, 0.6) == 0.75
+    assert held_back_share(probs, None, ["a", "b", "c"], None, 0.6) == 0.25
