@@ -12,6 +12,7 @@ import onnxruntime as ort
 import pytest
 from tokenizers import Tokenizer
 
+from finetune.ml.artifact_format import NO_INTENT
 from finetune.ml.artifacts import verify_checksums
 from finetune.ml.config import TrainConfig
 from finetune.ml.pipeline import LabelledText, run_pipeline
@@ -70,3 +71,6 @@ def test_real_minilm_routes_held_out_support_tickets(tmp_path):
     accuracy = np.mean([p == e.label for p, e in zip(predicted, held_out)])
     assert accuracy >= MIN_HELD_OUT_ACCURACY and result.test_accuracy >= MIN_HELD_OUT_ACCURACY
     assert 5 < metrics["size_mb"]["model.onnx"] < 25
+    # The open world: greetings and thanks are the reserved no-intent label, the question a team.
+    said = served_predictions(result.artifact_dir, ["Hi", "hello there!", "thanks a lot", "ok", held_out[0].text])
+    assert said[:4].count(NO_INTENT) >= 3 and said[4] == held_out[0].label, said
