@@ -39,6 +39,23 @@ def served_model(tmp_path) -> Path:
     return store
 
 
+def _console_and_widget(browser, server: str, username: str):
+    """The agent console logged in as ``username`` (password ``<username>-pass-123``) and the demo
+    page with the widget opened, each in its own browser context."""
+    from playwright.sync_api import expect
+
+    console = browser.new_context().new_page()
+    console.goto(f"{server}/agent/")
+    console.fill("#id_username", username)
+    console.fill("#id_password", f"{username}-pass-123")
+    console.click("button[type=submit]")
+    expect(console.locator("#ag-conn")).to_have_text("online", timeout=15000)
+    shop = browser.new_context().new_page()
+    shop.goto(f"{server}/")
+    shop.click(".sb-launcher")
+    return console, shop
+
+
 def test_widget_message_reaches_agent_console_and_reply_comes_back(tmp_path, served_model):
     """A customer's widget message lands in Billing's inbox; the agent's reply shows in the widget."""
     from playwright.sync_api import expect, sync_playwright
@@ -52,16 +69,7 @@ def test_widget_message_reaches_agent_console_and_reply_comes_back(tmp_path, ser
     with asgi_servers(tmp_path, ["web"], MODEL_STORE=str(served_model)) as (server,):
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            console = browser.new_context().new_page()
-            console.goto(f"{server}/agent/")
-            console.fill("#id_username", "bella")
-            console.fill("#id_password", "bella-pass-123")
-            console.click("button[type=submit]")
-            expect(console.locator("#ag-conn")).to_have_text("online", timeout=15000)
-
-            shop = browser.new_context().new_page()
-            shop.goto(f"{server}/")
-            shop.click(".sb-launcher")
+            console, shop = _console_and_widget(browser, server, "bella")
             shop.fill(".sb-input", CUSTOMER_TEXT)
             shop.press(".sb-input", "Enter")
             expect(shop.locator(".sb-team")).to_have_text("You're talking to Billing", timeout=15000)
@@ -102,16 +110,7 @@ def test_a_greeting_waits_in_the_console_then_the_question_moves_it_to_its_team(
     with asgi_servers(tmp_path, ["web"], MODEL_STORE=str(served_model)) as (server,):
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            console = browser.new_context().new_page()
-            console.goto(f"{server}/agent/")
-            console.fill("#id_username", "lead")
-            console.fill("#id_password", "lead-pass-123")
-            console.click("button[type=submit]")
-            expect(console.locator("#ag-conn")).to_have_text("online", timeout=15000)
-
-            shop = browser.new_context().new_page()
-            shop.goto(f"{server}/")
-            shop.click(".sb-launcher")
+            console, shop = _console_and_widget(browser, server, "lead")
             shop.fill(".sb-input", "hi")
             shop.press(".sb-input", "Enter")
             expect(console.locator('[data-inbox="waiting"] .ag-item')).to_contain_text("hi", timeout=15000)
