@@ -19,6 +19,7 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 from django.db import transaction
+from django.db.models import Count
 from django.utils import timezone
 
 from chatbot import selectors
@@ -118,10 +119,7 @@ def _scores_save(requests: list[RouteRequest]) -> None:
 
 def _customer_counts(ids: list[int]) -> dict[int, int]:
     rows = Message.objects.filter(conversation_id__in=ids, sender=Message.Sender.CUSTOMER)
-    counts: dict[int, int] = defaultdict(int)
-    for conversation_id in rows.values_list("conversation_id", flat=True):
-        counts[conversation_id] += 1
-    return counts
+    return dict(rows.values("conversation_id").annotate(n=Count("id")).values_list("conversation_id", "n"))
 
 
 def _lookups(requests: list[RouteRequest]) -> tuple[dict[str, Team], dict[int, ModelVersion]]:

@@ -13,7 +13,7 @@ import logging
 from chatbot import broadcast, conversation_routing, selectors
 from chatbot.errors import NoModelError
 from chatbot.ws_base import db_call
-from routing.conversation import carries_intent, turns_join
+from routing.conversation import carries_intent, turns_answer
 from routing.models import ModelVersion
 
 logger = logging.getLogger(__name__)
@@ -52,29 +52,29 @@ async def _predict(texts: list[str]) -> list:
 
 
 async def _decisions(inputs: list[conversation_routing.RoutingInput]) -> list[conversation_routing.RouteRequest]:
-    """Score every new message alone; a conversation with several intent turns is scored on their join."""
+    """Score every new message alone, then apply routing.conversation's rule per conversation
+    (several intent turns: one more score, of their joined text), all conversations in one batch."""
     flat = [(item, pk, text) for item in inputs for pk, text in item.unscored]
     alone = await _predict([text for _, _, text in flat])
-    scored: dict[int, dict[int, bool]] = {item.conversation_id: {} for item in inputs}
-    turns: dict[int, list[str]] = {item.conversation_id: list(item.earlier_turns) for item in inputs}
-    last: dict[int, object] = {}
-    failed: set[int] = set()  # no model (or a broken one): these conversations go to triage
+    new: dict[int, list[tuple[int, str, object]]] = {item.conversation_id: [] for item in inputs}
     for (item, pk, text), prediction in zip(flat, alone):
-        if prediction is None:
-            failed.add(item.conversation_id)
+        new[item.conversation_id].append((pk, text, prediction))
+    final, joined = {}, {}
+    for item in inputs:
+        scored = [(text, prediction) for _, text, prediction in new[item.conversation_id]]
+        if any(prediction is None for _, prediction in scored):  # no model (or a broken one): triage
+            final[item.conversation_id] = None
             continue
-        scored[item.conversation_id][pk] = carries_intent(prediction)
-        if carries_intent(prediction):
-            turns[item.conversation_id].append(text)
-            last[item.conversation_id] = prediction
-        else:
-            last.setdefault(item.conversation_id, prediction)
-    several = [pk for pk in scored if pk not in failed and len(turns[pk]) > 1]
-    final = {**last, **dict(zip(several, await _predict([turns_join(turns[pk]) for pk in several])))}
-    final.update({pk: None for pk in failed})
+        final[item.conversation_id], text = turns_answer(item.earlier_turns, scored)
+        if text is not None:
+            joined[item.conversation_id] = text
+    final.update(zip(joined, await _predict(list(joined.values()))))
     return [
-        conversation_routing.RouteRequest(conversation_id=pk, prediction=final.get(pk), scored=scored[pk])
-        for pk in scored
+        conversation_routing.RouteRequest(
+            conversation_id=pk, prediction=final[pk],
+            scored={message_id: carries_intent(p) for message_id, _, p in new[pk] if p is not None},
+        )
+        for pk in new
     ]
 
 

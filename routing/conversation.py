@@ -25,6 +25,16 @@ def carries_intent(prediction: Prediction) -> bool:
     return prediction.reason != NO_INTENT
 
 
+def turns_answer(earlier: list[str], scored: list[tuple[str, Prediction]]) -> tuple[Prediction | None, str | None]:
+    """The rule, given the intent turns already known and new turns each scored alone (oldest first):
+    (the answer, None) when one intent turn or none decides it, else (None, the joined text to score)."""
+    carrying = earlier + [turn for turn, prediction in scored if carries_intent(prediction)]
+    if len(carrying) > 1:
+        return None, turns_join(carrying)
+    intent = [prediction for _, prediction in scored if carries_intent(prediction)]
+    return (intent[-1] if intent else scored[-1][1]), None
+
+
 def conversation_predict(router, turns: list[str]) -> Prediction:
     """The conversation's routing from its customer turns (oldest first), as the chat routes it.
 
@@ -32,10 +42,5 @@ def conversation_predict(router, turns: list[str]) -> Prediction:
     answered by that turn's own prediction, several by the prediction of their joined text.
     """
     turns = turns[-MAX_TURNS:]
-    alone = router.predict(turns)
-    carrying = [turn for turn, prediction in zip(turns, alone) if carries_intent(prediction)]
-    if not carrying:
-        return alone[-1]
-    if len(carrying) == 1:
-        return next(p for p in alone if carries_intent(p))
-    return router.predict([turns_join(carrying)])[0]
+    answer, joined = turns_answer([], list(zip(turns, router.predict(turns))))
+    return answer if joined is None else router.predict([joined])[0]
