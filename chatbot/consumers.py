@@ -1,4 +1,4 @@
-"""The live chat's websockets: customers on ``/ws/chat/``, agents on ``/ws/agent/`` (chatbot.agent_consumer).
+"""The customer's websocket, ``/ws/chat/`` (the agents' is in chatbot.agent_consumer).
 
 Frames are JSON objects with a ``type``. Consumers parse, call one service or selector on a
 chat database thread (``db_run``/``db_call``, see chatbot.ws_base), and render; bad input gets
@@ -13,7 +13,6 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from chatbot import broadcast, selectors, services
-from chatbot.agent_consumer import AgentConsumer  # noqa: F401 - its home before; imports of it keep working
 from chatbot.handshakes import handshake_allowed
 from chatbot.live_routing import ROUTE_BATCH_MAX, conversations_route
 from chatbot.models import Conversation
