@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db
 def test_route_one_text(api, router, teams, install_version):
     """POST route with text answers team, name, confidence, triage, scores and version."""
     version = install_version("v1", state="active")
-    response = api.post("/api/v1/route", {"text": "my card was charged twice"}, format="json")
+    response = api.post("/api/v1/route", {"text": "my invoice payment was charged twice"}, format="json")
     assert response.status_code == 200
     body = response.json()
     assert set(body) == {"team", "team_name", "confidence", "triage", "reason", "language", "scores", "model_version"}
