@@ -1,6 +1,8 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from routing.apis import NotFoundApi
 
 admin.site.site_header = "Switchboard admin"
 admin.site.site_title = "Switchboard"
@@ -12,6 +14,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("routing.urls")),
     path("api/v1/", include("finetune.urls")),
+    re_path(r"^api/v1/", NotFoundApi.as_view(), name="api-not-found"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include("chatbot.web_urls")),

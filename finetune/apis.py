@@ -38,7 +38,7 @@ class TrainingRunListApi(TrainingRunApi):
     @extend_schema(request=TrainingRunStartSerializer, responses={202: TrainingRunSerializer, **ERRORS})
     def post(self, request):
         """Queue a training run on every labelled ticket; a worker executes it (poll the run for progress)."""
-        serializer = TrainingRunStartSerializer(data=request.data or {})
+        serializer = TrainingRunStartSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         run = training_run_start(user=request.user, config=serializer.validated_data.get("config"))
         return Response(TrainingRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)

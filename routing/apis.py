@@ -16,7 +16,7 @@ from rest_framework.permissions import AllowAny, IsAdminUser, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from chatbot.errors import NoModelError
+from chatbot.errors import NoModelError, NotFoundError
 from finetune.services import ticket_ingest
 from routing import selectors, serializers as s
 from routing.api_support import AnonThrottle, CachedTokenAuthentication, CanIngestTickets, LimitedJSONParser, UserThrottle
@@ -186,3 +186,16 @@ class HealthApi(ApiView):
         except DatabaseError as exc:
             body = {"status": "unavailable", "serving_version": None, "active_version": None, "problem": str(exc)}
             return Response(body, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+
+
+class NotFoundApi(ApiView):
+    """Any other path under /api/v1/ (an unknown endpoint, a non-integer id): the JSON 404 every
+    API error has, instead of Django's HTML page."""
+
+    permission_classes = [AllowAny]
+    schema = None  # not an endpoint
+
+    def http_method_not_allowed(self, request, *args, **kwargs):
+        raise NotFoundError(
+            f"No API endpoint at {request.path}; ids are integers and /api/schema/ lists the endpoints."
+        )

@@ -180,3 +180,14 @@ def test_train_command_queue_and_wait_follows_the_worker(labelled, store, monkey
     call_command("train", "--queue", "--wait", "--config", json.dumps(FAST_CONFIG))
     run = TrainingRun.objects.get()
     assert run.status == Status.SUCCEEDED and run.task_id and "PROMOTED" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("body", ["null", "[]", '"go"', "7"])
+def test_rest_refuses_a_body_that_is_not_an_object(staff_user, labelled, body):
+    """A JSON body other than an object (null, a list, a string, a number) is 400 invalid; no run is queued."""
+    api = APIClient()
+    api.force_authenticate(staff_user)
+    response = api.post("/api/v1/training-runs", body, content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert response.json()["code"] == "invalid" and set(response.json()) >= {"code", "detail"}
+    assert not TrainingRun.objects.exists()

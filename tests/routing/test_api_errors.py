@@ -119,3 +119,18 @@ def test_throttle_window_slides_and_retry_after_says_when(settings):
     assert check(1060.0).allowed  # the two at 1000.x left together; one slot is free again
     assert check(1060.1).allowed and not check(1060.2).allowed
     assert len(cache.get(UserThrottle().cache_format % {"scope": "user", "ident": 42})) == 2
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("get", "/api/v1/models/abc"),
+    ("post", "/api/v1/models/abc/promote"),
+    ("get", "/api/v1/training-runs/abc"),
+    ("post", "/api/v1/training-runs/1.5/cancel"),
+    ("get", "/api/v1/no-such-endpoint"),
+])
+def test_unknown_paths_and_non_integer_ids_are_json_404(staff_api, teams, method, path):
+    """A non-integer id or an unknown endpoint under /api/v1/ answers 404 in the JSON error shape."""
+    response = getattr(staff_api, method)(path)
+    assert response.status_code == 404 and response["Content-Type"] == "application/json"
+    assert response.json()["code"] == "not_found" and path in response.json()["detail"]
+
