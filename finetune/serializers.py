@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from finetune.ml.config import TrainConfig
 from finetune.models import TrainingRun
+
+JSON_TYPES = {"str": "string", "int": "integer", "float": "number", "bool": "boolean"}
+
+
+def training_config_schema() -> dict:
+    """TrainConfig's fields as a JSON Schema object: its keys and types, no other key."""
+    properties = {field.name: {"type": JSON_TYPES[str(field.type)]} for field in fields(TrainConfig)}
+    return {"type": "object", "properties": properties, "additionalProperties": False}
+
+
+# Values are checked by TrainConfig itself (training_config_build: 400 invalid_config).
+@extend_schema_field(training_config_schema())
+class TrainingConfigField(serializers.DictField):
+    """Training options: a JSON object whose keys are TrainConfig's fields."""
 
 
 class TrainingRunStartSerializer(serializers.Serializer):
-    config = serializers.DictField(
+    config = TrainingConfigField(
         required=False,
         allow_empty=True,
         help_text='Training options overriding the defaults, e.g. {"epochs": 3, "method": "lora"}. '

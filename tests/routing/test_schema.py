@@ -68,3 +68,34 @@ def test_schema_validation_rejects_a_wrong_shape(api, conforms, teams):
     response.json = lambda: [{"slug": 1}]
     with pytest.raises(jsonschema.ValidationError):
         conforms(response, "/api/v1/teams", "get")
+
+
+@pytest.fixture
+def request_schema(api):
+    """A validator for an operation's JSON request body, from the served schema."""
+    document = api.get("/api/schema/?format=json").json()
+    components = _json_schema(document["components"])
+
+    def validator(path: str, method: str) -> jsonschema.Draft7Validator:
+        schema = document["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]
+        return jsonschema.Draft7Validator({"allOf": [_json_schema(schema)], "components": components})
+
+    return validator
+
+
+def test_route_schema_states_exactly_one_non_empty_input(request_schema, teams):
+    """The route body schema takes exactly one of text / texts / messages, each text non-blank."""
+    route = request_schema("/api/v1/route", "post")
+    for body in ({"text": "card"}, {"texts": ["a", "b"]}, {"messages": ["hi", "card refund"]}):
+        assert route.is_valid(body), body
+    for body in ({}, {"text": "a", "texts": ["b"]}, {"texts": ["a"], "messages": ["b"]}, {"text": ""},
+                 {"text": "   "}, {"texts": ["ok", " "]}, {"texts": []}):
+        assert not route.is_valid(body), body
+
+
+def test_training_run_schema_lists_the_config_keys(request_schema, teams):
+    """The training-run body schema is an object whose config takes TrainConfig's keys and no other."""
+    start = request_schema("/api/v1/training-runs", "post")
+    assert start.is_valid({}) and start.is_valid({"config": {"epochs": 3, "method": "lora", "lr": 0.001}})
+    for body in (None, [], {"config": {"epochz": 1}}, {"config": {"epochs": "three"}}, {"config": []}):
+        assert not start.is_valid(body), body
