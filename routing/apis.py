@@ -6,6 +6,7 @@ are rendered by ``exception_handler`` as ``{"code", "detail"[, "errors"]}``.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict
 
 from django.db import DatabaseError
@@ -24,6 +25,8 @@ from routing.api_support import exception_handler  # noqa: F401  (settings.REST_
 from routing.conversation import conversation_predict
 from routing.router import get_router
 from routing.services import model_version_promote, model_version_rollback, tickets_ingest_many
+
+logger = logging.getLogger(__name__)
 
 ERRORS = {code: s.ErrorSerializer for code in (400, 401, 403, 404, 409, 413, 429, 503)}
 
@@ -183,8 +186,11 @@ class HealthApi(ApiView):
         """200 while this process can answer (status ok, degraded or no_model); 503 when its DB is unreachable."""
         try:
             return Response(selectors.router_health())
-        except DatabaseError as exc:
-            body = {"status": "unavailable", "serving_version": None, "active_version": None, "problem": str(exc)}
+        except DatabaseError:
+            # Anonymous callers see that the database is down, not where it is (host, file): that goes to the log.
+            logger.exception("health: the database is unreachable")
+            problem = "This process cannot reach its database; the details are in its log."
+            body = {"status": "unavailable", "serving_version": None, "active_version": None, "problem": problem}
             return Response(body, status=status.HTTP_503_SERVICE_UNAVAILABLE)
 
 

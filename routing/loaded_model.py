@@ -34,6 +34,10 @@ class ArtifactError(SwitchboardError):
     code = "artifact_invalid"
     http_status = 409
 
+    def __init__(self, message: str, **kwargs):
+        # These messages reach API bodies and the anonymous health check: they name the store, not its path.
+        super().__init__(message.replace(str(model_store()), "MODEL_STORE"), **kwargs)
+
 
 REASONS = ("routed", "no_intent", "out_of_scope", "unsupported_language", "low_confidence")
 
@@ -75,19 +79,35 @@ def artifact_dir(version: ModelVersion) -> Path:
 def artifact_verify(*, version: ModelVersion) -> Path:
     """Check every file against ``checksums`` and ``checksums`` against ModelVersion.sha256."""
     directory = artifact_dir(version)
+    artifact_files_verify(directory=directory, version=str(version.pk), sha256=version.sha256)
+    return directory
+
+
+def artifact_files_verify(*, directory: Path, version: str, sha256: str) -> None:
+    """Raise ArtifactError unless every required file is there and matches the registered checksums."""
     missing = [name for name in REQUIRED_FILES if not (directory / name).is_file()]
     if missing:
-        raise ArtifactError(f"model version {version.pk}: missing {', '.join(missing)} in {directory}")
+        raise ArtifactError(f"model version {version}: missing {', '.join(missing)} in {directory}")
     try:
         actual = verify_checksums(directory)
     except ChecksumError as exc:
-        raise ArtifactError(f"model version {version.pk}: checksum mismatch: {exc}") from exc
-    if actual != version.sha256:
+        raise ArtifactError(f"model version {version}: checksum mismatch: {exc}") from exc
+    if actual != sha256:
         raise ArtifactError(
-            f"model version {version.pk}: checksum mismatch for checksums "
-            f"(file {actual[:12]}..., registered {version.sha256[:12]}...)"
+            f"model version {version}: checksum mismatch for checksums "
+            f"(file {actual[:12]}..., registered {sha256[:12]}...)"
         )
-    return directory
+
+
+def artifact_fingerprint(directory: Path) -> tuple | None:
+    """(path, size, mtime) of every file, None when unreadable: a cheap sign of change since verification."""
+    try:
+        return tuple(sorted(
+            (p.relative_to(directory).as_posix(), stat.st_size, stat.st_mtime_ns)
+            for p in directory.rglob("*") if p.is_file() for stat in [p.stat()]
+        ))
+    except OSError:
+        return None
 
 
 def _intra_op_threads() -> int:
@@ -148,10 +168,13 @@ class LoadedModel:
     tokenizer: Tokenizer
     serving: Serving
     pad_id: int = 0
+    directory: Path | None = None
+    fingerprint: tuple | None = None  # artifact_fingerprint() when verified
 
     @classmethod
     def from_version(cls, version: ModelVersion, *, threads: int | None = None) -> LoadedModel:
         directory = artifact_verify(version=version)
+        fingerprint = artifact_fingerprint(directory)
         serving = _read_format(directory, version)
         try:
             max_length = min(serving.max_length, int(setting("MAX_TOKENS")))
@@ -173,7 +196,7 @@ class LoadedModel:
             version=str(version.pk), sha256=version.sha256, labels=tuple(serving.labels),
             temperature=serving.temperature, max_length=max_length,
             proposed_threshold=version.proposed_triage_threshold, session=session, tokenizer=tokenizer,
-            serving=serving, pad_id=pad_id,
+            serving=serving, pad_id=pad_id, directory=directory, fingerprint=fingerprint,
         )
 
     def score(self, texts: list[str]) -> Scored:

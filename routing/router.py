@@ -22,7 +22,7 @@ from chatbot.conf import setting
 from chatbot.errors import NoModelError, SwitchboardError
 from finetune.services import ticket_text_validate
 from routing.loaded_model import LoadedModel, Prediction, TeamInfo
-from routing.model_loading import ModelLoader, VersionKey
+from routing.model_loading import ModelLoader, ServedFilesCheck, VersionKey
 from routing.models import ModelVersion, Team
 
 logger = logging.getLogger(__name__)
@@ -61,6 +61,7 @@ class Router:
         self._lock = threading.Lock()
         self._checked_at = float("-inf")
         self._loader = ModelLoader("router: refusing")
+        self._served_files = ServedFilesCheck()
 
     def predict(self, texts: list[str]) -> list[Prediction]:
         """Route a batch; all of it is answered by one model version."""
@@ -85,16 +86,19 @@ class Router:
         return self._state
 
     def health(self) -> dict:
+        """no_model; degraded (an older version serves, or the served version's files no longer verify); ok."""
         state = self.state()
         serving = state.model.version if state.model else None
         active = str(state.active[0]) if state.active else None
+        problem = state.problem
         if serving is None:
             status = "no_model"
         elif serving != active:
             status = "degraded"
         else:
-            status = "ok"
-        return {"status": status, "serving_version": serving, "active_version": active, "problem": state.problem}
+            problem = self._served_files.problem(state.model)
+            status = "ok" if problem is None else "degraded"
+        return {"status": status, "serving_version": serving, "active_version": active, "problem": problem}
 
     def _refresh(self) -> None:
         # Only one thread checks at a time; the others keep serving the current model

@@ -33,13 +33,13 @@ def _activate(*, version: ModelVersion) -> None:
 def model_version_promote(*, version: ModelVersion, user: AbstractBaseUser | None) -> ModelVersion:
     """Make ``version`` the one every router serves; the previous active version is retired.
 
-    Refuses (ArtifactError, 409) a version whose files do not verify. Promoting the active
-    version again is a no-op.
+    Refuses (ArtifactError, 409) a version whose files do not verify, the active one included
+    (its files may have changed since). Promoting an intact active version again is a no-op.
     """
     version = ModelVersion.objects.select_for_update().get(pk=version.pk)
+    artifact_verify(version=version)
     if version.state == ModelVersion.State.ACTIVE:
         return version
-    artifact_verify(version=version)
     _activate(version=version)
     version.promoted_at = timezone.now()
     version.promoted_by = user if user is not None and user.is_authenticated else None
