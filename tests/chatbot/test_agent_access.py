@@ -235,3 +235,26 @@ async def test_team_changes_reach_open_consoles(teams, agent_user, staff_user, k
     assert (await receive_type(agent, "inbox"))["teams"] == []
     for socket in (staff, agent):
         await socket.disconnect()
+
+
+@pytest.mark.parametrize(("secure", "origin", "accepted"), [
+    (False, b"http://testserver", True),
+    (True, b"http://testserver", False),
+    (True, b"https://testserver", True),
+    (True, b"https://evil.example.com", False),
+])
+async def test_console_socket_takes_https_origins_once_the_site_is_secure(teams, agent_user, settings, secure, origin,
+                                                                          accepted):
+    """With secure session cookies (production) /ws/agent/ refuses http:// origins; same host only, as before."""
+    from channels.testing import WebsocketCommunicator
+
+    from chatbot.asgi import application
+    from tests.chatbot.conftest import _session_cookie
+
+    settings.SESSION_COOKIE_SECURE = secure
+    cookie = (await database_sync_to_async(_session_cookie)(agent_user)).encode()
+    socket = WebsocketCommunicator(application, "/ws/agent/",
+                                   headers=[(b"origin", origin), (b"host", b"testserver"), (b"cookie", cookie)])
+    connected, _ = await socket.connect()
+    assert connected is accepted
+    await socket.disconnect()
