@@ -8,9 +8,11 @@ SQLite under ``var/``, the in-memory channel layer, the model store under ``var/
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF, UNSAFE_INLINE
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("SWITCHBOARD_VAR", BASE_DIR / "var"))
@@ -51,6 +53,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "axes",
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
@@ -71,7 +74,41 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Last, as django-axes requires: it turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Every page's scripts come from /static/ (no inline script anywhere); inline styles stay allowed,
+# the admin, DRF's browsable API and Swagger UI use them. Websockets are same-origin ('self').
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
+
+# Login throttling (django-axes) for /admin/login/ and /agent/login/: after LOGIN_FAILURE_LIMIT
+# wrong passwords for one username from one address, that pair is locked out for the cool-off,
+# the right password included. Attempts live in the database; `manage.py axes_reset` unlocks.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "10"))
+AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("LOGIN_COOLOFF_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "chatbot/locked_out.html"
+AXES_CLIENT_IP_CALLABLE = "chatbot.handshakes.request_client_address"
 
 ROOT_URLCONF = "chatbot.urls"
 ASGI_APPLICATION = "chatbot.asgi.application"
@@ -151,8 +188,17 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "staticfiles"))
 STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else []
+if not DEBUG:
+    # Production serves what `manage.py collectstatic` wrote (chatbot.static_files): hashed names
+    # let browsers keep a file for a year; the plain names (the widget's embed URL) stay valid too.
+    STORAGES = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"},
+    }
+# Cache-Control max-age (seconds) in production of static files without a hash in their name.
+STATIC_MAX_AGE = int(os.environ.get("STATIC_MAX_AGE", "60"))
 
 # Agents who are team members (not staff) log in here; the admin's own form admits staff only.
 LOGIN_URL = "/agent/login/"

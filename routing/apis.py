@@ -201,6 +201,9 @@ class NotFoundApi(ApiView):
     permission_classes = [AllowAny]
     schema = None  # not an endpoint
 
+    def get_view_name(self) -> str:
+        return "API v1"  # the browsable API's breadcrumb for /api/v1/
+
     def http_method_not_allowed(self, request, *args, **kwargs):
         raise NotFoundError(
             f"No API endpoint at {request.path}; ids are integers and /api/schema/ lists the endpoints."

@@ -14,6 +14,7 @@ from chatbot.models import Conversation, Message
 from finetune.ml.artifacts import verify_checksums
 from routing.models import ModelVersion, Team
 from tests.chatbot.servers import asgi_servers
+from tests.csp_console import csp_violations
 from tests.ml_fixtures import make_tiny_artifact
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -41,19 +42,21 @@ def served_model(tmp_path) -> Path:
 
 def _console_and_widget(browser, server: str, username: str):
     """The agent console logged in as ``username`` (password ``<username>-pass-123``) and the demo
-    page with the widget opened, each in its own browser context."""
+    page with the widget opened, each in its own browser context; and the CSP violations both report."""
     from playwright.sync_api import expect
 
     console = browser.new_context().new_page()
+    violations = csp_violations(console)
     console.goto(f"{server}/agent/")
     console.fill("#id_username", username)
     console.fill("#id_password", f"{username}-pass-123")
     console.click("button[type=submit]")
     expect(console.locator("#ag-conn")).to_have_text("online", timeout=15000)
     shop = browser.new_context().new_page()
+    violations += csp_violations(shop)
     shop.goto(f"{server}/")
     shop.click(".sb-launcher")
-    return console, shop
+    return console, shop, violations
 
 
 def test_widget_message_reaches_agent_console_and_reply_comes_back(tmp_path, served_model):
@@ -69,7 +72,7 @@ def test_widget_message_reaches_agent_console_and_reply_comes_back(tmp_path, ser
     with asgi_servers(tmp_path, ["web"], MODEL_STORE=str(served_model)) as (server,):
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            console, shop = _console_and_widget(browser, server, "bella")
+            console, shop, violations = _console_and_widget(browser, server, "bella")
             shop.fill(".sb-input", CUSTOMER_TEXT)
             shop.press(".sb-input", "Enter")
             expect(shop.locator(".sb-team")).to_have_text("You're talking to Billing", timeout=15000)
@@ -90,6 +93,7 @@ def test_widget_message_reaches_agent_console_and_reply_comes_back(tmp_path, ser
             shop.reload()
             expect(shop.locator(".sb-log .sb-msg")).to_have_count(2, timeout=15000)
             browser.close()
+    assert violations == []
 
     conversation = Conversation.objects.select_related("team").get()
     assert conversation.team.slug == "billing" and conversation.model_version_id is not None
@@ -110,7 +114,7 @@ def test_a_greeting_waits_in_the_console_then_the_question_moves_it_to_its_team(
     with asgi_servers(tmp_path, ["web"], MODEL_STORE=str(served_model)) as (server,):
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            console, shop = _console_and_widget(browser, server, "lead")
+            console, shop, violations = _console_and_widget(browser, server, "lead")
             shop.fill(".sb-input", "hi")
             shop.press(".sb-input", "Enter")
             expect(console.locator('[data-inbox="waiting"] .ag-item')).to_contain_text("hi", timeout=15000)
@@ -124,6 +128,43 @@ def test_a_greeting_waits_in_the_console_then_the_question_moves_it_to_its_team(
             expect(console.locator('[data-inbox="waiting"] .ag-item')).to_have_count(0)
             console.screenshot(path=str(artifacts / "agent-console-routed.png"))
             browser.close()
+    assert violations == []
 
     conversation = Conversation.objects.select_related("team").get()
     assert conversation.team.slug == "billing" and conversation.routing_reason == "routed"
+
+
+def test_admin_api_docs_and_browsable_api_run_under_the_csp(tmp_path, served_model):
+    """Every page's scripts are files: the admin, a training run's live progress, Swagger UI and DRF's
+    browsable API render and run with the strict script-src, and the browser reports no violation."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from finetune.models import TrainingRun
+
+    staff = get_user_model().objects.create_user("lead", "lead@example.com", "lead-pass-123", is_staff=True,
+                                                 is_superuser=True)
+    run = TrainingRun.objects.create(started_by=staff)
+    with asgi_servers(tmp_path, ["web"], MODEL_STORE=str(served_model)) as (server,):
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page()
+            violations = csp_violations(page)
+            response = page.goto(f"{server}/admin/login/")
+            assert "script-src 'self'" in response.headers["content-security-policy"]
+            page.fill("#id_username", "lead")
+            page.fill("#id_password", "lead-pass-123")
+            with page.expect_navigation():
+                page.click("input[type=submit]")
+            page.goto(f"{server}/admin/auth/user/add/")  # the admin's own scripts (related-object popups, ...)
+            expect(page.locator("#user_form")).to_be_visible()
+            page.goto(f"{server}/admin/finetune/trainingrun/{run.pk}/change/")
+            expect(page.locator("#run-stage")).to_have_text("waiting for a worker")
+            with page.expect_response(lambda r: "/progress" in r.url, timeout=15000):
+                pass  # run_progress.js polls the run's JSON progress
+            page.goto(f"{server}/api/docs/")
+            expect(page.locator(".swagger-ui .info .title")).to_contain_text("Switchboard API", timeout=15000)
+            page.goto(f"{server}/api/v1/teams")
+            expect(page.locator(".response-info")).to_contain_text("HTTP 200 OK")
+            assert page.evaluate("typeof jQuery") == "function"  # its scripts ran
+            browser.close()
+    assert violations == []

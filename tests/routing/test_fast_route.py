@@ -256,3 +256,28 @@ async def test_an_async_only_middleware_turns_it_off_loudly(token, router, teams
     status, headers, content = await call(fast, CARD, token=token)
     assert inner.calls == 1 and status == 200 and (b"X-Async-Only", b"1") in headers
     assert json.loads(content)["reason"] == "routed", content
+
+
+async def test_csp_and_login_throttle_keep_the_fast_path_on_and_identical(token, router, teams, install_version,
+                                                                         view_calls, caplog):
+    """With CSP and django-axes in MIDDLEWARE, and the production static server in front, the fast path
+    is on (said at start-up), answers the common case itself, and its headers (CSP included) are the view's."""
+    from django.conf import settings
+
+    from chatbot.static_files import static_files_app
+
+    assert {"csp.middleware.CSPMiddleware", "axes.middleware.AxesMiddleware"} <= set(settings.MIDDLEWARE)
+    await sync_to_async(install_version)("v1", state="active")
+    inner = CountingApp()
+    with caplog.at_level(logging.INFO, logger="routing.fast_route"):
+        fast = RouteFastPath(static_files_app(inner))
+    [line] = [r for r in caplog.records if r.name == "routing.fast_route"]
+    assert line.levelno == logging.INFO and "route fast path on" in line.getMessage()
+    await call(inner, CARD, token=token)
+    del view_calls[:]
+    for request in ({"body": CARD}, {"body": b'{"text": 5}'}, {"body": CARD, "token": None}):
+        by_view = await call(inner, **{"token": token, **request})
+        assert await call(fast, **{"token": token, **request}) == by_view
+        policy = dict(by_view[1])[b"Content-Security-Policy"].decode().split("; ")
+        assert "script-src 'self'" in policy and "default-src 'self'" in policy
+    assert len(view_calls) == 3 + 2  # by the view: all three; by the fast path: the invalid and the anonymous one
