@@ -20,11 +20,21 @@ WINDOW_SECONDS = 60
 def client_address(scope: dict) -> str:
     """The client's address: from X-Forwarded-For when proxies are trusted, else the peer's."""
     peer = (scope.get("client") or ("unknown", 0))[0]
+    forwarded = [value for name, value in scope.get("headers", []) if name == b"x-forwarded-for"]
+    return forwarded_client(peer, b",".join(forwarded).decode("latin-1"))
+
+
+def request_client_address(request) -> str:
+    """The same address for a Django request (django-axes counts login failures per address with it)."""
+    return forwarded_client(request.META.get("REMOTE_ADDR") or "unknown", request.META.get("HTTP_X_FORWARDED_FOR", ""))
+
+
+def forwarded_client(peer: str, forwarded: str) -> str:
+    """The address the outermost of TRUSTED_PROXY_COUNT proxies saw, given the peer and X-Forwarded-For."""
     proxies = int(setting("TRUSTED_PROXY_COUNT"))
     if proxies <= 0:
         return peer
-    forwarded = [value for name, value in scope.get("headers", []) if name == b"x-forwarded-for"]
-    hops = [hop.strip() for hop in b",".join(forwarded).decode("latin-1").split(",") if hop.strip()]
+    hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
     # Each trusted proxy appended the address it saw; fewer hops than proxies: the header is forged or absent.
     return hops[-proxies] if len(hops) >= proxies else peer
 
