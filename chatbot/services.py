@@ -300,6 +300,22 @@ def conversation_close(*, conversation: Conversation, user: AbstractBaseUser | N
     return locked
 
 
+def conversations_move_team(*, team: Team, into: Team) -> int:
+    """Move ``team``'s open conversations to ``into``'s inbox (a team merge); its agents are told."""
+    moved = list(
+        Conversation.objects.select_for_update()
+        .filter(team=team)
+        .exclude(status=Conversation.Status.CLOSED)
+        .select_related("team")
+    )
+    Conversation.objects.filter(pk__in=[c.pk for c in moved]).update(team=into, assigned_agent=None)
+    for conversation in moved:
+        conversation.team, conversation.assigned_agent = into, None
+        messages = selectors.conversation_messages(conversation=conversation)
+        assignment_broadcast(conversation, messages, selectors.conversation_first_customer_text(conversation=conversation))
+    return len(moved)
+
+
 def conversations_purge_empty(*, older_than_seconds: float) -> int:
     """Delete conversations without a single message created over ``older_than_seconds`` ago."""
     cutoff = timezone.now() - timedelta(seconds=older_than_seconds)

@@ -36,11 +36,17 @@ def ticket_text_validate(*, text: object, limit: int | None = None) -> str:
 def team_get_by_slug(*, slug: object) -> Team:
     if not isinstance(slug, str) or not slug:
         raise SwitchboardError("team must be a team slug string.", code="invalid_team")
-    team = Team.objects.filter(slug=slug).first()
+    team = Team.objects.select_related("merged_into").filter(slug=slug).first()
     if team is None:
         known = ", ".join(Team.objects.order_by("slug").values_list("slug", flat=True)) or "none"
         raise NotFoundError(f"Unknown team '{slug}'. Known teams: {known}.", code="unknown_team")
-    return team
+    return team.merged_into or team  # a merged team's slug means the team it was merged into
+
+
+def tickets_move_team(*, team: Team, into: Team) -> int:
+    """Relabel ``team``'s tickets (and corrections from it) to ``into``: the next run learns one class."""
+    Ticket.objects.filter(corrected_from=team).update(corrected_from=into)
+    return Ticket.objects.filter(team=team).update(team=into)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,8 @@ from chatbot.errors import NoModelError, SwitchboardError
 from finetune.services import ticket_text_validate
 from routing.loaded_model import LoadedModel, Prediction, TeamInfo
 from routing.model_loading import ModelLoader, VersionKey
-from routing.models import ModelVersion, Team
+from routing.models import ModelVersion
+from routing.teams import team_directory
 
 logger = logging.getLogger(__name__)
 
@@ -113,10 +114,7 @@ class Router:
 
     def _next_state(self, current: RouterState) -> RouterState:
         row = ModelVersion.objects.filter(state=ModelVersion.State.ACTIVE).values_list("pk", "sha256").first()
-        teams = {
-            slug: TeamInfo(name=name, triage_threshold=threshold, active=active)
-            for slug, name, threshold, active in Team.objects.values_list("slug", "name", "triage_threshold", "active")
-        }
+        teams = team_directory()
         if row is None:
             return RouterState(model=None, teams=teams, problem=NO_MODEL_MESSAGE)
         active: VersionKey = (row[0], row[1])
