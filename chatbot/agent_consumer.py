@@ -16,8 +16,8 @@ from typing import Any, Callable
 from channels.exceptions import StopConsumer
 
 from chatbot import broadcast, selectors, services
-from chatbot.conf import setting
-from chatbot.errors import AgentAccessError
+from chatbot.core.conf import setting
+from chatbot.core.errors import AgentAccessError
 from chatbot.models import Conversation, Message
 from chatbot.signals import agent_group
 from chatbot.ws_base import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, JsonFrameConsumer, batcher, db_call, db_run, posts_store

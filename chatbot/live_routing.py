@@ -11,7 +11,7 @@ import asyncio
 import logging
 
 from chatbot import broadcast, conversation_routing, selectors
-from chatbot.errors import NoModelError
+from chatbot.core.errors import NoModelError
 from chatbot.ws_base import db_call
 from routing.conversation import carries_intent, turns_answer
 from routing.models import ModelVersion

@@ -28,8 +28,8 @@ from chatbot.broadcast import (
     deliver_all,
     inbox_group,
 )
-from chatbot.conf import setting
-from chatbot.errors import ConflictError, SwitchboardError
+from chatbot.core.conf import setting
+from chatbot.core.errors import ConflictError, SwitchboardError
 from chatbot.models import Conversation, Message
 from finetune.services import ticket_record_correction, ticket_text_validate
 from routing.models import Team

@@ -164,14 +164,14 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "routing.api_support.CachedTokenAuthentication",
+        "chatbot.core.rest.CachedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PARSER_CLASSES": ["routing.api_support.LimitedJSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["chatbot.core.rest.LimitedJSONParser"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_THROTTLE_CLASSES": [
-        "routing.api_support.AnonThrottle",
-        "routing.api_support.UserThrottle",
+        "chatbot.core.rest.AnonThrottle",
+        "chatbot.core.rest.UserThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
         "anon": os.environ.get("THROTTLE_ANON", "30/min"),

@@ -13,7 +13,7 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
 
-from chatbot.errors import SwitchboardError
+from chatbot.core.errors import SwitchboardError
 from finetune.labelling import label_next_pick, ticket_exclude_one, ticket_label_one
 from routing.models import Team
 

@@ -17,7 +17,7 @@ from finetune.models import TrainingRun
 from finetune.serializers import TrainingRunSerializer, TrainingRunStartSerializer
 from finetune.training import training_run_cancel, training_run_start
 from finetune.training_selectors import training_run_list
-from routing.api_support import AnonThrottle, LimitedJSONParser, UserThrottle
+from chatbot.core.rest import AnonThrottle, LimitedJSONParser, UserThrottle
 from routing.serializers import ErrorSerializer
 
 ERRORS = {code: ErrorSerializer for code in (400, 401, 403, 404, 409, 429)}

@@ -142,7 +142,7 @@ score_cache = _ScoreCache()
 
 
 def _score_batch(version: str, texts: dict[int, str]) -> tuple[str, dict[int, TicketScore]]:
-    from chatbot.errors import SwitchboardError
+    from chatbot.core.errors import SwitchboardError
     from finetune.services import ticket_text_validate
     from routing.router import get_router
 
@@ -195,7 +195,7 @@ def label_next_pick(*, skipped: Collection[int] = (), last_shown_id: int | None 
     Lowest margin first among the scored tickets, never a near-duplicate of ``last_shown_id``;
     in arrival order when no model serves.
     """
-    from chatbot.errors import SwitchboardError
+    from chatbot.core.errors import SwitchboardError
     from finetune.models import Ticket
     from routing.models import ModelVersion
 
@@ -221,7 +221,7 @@ def label_next_pick(*, skipped: Collection[int] = (), last_shown_id: int | None 
 
 
 def _ticket_get(ticket_id: int) -> Ticket:
-    from chatbot.errors import NotFoundError
+    from chatbot.core.errors import NotFoundError
     from finetune.models import Ticket
 
     ticket = Ticket.objects.filter(pk=ticket_id).first()

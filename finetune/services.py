@@ -8,10 +8,10 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from chatbot.conf import setting
-from chatbot.errors import NotFoundError, SwitchboardError
+from chatbot.core.conf import setting
+from chatbot.core.errors import NotFoundError, SwitchboardError
 from finetune.models import Ticket
-from finetune.text import clean_text, text_hash
+from chatbot.core.text import clean_text, text_hash
 from routing.models import ModelVersion, Team
 
 

@@ -18,8 +18,8 @@ from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 from django.utils.crypto import get_random_string
 
-from chatbot.conf import base_model_path, model_store, setting
-from chatbot.errors import ConflictError, SwitchboardError
+from chatbot.core.conf import base_model_path, model_store, setting
+from chatbot.core.errors import ConflictError, SwitchboardError
 from finetune.ml.config import TrainConfig
 from finetune.ml.errors import Cancelled, ConfigError, PipelineError
 from finetune.ml.split import assign_splits

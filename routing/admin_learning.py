@@ -15,7 +15,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from chatbot.errors import SwitchboardError
+from chatbot.core.errors import SwitchboardError
 from finetune.training import training_run_start
 from routing.drift import DriftDay, drift_daily, drift_warnings
 from routing.models import ModelVersion

@@ -16,7 +16,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from chatbot.errors import SwitchboardError
+from chatbot.core.errors import SwitchboardError
 from routing.admin_learning import put_in_shadow
 from routing.models import ModelVersion
 from routing.services import model_version_promote

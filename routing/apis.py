@@ -16,11 +16,11 @@ from rest_framework.permissions import AllowAny, IsAdminUser, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from chatbot.errors import NoModelError
+from chatbot.core.errors import NoModelError
 from finetune.services import ticket_ingest
 from routing import selectors, serializers as s
-from routing.api_support import AnonThrottle, CachedTokenAuthentication, CanIngestTickets, LimitedJSONParser, UserThrottle
-from routing.api_support import exception_handler  # noqa: F401  (settings.REST_FRAMEWORK points here)
+from chatbot.core.rest import AnonThrottle, CachedTokenAuthentication, CanIngestTickets, LimitedJSONParser, UserThrottle
+from chatbot.core.rest import exception_handler  # noqa: F401  (settings.REST_FRAMEWORK points here)
 from routing.conversation import conversation_predict
 from routing.router import get_router
 from routing.services import model_version_promote, model_version_rollback, tickets_ingest_many

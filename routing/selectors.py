@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from chatbot.errors import NotFoundError
+from chatbot.core.errors import NotFoundError
 from routing.models import ModelVersion, Team
 from routing.router import get_router
 

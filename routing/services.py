@@ -11,7 +11,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
-from chatbot.errors import ConflictError, SwitchboardError
+from chatbot.core.errors import ConflictError, SwitchboardError
 from finetune.models import Ticket
 from finetune.services import IngestResult, team_get_by_slug, ticket_ingest, ticket_text_validate
 from routing.loaded_model import ArtifactError, artifact_verify

@@ -17,7 +17,7 @@ from datetime import datetime
 from asgiref.sync import sync_to_async
 from django.db.models import Subquery
 
-from chatbot.conf import setting
+from chatbot.core.conf import setting
 from chatbot.models import Conversation, RoutingEvent
 from finetune.models import Ticket
 from finetune.services import ticket_text_validate

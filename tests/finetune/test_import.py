@@ -12,7 +12,7 @@ from django.test import override_settings
 
 from finetune.importing import tickets_import
 from finetune.models import Ticket
-from finetune.text import text_hash
+from chatbot.core.text import text_hash
 from routing.models import Team
 
 pytestmark = pytest.mark.django_db

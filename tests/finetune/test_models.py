@@ -6,7 +6,7 @@ import pytest
 from django.db import IntegrityError, transaction
 
 from finetune.models import Ticket, TrainingRun
-from finetune.text import text_hash
+from chatbot.core.text import text_hash
 from routing.models import Team
 
 

@@ -9,7 +9,7 @@ from django.core.management import call_command
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
-from chatbot.errors import ConflictError, SwitchboardError
+from chatbot.core.errors import ConflictError, SwitchboardError
 from finetune.ml.artifact_format import NO_INTENT
 from finetune.ml.artifacts import verify_checksums
 from finetune.models import Ticket, TrainingRun

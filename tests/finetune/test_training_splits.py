@@ -6,7 +6,7 @@ import pytest
 
 from finetune.ml.config import TrainConfig
 from finetune.models import Ticket
-from finetune.text import text_hash
+from chatbot.core.text import text_hash
 from finetune.training import training_examples_collect
 
 

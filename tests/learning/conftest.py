@@ -13,7 +13,7 @@ import pytest
 from chatbot.models import Conversation, RoutingEvent
 from finetune.labelling import score_cache
 from finetune.models import Ticket
-from finetune.text import text_hash
+from chatbot.core.text import text_hash
 from routing.loaded_model import Prediction
 from routing.models import ModelVersion, Team
 from routing.shadow import shadow_models

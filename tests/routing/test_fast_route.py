@@ -13,7 +13,7 @@ from django.core.handlers.asgi import ASGIHandler
 from rest_framework.authtoken.models import Token
 
 from routing.apis import RouteApi
-from routing.api_support import SlottedRateThrottle
+from chatbot.core.rest import SlottedRateThrottle
 from routing.fast_route import RouteFastPath
 
 pytestmark = pytest.mark.django_db(transaction=True)
