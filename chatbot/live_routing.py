@@ -96,7 +96,7 @@ _shadow_tasks: set[asyncio.Task] = set()
 
 
 def _shadow_score_all(conversation_ids: list[int]) -> None:
-    from routing.shadow import shadow_score  # late: it loads onnxruntime
+    from chatbot.learning.shadow import shadow_score  # late: it loads onnxruntime
 
     if not ModelVersion.objects.filter(state=ModelVersion.State.SHADOW).exists():
         return  # one query per batch instead of one per conversation

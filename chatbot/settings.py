@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "routing",
     "finetune",
     "chatbot",
+    "chatbot.learning",
 ]
 
 MIDDLEWARE = [

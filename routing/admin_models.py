@@ -17,7 +17,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from chatbot.core.errors import SwitchboardError
-from routing.admin_learning import put_in_shadow
+from chatbot.learning.admin_pages import put_in_shadow
 from routing.models import ModelVersion
 from routing.services import model_version_promote
 

@@ -16,7 +16,7 @@ from finetune.models import Ticket
 from chatbot.core.text import text_hash
 from routing.loaded_model import Prediction
 from routing.models import ModelVersion, Team
-from routing.shadow import shadow_models
+from chatbot.learning.shadow import shadow_models
 from tests.ml_fixtures import make_tiny_artifact
 
 

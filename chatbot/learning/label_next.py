@@ -1,7 +1,7 @@
 """Admin "label next": one ticket at a time, most informative first, driven from the keyboard.
 
 Mounted by the project URLconf before the admin site:
-``path("admin/finetune/label-next/", include("finetune.admin_label_next"))``.
+``path("admin/finetune/label-next/", include("chatbot.learning.label_next"))``.
 """
 
 from __future__ import annotations

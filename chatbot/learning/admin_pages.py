@@ -1,7 +1,7 @@
 """Admin pages for the learning loop: the shadow report (one-click promote) and the drift dashboard.
 
 Mounted by the project URLconf before the admin site, so it also serves the admin index with
-the drift warnings on top: ``path("admin/", include("routing.admin_learning"))``.
+the drift warnings on top: ``path("admin/", include("chatbot.learning.admin_pages"))``.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from django.utils.safestring import SafeString
 
 from chatbot.core.errors import SwitchboardError
 from finetune.training import training_run_start
-from routing.drift import DriftDay, drift_daily, drift_warnings
+from chatbot.learning.drift import DriftDay, drift_daily, drift_warnings
 from routing.models import ModelVersion
 from routing.services import model_version_clear_shadow, model_version_promote, model_version_set_shadow
-from routing.shadow import shadow_report, shadow_version
+from chatbot.learning.shadow import shadow_report, shadow_version
 
 app_name = "learning"
 
