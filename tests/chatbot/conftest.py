@@ -79,7 +79,7 @@ def _session_cookie(user) -> str:
 
 
 def communicator(path: str, cookie: str | None = None) -> WebsocketCommunicator:
-    from chatbot.asgi import application
+    from chatbot.project.asgi import application
 
     headers = [(b"origin", b"http://testserver"), (b"host", b"testserver")]
     if cookie:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import dj_database_url
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(os.environ.get("SWITCHBOARD_VAR", BASE_DIR / "var"))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
@@ -74,8 +74,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
-ROOT_URLCONF = "chatbot.urls"
-ASGI_APPLICATION = "chatbot.asgi.application"
+ROOT_URLCONF = "chatbot.project.urls"
+ASGI_APPLICATION = "chatbot.project.asgi.application"
 WSGI_APPLICATION = None
 
 TEMPLATES = [
