@@ -45,7 +45,7 @@ def _history_payload(user, conversation: Conversation) -> dict[str, Any]:
 
 
 def _reassign(team_slug: object) -> Callable:
-    from finetune.services import team_get_by_slug
+    from routing.selectors import team_get_by_slug
 
     return lambda user, c: services.conversation_reassign(conversation=c, team=team_get_by_slug(slug=team_slug), user=user)
 

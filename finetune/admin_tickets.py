@@ -22,7 +22,8 @@ from chatbot.core.errors import SwitchboardError
 from finetune.importing import FORMATS, team_map_load, tickets_import
 from finetune.models import Ticket
 from finetune.selectors import csv_lines, team_label_counts, ticket_export_rows, training_readiness
-from finetune.services import ticket_text_validate, tickets_label, tickets_set_excluded
+from chatbot.core.text import ticket_text_validate
+from finetune.services import tickets_label, tickets_set_excluded
 from chatbot.core.text import text_hash
 from routing.models import Team
 

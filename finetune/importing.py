@@ -25,7 +25,7 @@ from django.utils.text import slugify
 from chatbot.core.conf import setting
 from chatbot.core.errors import SwitchboardError
 from finetune.models import Ticket
-from finetune.services import ticket_text_validate
+from chatbot.core.text import ticket_text_validate
 from chatbot.core.text import text_hash
 from routing.models import Team
 

@@ -143,7 +143,7 @@ score_cache = _ScoreCache()
 
 def _score_batch(version: str, texts: dict[int, str]) -> tuple[str, dict[int, TicketScore]]:
     from chatbot.core.errors import SwitchboardError
-    from finetune.services import ticket_text_validate
+    from chatbot.core.text import ticket_text_validate
     from routing.router import get_router
 
     scores, routable = {}, {}
@@ -233,7 +233,8 @@ def _ticket_get(ticket_id: int) -> Ticket:
 def ticket_label_one(*, ticket_id: int, team_slug: str, user: AbstractBaseUser) -> Ticket:
     """Label one ticket with a team (records who and when)."""
     from finetune.models import Ticket
-    from finetune.services import team_get_by_slug, tickets_label
+    from finetune.services import tickets_label
+    from routing.selectors import team_get_by_slug
 
     ticket = _ticket_get(ticket_id)
     team = team_get_by_slug(slug=team_slug)

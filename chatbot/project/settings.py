@@ -179,7 +179,7 @@ REST_FRAMEWORK = {
         "user": os.environ.get("THROTTLE_USER", "100000/hour"),
     },
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "routing.apis.exception_handler",
+    "EXCEPTION_HANDLER": "chatbot.core.rest.exception_handler",
 }
 
 SPECTACULAR_SETTINGS = {

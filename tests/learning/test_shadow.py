@@ -16,7 +16,7 @@ from django.utils import timezone
 from chatbot.models import Conversation, Message, RoutingEvent
 from finetune.models import Ticket
 from finetune.services import ticket_record_correction
-from chatbot.learning.admin_pages import put_in_shadow
+from routing.admin_models import put_in_shadow
 from routing.loaded_model import LoadedModel
 from routing.models import ModelVersion
 from chatbot.learning.shadow import ashadow_score, shadow_report, shadow_score
