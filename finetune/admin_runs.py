@@ -18,7 +18,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 
 from chatbot.core.errors import ConflictError, SwitchboardError
 from finetune.models import TrainingRun
-from finetune.training import training_run_cancel, training_run_start
+from finetune.training_queue import training_run_cancel, training_run_start
 from finetune.training_selectors import training_run_in_progress, training_run_progress
 
 START_PERMISSION = "finetune.add_trainingrun"

@@ -18,7 +18,7 @@ from chatbot.core.rest import AnonThrottle, CanIngestTickets, LimitedJSONParser,
 from finetune import serializers as s
 from finetune.models import TrainingRun
 from finetune.services import ticket_ingest, tickets_ingest_many
-from finetune.training import training_run_cancel, training_run_start
+from finetune.training_queue import training_run_cancel, training_run_start
 from finetune.training_selectors import training_run_list
 from routing.apis import ApiView, validated
 from routing.serializers import ErrorSerializer

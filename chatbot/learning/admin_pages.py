@@ -18,7 +18,7 @@ from django.utils.safestring import SafeString
 from chatbot.core.errors import SwitchboardError
 from chatbot.learning.drift import DriftDay, drift_daily, drift_warnings
 from chatbot.learning.shadow import shadow_report, shadow_version
-from finetune.training import training_run_start
+from finetune.training_queue import training_run_start
 from routing.models import ModelVersion
 from routing.services import model_version_clear_shadow, model_version_promote
 

@@ -21,7 +21,7 @@ from chatbot.core.conf import setting
 from chatbot.core.errors import SwitchboardError
 from chatbot.models import RoutingEvent
 from finetune.models import Ticket, TrainingRun
-from finetune.training import training_run_start
+from finetune.training_queue import training_run_start
 from routing.models import ModelVersion, Team
 
 
