@@ -30,8 +30,8 @@ from chatbot.broadcast import (
 )
 from chatbot.core.conf import setting
 from chatbot.core.errors import ConflictError, SwitchboardError
-from chatbot.models import Conversation, Message
 from chatbot.core.text import ticket_text_validate
+from chatbot.models import Conversation, Message
 from finetune.services import ticket_record_correction
 from routing.models import Team
 

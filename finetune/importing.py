@@ -24,9 +24,8 @@ from django.utils.text import slugify
 
 from chatbot.core.conf import setting
 from chatbot.core.errors import SwitchboardError
+from chatbot.core.text import text_hash, ticket_text_validate
 from finetune.models import Ticket
-from chatbot.core.text import ticket_text_validate
-from chatbot.core.text import text_hash
 from routing.models import Team
 
 FORMATS = ("csv", "jsonl")

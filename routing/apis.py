@@ -17,8 +17,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from chatbot.core.errors import NoModelError
-from routing import selectors, serializers as s
 from chatbot.core.rest import AnonThrottle, CachedTokenAuthentication, LimitedJSONParser, UserThrottle
+from routing import selectors, serializers as s
 from routing.conversation import conversation_predict
 from routing.router import get_router
 from routing.services import model_version_promote, model_version_rollback
