@@ -1,4 +1,4 @@
-"""DRF serializers for training runs (input validation and output shape)."""
+"""DRF serializers for ticket ingest and training runs (input validation and output shape)."""
 
 from __future__ import annotations
 
