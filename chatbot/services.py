@@ -28,10 +28,11 @@ from chatbot.broadcast import (
     deliver_all,
     inbox_group,
 )
-from chatbot.conf import setting
-from chatbot.errors import ConflictError, SwitchboardError
+from chatbot.core.conf import setting
+from chatbot.core.errors import ConflictError, SwitchboardError
+from chatbot.core.text import ticket_text_validate
 from chatbot.models import Conversation, Message
-from finetune.services import ticket_record_correction, ticket_text_validate
+from finetune.services import ticket_record_correction
 from routing.models import Team
 
 CLIENT_ID_MAX_CHARS = 64

@@ -12,7 +12,7 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from chatbot.errors import SwitchboardError
+from chatbot.core.errors import SwitchboardError
 from routing.models import ModelVersion, Team
 from routing.teams import model_version_team_gaps, team_merge
 

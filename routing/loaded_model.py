@@ -16,8 +16,8 @@ import onnxruntime as ort
 from django.conf import settings
 from tokenizers import Tokenizer
 
-from chatbot.conf import model_store, setting
-from chatbot.errors import SwitchboardError
+from chatbot.core.conf import model_store, setting
+from chatbot.core.errors import SwitchboardError
 from finetune.ml.artifact_format import Serving, read_serving
 from finetune.ml.artifacts import verify_checksums
 from finetune.ml.errors import ArtifactFormatError, ChecksumError

@@ -18,9 +18,9 @@ from typing import Mapping
 from asgiref.sync import sync_to_async
 from django.db import DatabaseError
 
-from chatbot.conf import setting
-from chatbot.errors import NoModelError, SwitchboardError
-from finetune.services import ticket_text_validate
+from chatbot.core.conf import setting
+from chatbot.core.errors import NoModelError, SwitchboardError
+from chatbot.core.text import ticket_text_validate
 from routing.loaded_model import LoadedModel, Prediction, TeamInfo
 from routing.model_loading import ModelLoader, VersionKey
 from routing.models import ModelVersion

@@ -17,7 +17,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.dispatch import Signal
 
-from chatbot.errors import ConflictError, SwitchboardError
+from chatbot.core.errors import ConflictError, SwitchboardError
 from finetune.ml.artifact_format import NO_INTENT
 from routing.loaded_model import TeamInfo
 from routing.models import ModelVersion, Team

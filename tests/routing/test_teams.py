@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from django.utils import timezone
 
-from chatbot.errors import ConflictError, SwitchboardError
+from chatbot.core.errors import ConflictError, SwitchboardError
 from chatbot.models import Conversation
 from finetune.models import Ticket
-from finetune.services import team_get_by_slug
+from routing.selectors import team_get_by_slug
 from routing.models import Team
 from routing.teams import model_version_team_gaps, team_directory, team_merge
 

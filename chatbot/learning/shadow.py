@@ -17,10 +17,10 @@ from datetime import datetime
 from asgiref.sync import sync_to_async
 from django.db.models import Subquery
 
-from chatbot.conf import setting
+from chatbot.core.conf import setting
+from chatbot.core.text import ticket_text_validate
 from chatbot.models import Conversation, RoutingEvent
 from finetune.models import Ticket
-from finetune.services import ticket_text_validate
 from routing.loaded_model import LoadedModel
 from routing.model_loading import ModelLoader
 from routing.models import ModelVersion, Team
