@@ -24,9 +24,9 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from chatbot import broadcast, services
-from chatbot.conf import setting
-from chatbot.errors import SwitchboardError
-from chatbot.jsonsafe import json_loads_guarded
+from chatbot.core.conf import setting
+from chatbot.core.errors import SwitchboardError
+from chatbot.core.jsonsafe import json_loads_guarded
 
 logger = logging.getLogger(__name__)
 

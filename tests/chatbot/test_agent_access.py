@@ -248,7 +248,7 @@ async def test_console_socket_takes_https_origins_once_the_site_is_secure(teams,
     """With secure session cookies (production) /ws/agent/ refuses http:// origins; same host only, as before."""
     from channels.testing import WebsocketCommunicator
 
-    from chatbot.asgi import application
+    from chatbot.project.asgi import application
     from tests.chatbot.conftest import _session_cookie
 
     settings.SESSION_COOKIE_SECURE = secure

@@ -7,7 +7,7 @@ from django.contrib.staticfiles.storage import staticfiles_storage
 from django.core.handlers.asgi import ASGIHandler
 from django.core.management import call_command
 
-from chatbot.static_files import static_files_app
+from chatbot.project.static_files import static_files_app
 from tests.routing.test_fast_route import call
 
 pytestmark = pytest.mark.django_db

@@ -8,7 +8,7 @@ import shutil
 import pytest
 from django.db import DatabaseError
 
-from chatbot.errors import NoModelError
+from chatbot.core.errors import NoModelError
 from routing import selectors
 
 pytestmark = pytest.mark.django_db

@@ -12,8 +12,8 @@ from asgiref.sync import markcoroutinefunction, sync_to_async
 from django.core.handlers.asgi import ASGIHandler
 from rest_framework.authtoken.models import Token
 
+from chatbot.core.rest import SlottedRateThrottle
 from routing.apis import RouteApi
-from routing.api_support import SlottedRateThrottle
 from routing.fast_route import RouteFastPath
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -264,7 +264,7 @@ async def test_csp_and_login_throttle_keep_the_fast_path_on_and_identical(token,
     is on (said at start-up), answers the common case itself, and its headers (CSP included) are the view's."""
     from django.conf import settings
 
-    from chatbot.static_files import static_files_app
+    from chatbot.project.static_files import static_files_app
 
     assert {"csp.middleware.CSPMiddleware", "axes.middleware.AxesMiddleware"} <= set(settings.MIDDLEWARE)
     await sync_to_async(install_version)("v1", state="active")

@@ -14,7 +14,7 @@ from pathlib import Path
 import dj_database_url
 from csp.constants import NONE, SELF, UNSAFE_INLINE
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(os.environ.get("SWITCHBOARD_VAR", BASE_DIR / "var"))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "routing",
     "finetune",
     "chatbot",
+    "chatbot.learning",
 ]
 
 MIDDLEWARE = [
@@ -110,8 +111,8 @@ AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "chatbot/locked_out.html"
 AXES_CLIENT_IP_CALLABLE = "chatbot.handshakes.request_client_address"
 
-ROOT_URLCONF = "chatbot.urls"
-ASGI_APPLICATION = "chatbot.asgi.application"
+ROOT_URLCONF = "chatbot.project.urls"
+ASGI_APPLICATION = "chatbot.project.asgi.application"
 WSGI_APPLICATION = None
 
 TEMPLATES = [
@@ -191,7 +192,7 @@ STATIC_URL = "static/"
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "staticfiles"))
 STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else []
 if not DEBUG:
-    # Production serves what `manage.py collectstatic` wrote (chatbot.static_files): hashed names
+    # Production serves what `manage.py collectstatic` wrote (chatbot.project.static_files): hashed names
     # let browsers keep a file for a year; the plain names (the widget's embed URL) stay valid too.
     STORAGES = {
         "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -210,21 +211,21 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "routing.api_support.CachedTokenAuthentication",
+        "chatbot.core.rest.CachedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PARSER_CLASSES": ["routing.api_support.LimitedJSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["chatbot.core.rest.LimitedJSONParser"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_THROTTLE_CLASSES": [
-        "routing.api_support.AnonThrottle",
-        "routing.api_support.UserThrottle",
+        "chatbot.core.rest.AnonThrottle",
+        "chatbot.core.rest.UserThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
         "anon": os.environ.get("THROTTLE_ANON", "30/min"),
         "user": os.environ.get("THROTTLE_USER", "100000/hour"),
     },
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "routing.apis.exception_handler",
+    "EXCEPTION_HANDLER": "chatbot.core.rest.exception_handler",
 }
 
 SPECTACULAR_SETTINGS = {

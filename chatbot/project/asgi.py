@@ -5,20 +5,20 @@ import os
 
 from django.core.asgi import get_asgi_application
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatbot.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatbot.project.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import get_resolver  # noqa: E402
 
-from chatbot.static_files import static_files_app  # noqa: E402
+from chatbot.project.static_files import static_files_app  # noqa: E402
 from chatbot.ws_routing import websocket_urlpatterns  # noqa: E402
 from routing.fast_route import RouteFastPath  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         # The widget's script and the console's assets are served by the app server itself
-        # (chatbot.static_files), so one <script> tag works against any deployment (a CDN can front /static/).
+        # (chatbot.project.static_files), so one <script> tag works against any deployment (a CDN can front /static/).
         # routing.fast_route runs POST /api/v1/route through settings.MIDDLEWARE as a sync chain on
         # one worker thread, without the async handler's thread hops, and passes everything else on.
         "http": RouteFastPath(static_files_app(django_asgi_app)),
