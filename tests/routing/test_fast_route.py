@@ -266,7 +266,7 @@ async def test_csp_and_login_throttle_keep_the_fast_path_on_and_identical(token,
 
     from chatbot.project.static_files import static_files_app
 
-    assert {"csp.middleware.CSPMiddleware", "axes.middleware.AxesMiddleware"} <= set(settings.MIDDLEWARE)
+    assert {"chatbot.project.csp.CachedCSPMiddleware", "axes.middleware.AxesMiddleware"} <= set(settings.MIDDLEWARE)
     await sync_to_async(install_version)("v1", state="active")
     inner = CountingApp()
     with caplog.at_level(logging.INFO, logger="routing.fast_route"):
