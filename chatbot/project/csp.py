@@ -21,7 +21,8 @@ class CachedCSPMiddleware(CSPMiddleware):
 
     def process_response(self, request, response):
         policy = getattr(settings, "CONTENT_SECURITY_POLICY", None)
-        if (not policy or policy.get("EXCLUDE_URL_PREFIXES") or getattr(settings, "CONTENT_SECURITY_POLICY_REPORT_ONLY", None)
+        report_only = getattr(settings, "CONTENT_SECURITY_POLICY_REPORT_ONLY", None)
+        if (not policy or policy.get("EXCLUDE_URL_PREFIXES") or report_only
                 or getattr(request, "_csp_nonce", None) is not None or HEADER in response
                 or any(hasattr(response, name) for name in PER_RESPONSE)
                 or (settings.DEBUG and response.status_code in (404, 500))):
