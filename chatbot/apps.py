@@ -6,6 +6,9 @@ class ChatbotConfig(AppConfig):
     verbose_name = "Live chat"
 
     def ready(self):
-        from chatbot import signals
+        from django.core.signals import request_finished
+
+        from chatbot import logs, signals
 
         signals.receivers_connect()
+        request_finished.connect(logs.request_context_clear, dispatch_uid="log_context_clear")

@@ -11,6 +11,7 @@ database thread never waits on the channel layer.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 import time
@@ -27,6 +28,7 @@ from chatbot import broadcast, services
 from chatbot.conf import setting
 from chatbot.errors import SwitchboardError
 from chatbot.jsonsafe import json_loads_guarded
+from chatbot.logs import log_bound
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +91,8 @@ class Batcher:
         future = asyncio.get_running_loop().create_future()
         self._waiting.append((item, future))
         if self._writer is None:
-            self._writer = asyncio.create_task(self._write())
+            # A fresh context: the batch is every socket's, not the log context of the first one.
+            self._writer = asyncio.create_task(self._write(), context=contextvars.Context())
         outcome = await future
         if isinstance(outcome, Exception):
             raise outcome
@@ -240,13 +243,20 @@ class JsonFrameConsumer(AsyncWebsocketConsumer):
                 self.guard.check_write()
             if kind == "typing" and not self.guard.typing_due():
                 return
-            await getattr(self, f"frame_{kind}")(frame)
+            with log_bound(conversation_id=self.frame_conversation_id(frame)):
+                await getattr(self, f"frame_{kind}")(frame)
         except SwitchboardError as exc:
             # Naming the refused message lets the client stop resending it.
             client_id = frame.get("client_id") if isinstance(frame, dict) else None
             await self.send_error(exc.code, exc.message, client_id=client_id if isinstance(client_id, str) else None)
             if self.guard.gross:
                 await self.close(code=CLOSE_ABUSE)
+
+    def frame_conversation_id(self, frame: dict[str, Any]) -> int | None:
+        """The conversation a frame is about, for its log lines: the socket's own, or the one it names."""
+        own = getattr(self, "conversation", None)
+        named = frame.get("conversation_id")
+        return own.pk if own is not None else named if isinstance(named, int) else None
 
     async def send_json(self, content: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(content))

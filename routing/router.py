@@ -20,6 +20,7 @@ from django.db import DatabaseError
 
 from chatbot.conf import setting
 from chatbot.errors import NoModelError, SwitchboardError
+from chatbot.logs import log_bound
 from finetune.services import ticket_text_validate
 from routing.loaded_model import LoadedModel, Prediction, TeamInfo
 from routing.model_loading import ModelLoader, VersionKey
@@ -131,9 +132,10 @@ class Router:
         version = ModelVersion.objects.filter(pk=key[0], sha256=key[1]).first()
         if version is None:  # changed between the two queries; the next check sees the new row
             return None
-        model = self._loader.load(version)
-        if model is not None:
-            logger.info("router: now serving model version %s", model.version)
+        with log_bound(model_version=str(version.pk)):
+            model = self._loader.load(version)
+            if model is not None:
+                logger.info("router: now serving model version %s", model.version)
         return model
 
 
