@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from channels.exceptions import StopConsumer
 
-from chatbot import broadcast, selectors, services
+from chatbot import broadcast, metrics, selectors, services
 from chatbot.conf import setting
 from chatbot.errors import AgentAccessError
 from chatbot.models import Conversation, Message
@@ -80,6 +80,7 @@ class AgentConsumer(JsonFrameConsumer):
 
     frame_types = frozenset({"open", "reply", "reassign", "close", "typing"})
     write_types = frozenset({"reply", "reassign", "close"})
+    socket_kind = "agent"
     heartbeat: asyncio.Task | None = None
     access: selectors.AgentAccess | None = None
 
@@ -186,6 +187,7 @@ class AgentConsumer(JsonFrameConsumer):
         await self.send_json({"type": "history", **history})
 
     async def frame_reply(self, frame):
+        started = time.perf_counter()
         (user, conversation_id), _ = await self._act(frame.get("conversation_id"), lambda user, c: (user, c.pk))
         request = services.PostRequest(
             conversation_id=conversation_id, text=frame.get("text"), client_id=frame.get("client_id"),
@@ -196,6 +198,7 @@ class AgentConsumer(JsonFrameConsumer):
             "type": "ack", "client_id": result.message.client_id, "message_id": result.message.pk,
             "conversation_id": result.message.conversation_id,
         })
+        metrics.ACK_SECONDS.labels("agent").observe(time.perf_counter() - started)
         await broadcast.broadcasts_send(broadcasts)
 
     async def frame_reassign(self, frame):

@@ -22,7 +22,7 @@ from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
-from chatbot import selectors
+from chatbot import metrics, selectors
 from chatbot.broadcast import WAITING_GROUP, broadcast_on_commit, inbox_group
 from chatbot.conf import setting
 from chatbot.models import Conversation, Message, RoutingEvent
@@ -94,6 +94,7 @@ def conversations_route(*, requests: list[RouteRequest]) -> list[Conversation | 
         counts = _customer_counts(ids)
         teams, versions = _lookups(requests)
         changed: list[tuple[Conversation, str | None, bool]] = []
+        decisions: list[tuple[str, Conversation]] = []
         for request in requests:
             conversation = locked.get(request.conversation_id)
             if conversation is None or conversation.agent_replied_at or conversation.status != Conversation.Status.OPEN:
@@ -105,9 +106,22 @@ def conversations_route(*, requests: list[RouteRequest]) -> list[Conversation | 
                 first_wait = outcome == "wait" and not conversation.routing_reason
                 _apply(conversation, request.prediction, outcome, teams, versions)
                 changed.append((conversation, old_group, first_wait))
+                decisions.append((DECISION_OUTCOMES[outcome], conversation))
         _changes_save([c for c, _, _ in changed], requests)
         _changes_broadcast(changed)
+    _decisions_count(decisions)
     return [locked.get(r.conversation_id) for r in requests]
+
+
+# _decide's outcomes as the metrics name them.
+DECISION_OUTCOMES = {"team": "routed", "triage": "triaged", "wait": "held_back"}
+
+
+def _decisions_count(decisions: list[tuple[str, Conversation]]) -> None:
+    """Counted once committed (a rolled-back batch raised before this)."""
+    for outcome, conversation in decisions:
+        team = conversation.team.slug if conversation.team_id else None
+        metrics.conversation_decision(outcome=outcome, team=team, reason=conversation.routing_reason)
 
 
 def _scores_save(requests: list[RouteRequest]) -> None:
@@ -229,4 +243,5 @@ def conversations_triage_waiting(*, older_than_seconds: float) -> int:
                 changed.append((conversation, old_group, False))
         _changes_save([c for c, _, _ in changed], [])
         _changes_broadcast(changed)
+    _decisions_count([("triaged", conversation) for conversation, _, _ in changed])
     return len(changed)

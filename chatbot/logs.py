@@ -54,10 +54,12 @@ class ContextFilter(logging.Filter):
 
 
 class JsonFormatter(pythonjsonlogger.json.JsonFormatter):
-    """python-json-logger's formatter, leaving out the context fields this line does not know."""
+    """python-json-logger's formatter, leaving out the context fields this line does not know
+    (and uvicorn's terminal-coloured copy of its message)."""
 
     def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
-        return {key: value for key, value in log_data.items() if value is not None or key not in CONTEXT_FIELDS}
+        return {key: value for key, value in log_data.items()
+                if key != "color_message" and (value is not None or key not in CONTEXT_FIELDS)}
 
 
 class TextFormatter(logging.Formatter):

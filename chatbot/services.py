@@ -18,7 +18,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from chatbot import selectors
+from chatbot import metrics, selectors
 from chatbot.broadcast import (
     WAITING_GROUP,
     Events,
@@ -150,6 +150,8 @@ def messages_post(*, requests: list[PostRequest]) -> list[Outcome]:
             stored = _posts_store(requests, cleaned, check_resends=True)
         for index, outcome in stored.items():
             outcomes[index] = outcome
+            if isinstance(outcome[0], PostResult) and outcome[0].created:  # committed by now: a rolled-back batch raised above
+                metrics.MESSAGES_STORED.labels(outcome[0].message.sender).inc()
     return outcomes  # type: ignore[return-value]
 
 

@@ -24,7 +24,7 @@ from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from chatbot import broadcast, services
+from chatbot import broadcast, metrics, services
 from chatbot.conf import setting
 from chatbot.errors import SwitchboardError
 from chatbot.jsonsafe import json_loads_guarded
@@ -209,13 +209,27 @@ class JsonFrameConsumer(AsyncWebsocketConsumer):
 
     frame_types: frozenset[str] = frozenset()
     write_types: frozenset[str] = frozenset()
+    socket_kind = "customer"  # the chat_sockets_open label
 
     async def websocket_connect(self, message):
+        self.counted_open = False
         self.guard = FrameGuard(
             max_bytes=int(setting("CHAT_MAX_FRAME_BYTES")),
             writes_per_window=int(setting("CHAT_MESSAGES_PER_10S")),
         )
         await super().websocket_connect(message)
+
+    async def accept(self, subprotocol=None, headers=None):
+        await super().accept(subprotocol, headers)
+        if not self.counted_open:
+            self.counted_open = True
+            metrics.CHAT_SOCKETS.labels(self.socket_kind).inc()
+
+    async def websocket_disconnect(self, message):
+        if getattr(self, "counted_open", False):
+            self.counted_open = False
+            metrics.CHAT_SOCKETS.labels(self.socket_kind).dec()
+        await super().websocket_disconnect(message)
 
     async def dispatch(self, message):
         # Channels runs close_old_connections on its single sync thread before every frame and

@@ -20,6 +20,7 @@ from django.utils.crypto import get_random_string
 
 from chatbot.conf import base_model_path, model_store, setting
 from chatbot.errors import ConflictError, SwitchboardError
+from chatbot.metrics import TRAINING_RUNS, TRAINING_SECONDS
 from finetune.ml.config import TrainConfig
 from finetune.ml.errors import Cancelled, ConfigError, PipelineError
 from finetune.ml.split import assign_splits
@@ -360,4 +361,7 @@ def _finish(run, tracker, status, *, error="", version=None, metrics=None) -> Tr
         fields.update(stage="done", percent=100.0, model_version=version, metrics=metrics or {})
     TrainingRun.objects.filter(pk=run.pk).update(log=tracker.log[-50_000:], heartbeat_at=timezone.now(), **fields)
     run.refresh_from_db()
+    TRAINING_RUNS.labels(status).inc()
+    if run.started_at is not None:
+        TRAINING_SECONDS.labels(status).observe((run.finished_at - run.started_at).total_seconds())
     return run

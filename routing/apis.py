@@ -6,6 +6,7 @@ are rendered by ``exception_handler`` as ``{"code", "detail"[, "errors"]}``.
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict
 
 from django.db import DatabaseError
@@ -16,6 +17,7 @@ from rest_framework.permissions import AllowAny, IsAdminUser, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from chatbot import metrics
 from chatbot.errors import NoModelError
 from finetune.services import ticket_ingest
 from routing import selectors, serializers as s
@@ -72,8 +74,18 @@ def route_body(router, data: dict) -> dict:
     """The route response body for a validated request (``routing.fast_route`` answers with it too).
 
     With no model serving every answer is ``reason: no_model`` (200): the caller's own fallback
-    (a human queue) takes it, as the chat's triage does.
+    (a human queue) takes it, as the chat's triage does. Recorded here, so for both paths: the
+    latency and each answer's decision (chatbot.metrics).
     """
+    started = time.perf_counter()
+    body = _route_answer(router, data)
+    kind = "texts" if "texts" in data else "messages" if "messages" in data else "text"
+    answers = body["results"] if kind == "texts" else [body]
+    metrics.route_observe(kind=kind, seconds=time.perf_counter() - started, answers=answers)
+    return body
+
+
+def _route_answer(router, data: dict) -> dict:
     try:
         if "messages" in data:
             return asdict(conversation_predict(router, data["messages"]))

@@ -18,6 +18,7 @@ from typing import Mapping
 from asgiref.sync import sync_to_async
 from django.db import DatabaseError
 
+from chatbot import metrics
 from chatbot.conf import setting
 from chatbot.errors import NoModelError, SwitchboardError
 from chatbot.logs import log_bound
@@ -104,7 +105,10 @@ class Router:
             return
         try:
             self._checked_at = time.monotonic()
-            self._state = self._next_state(self._state)
+            self._state = state = self._next_state(self._state)
+            metrics.model_versions_set(
+                serving=state.model.version if state.model else None, active=str(state.active[0]) if state.active else None
+            )
         except DatabaseError:
             if self._state.model is None:
                 raise
