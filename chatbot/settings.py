@@ -215,6 +215,8 @@ SWITCHBOARD = {
 }
 if os.environ.get("CHAT_HANDSHAKES_PER_MINUTE"):
     SWITCHBOARD["CHAT_HANDSHAKES_PER_MINUTE"] = int(os.environ["CHAT_HANDSHAKES_PER_MINUTE"])
+if os.environ.get("TRAINING_DEVICE"):
+    SWITCHBOARD["TRAINING_DEVICE"] = os.environ["TRAINING_DEVICE"]
 if os.environ.get("METRICS_TOKEN"):
     SWITCHBOARD["METRICS_TOKEN"] = os.environ["METRICS_TOKEN"]
 if os.environ.get("BASE_MODEL"):

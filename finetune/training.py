@@ -54,6 +54,7 @@ def training_config_build(*, overrides: dict | None = None) -> TrainConfig:
         "base_model": base_model_path(),
         "min_per_team": setting("MIN_TICKETS_PER_TEAM"),
         "target_precision": setting("TRIAGE_TARGET_PRECISION"),
+        "device": setting("TRAINING_DEVICE"),
         **(overrides or {}),
     }
     try:

@@ -10,7 +10,7 @@ import torch
 
 from .artifact_format import NO_INTENT, OodCheck
 from .config import TrainConfig
-from .data import collate, length_sorted_batches
+from .data import collate, device_of, length_sorted_batches
 from .language import languages_summary, supported_languages
 from .model import MeanPooledClassifier
 from .no_intent import Corpus, claimed_by_labelled, corpus_split, load_corpus
@@ -25,9 +25,10 @@ def unit_rows(vectors: np.ndarray) -> np.ndarray:
 def pooled_vectors(model: MeanPooledClassifier, ids: list[list[int]], pad_id: int) -> np.ndarray:
     """Unit-length mean-pooled vectors of `model` for every text, in input order."""
     model.eval()
+    device = device_of(model)
     out = np.zeros((len(ids), model.classifier.in_features), dtype=np.float32)
     for idx in length_sorted_batches(ids, 128):
-        out[idx] = model.pooled(*collate([ids[i] for i in idx], pad_id)).float().numpy()
+        out[idx] = model.pooled(*(t.to(device) for t in collate([ids[i] for i in idx], pad_id))).float().cpu().numpy()
     return unit_rows(out)
 
 

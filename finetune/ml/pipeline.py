@@ -314,6 +314,8 @@ def run_pipeline(
     `teams` (optional) names every team that should exist, so one with no tickets is reported.
     `out_of_scope` (optional): texts no team handles, for the report's held-back share.
     """
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise PipelineError("The config's device is 'cuda' but this worker sees no CUDA GPU; use 'auto' or 'cpu'.")
     work_dir = Path(work_dir)
     if work_dir.exists() and any(work_dir.iterdir()):
         raise PipelineError(f"{work_dir} is not empty; run_pipeline needs a new directory.")
@@ -363,6 +365,8 @@ def _run(config: TrainConfig, examples, unlabelled, work_dir: Path, report: Repo
     # 3. student, distilled from the teacher on every text we have
     student, student_history = distil(config, data, teacher, pad_id, report)
     del teacher
+    # Served on the CPU: evaluated, exported and parity-checked there, whatever trained it.
+    student = student.to("cpu")
     logits["student"] = predict_logits(student, data.ids[data.eval_split], pad_id)
     watch.lap("distil")
     # 4. ONNX int8 export, parity gate
