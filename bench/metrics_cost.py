@@ -22,7 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatbot.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatbot.project.settings")
 
 
 def load_model(artifact: Path | None):
@@ -73,7 +73,7 @@ def main() -> None:
     import django
 
     django.setup()
-    from chatbot import metrics
+    from chatbot.core import metrics
     from routing import apis
 
     router = DirectRouter(load_model(args.artifact))

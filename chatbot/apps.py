@@ -8,7 +8,8 @@ class ChatbotConfig(AppConfig):
     def ready(self):
         from django.core.signals import request_finished
 
-        from chatbot import logs, signals
+        from chatbot import signals
+        from chatbot.core import logs
 
         signals.receivers_connect()
         request_finished.connect(logs.request_context_clear, dispatch_uid="log_context_clear")

@@ -13,7 +13,8 @@ import time
 from typing import Any
 from urllib.parse import parse_qs
 
-from chatbot import broadcast, metrics, selectors, services
+from chatbot import broadcast, selectors, services
+from chatbot.core import metrics
 from chatbot.handshakes import handshake_allowed
 from chatbot.live_routing import ROUTE_BATCH_MAX, conversations_route
 from chatbot.models import Conversation

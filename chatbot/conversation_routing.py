@@ -22,9 +22,10 @@ from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
-from chatbot import metrics, selectors
+from chatbot import selectors
+from chatbot.core import metrics
 from chatbot.broadcast import WAITING_GROUP, broadcast_on_commit, inbox_group
-from chatbot.conf import setting
+from chatbot.core.conf import setting
 from chatbot.models import Conversation, Message, RoutingEvent
 from chatbot.services import assignment_broadcast, conversations_lock
 from routing.conversation import MAX_TURNS, turns_join

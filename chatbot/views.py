@@ -11,9 +11,10 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 from rest_framework.exceptions import AuthenticationFailed
 
-from chatbot import metrics, selectors
-from chatbot.conf import setting
-from routing.api_support import CachedTokenAuthentication
+from chatbot import selectors
+from chatbot.core import metrics
+from chatbot.core.conf import setting
+from chatbot.core.rest import CachedTokenAuthentication
 
 
 def demo_page(request: HttpRequest) -> HttpResponse:
@@ -26,8 +27,13 @@ def agent_console(request: HttpRequest) -> HttpResponse:
     if access.refusal:
         raise PermissionDenied(selectors.ACCESS_REFUSALS[access.refusal])
     teams = [{"slug": team.slug, "name": team.name} for team in access.teams]
-    all_teams = [{"slug": team.slug, "name": team.name} for team in selectors.team_choices()]
-    return render(request, "chatbot/agent.html", {"teams": teams, "all_teams": all_teams})
+    # The move-to list in two groups: with 150 teams an agent finds their own first.
+    member_of = set(request.user.teams.values_list("pk", flat=True))
+    choices = selectors.team_choices()
+    groups = [("Your teams", [t for t in choices if t.pk in member_of]),
+              ("Other teams", [t for t in choices if t.pk not in member_of])]
+    team_groups = [(label, [{"slug": t.slug, "name": t.name} for t in group]) for label, group in groups if group]
+    return render(request, "chatbot/agent.html", {"teams": teams, "team_groups": team_groups})
 
 
 @require_GET

@@ -24,11 +24,12 @@ from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from chatbot import broadcast, metrics, services
-from chatbot.conf import setting
-from chatbot.errors import SwitchboardError
-from chatbot.jsonsafe import json_loads_guarded
-from chatbot.logs import log_bound
+from chatbot import broadcast, services
+from chatbot.core import metrics
+from chatbot.core.conf import setting
+from chatbot.core.errors import SwitchboardError
+from chatbot.core.jsonsafe import json_loads_guarded
+from chatbot.core.logs import log_bound
 
 logger = logging.getLogger(__name__)
 

@@ -142,8 +142,8 @@ score_cache = _ScoreCache()
 
 
 def _score_batch(version: str, texts: dict[int, str]) -> tuple[str, dict[int, TicketScore]]:
-    from chatbot.errors import SwitchboardError
-    from finetune.services import ticket_text_validate
+    from chatbot.core.errors import SwitchboardError
+    from chatbot.core.text import ticket_text_validate
     from routing.router import get_router
 
     scores, routable = {}, {}
@@ -195,7 +195,7 @@ def label_next_pick(*, skipped: Collection[int] = (), last_shown_id: int | None 
     Lowest margin first among the scored tickets, never a near-duplicate of ``last_shown_id``;
     in arrival order when no model serves.
     """
-    from chatbot.errors import SwitchboardError
+    from chatbot.core.errors import SwitchboardError
     from finetune.models import Ticket
     from routing.models import ModelVersion
 
@@ -221,7 +221,7 @@ def label_next_pick(*, skipped: Collection[int] = (), last_shown_id: int | None 
 
 
 def _ticket_get(ticket_id: int) -> Ticket:
-    from chatbot.errors import NotFoundError
+    from chatbot.core.errors import NotFoundError
     from finetune.models import Ticket
 
     ticket = Ticket.objects.filter(pk=ticket_id).first()
@@ -233,7 +233,8 @@ def _ticket_get(ticket_id: int) -> Ticket:
 def ticket_label_one(*, ticket_id: int, team_slug: str, user: AbstractBaseUser) -> Ticket:
     """Label one ticket with a team (records who and when)."""
     from finetune.models import Ticket
-    from finetune.services import team_get_by_slug, tickets_label
+    from finetune.services import tickets_label
+    from routing.selectors import team_get_by_slug
 
     ticket = _ticket_get(ticket_id)
     team = team_get_by_slug(slug=team_slug)

@@ -45,4 +45,4 @@ echo "    admin              http://$ADDR/admin/   (credentials printed above)"
 echo "    API docs           http://$ADDR/api/docs/"
 echo "    metrics            curl -H 'Authorization: Token <the API token printed above>' http://$ADDR/metrics"
 # The same app server as production (uvicorn; see README "At scale").
-$PY -m uvicorn chatbot.asgi:application --host "$HOST" --port "$PORT" --http httptools --loop uvloop --ws websockets --ws-max-size 65536
+$PY -m uvicorn chatbot.project.asgi:application --host "$HOST" --port "$PORT" --http httptools --loop uvloop --ws websockets --ws-max-size 65536

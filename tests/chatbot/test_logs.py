@@ -8,9 +8,9 @@ import logging
 import pytest
 from django.test import Client
 
-import chatbot.asgi  # noqa: F401  (its django.setup() re-applies LOGGING: done before a test adds a handler)
+import chatbot.project.asgi  # noqa: F401  (its django.setup() re-applies LOGGING: done before a test adds a handler)
 from chatbot.consumers import CustomerChatConsumer
-from chatbot.logs import log_bound, logging_config
+from chatbot.core.logs import log_bound, logging_config
 from tests.chatbot.conftest import communicator, customer_socket, receive_type
 from tests.test_settings import _run
 

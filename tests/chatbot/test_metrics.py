@@ -14,7 +14,8 @@ from rest_framework.authtoken.models import Token
 
 from finetune.ml.errors import PipelineError
 from finetune.models import TrainingRun
-from finetune.training import training_run_execute, training_run_start
+from finetune.training import training_run_execute
+from finetune.training_queue import training_run_start
 from tests.chatbot.conftest import agent_socket, customer_socket, receive_type
 from tests.finetune.test_training_support import FAST_CONFIG, labelled, store, tiny_base  # noqa: F401
 
@@ -99,13 +100,13 @@ def test_a_training_run_counts_by_outcome_with_its_duration(staff_user, labelled
 
 _RECORD = """
 import sys
-from chatbot import metrics
+from chatbot.core import metrics
 metrics.CHAT_SOCKETS.labels("customer").inc(int(sys.argv[1]))
 metrics.MESSAGES_STORED.labels("customer").inc(int(sys.argv[1]))
 if sys.argv[2] == "stays":
     print("up", flush=True); sys.stdin.read()
 """
-_EXPOSE = "from chatbot import metrics; print(metrics.exposition().decode())"
+_EXPOSE = "from chatbot.core import metrics; print(metrics.exposition().decode())"
 
 
 def test_multiprocess_mode_adds_up_every_process(tmp_path):

@@ -12,8 +12,8 @@ from asgiref.sync import markcoroutinefunction, sync_to_async
 from django.core.handlers.asgi import ASGIHandler
 from rest_framework.authtoken.models import Token
 
+from chatbot.core.rest import SlottedRateThrottle
 from routing.apis import RouteApi
-from routing.api_support import SlottedRateThrottle
 from routing.fast_route import RouteFastPath
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -278,7 +278,7 @@ async def test_request_ids_as_the_view_gives_them(token, router, teams, install_
                                                   caplog, given):
     """The fast path returns the proxy's X-Request-ID or a new one exactly where the view does, and its log
     lines during the request carry that id."""
-    from chatbot.logs import ContextFilter
+    from chatbot.core.logs import ContextFilter
 
     await sync_to_async(install_version)("v1", state="active")
     monkeypatch.setattr("routing.fast_route.get_router", lambda: LoggingRouter(router))

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import dj_database_url
 
-from chatbot.logs import logging_config
+from chatbot.core.logs import logging_config
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(os.environ.get("SWITCHBOARD_VAR", BASE_DIR / "var"))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
@@ -63,11 +63,12 @@ INSTALLED_APPS = [
     "routing",
     "finetune",
     "chatbot",
+    "chatbot.learning",
 ]
 
 MIDDLEWARE = [
-    # First, so every line the request logs carries its id (chatbot.logs).
-    "chatbot.logs.RequestIdMiddleware",
+    # First, so every line the request logs carries its id (chatbot.core.logs).
+    "chatbot.core.logs.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -77,8 +78,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
-ROOT_URLCONF = "chatbot.urls"
-ASGI_APPLICATION = "chatbot.asgi.application"
+ROOT_URLCONF = "chatbot.project.urls"
+ASGI_APPLICATION = "chatbot.project.asgi.application"
 WSGI_APPLICATION = None
 
 TEMPLATES = [
@@ -168,21 +169,21 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "routing.api_support.CachedTokenAuthentication",
+        "chatbot.core.rest.CachedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PARSER_CLASSES": ["routing.api_support.LimitedJSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["chatbot.core.rest.LimitedJSONParser"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_THROTTLE_CLASSES": [
-        "routing.api_support.AnonThrottle",
-        "routing.api_support.UserThrottle",
+        "chatbot.core.rest.AnonThrottle",
+        "chatbot.core.rest.UserThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
         "anon": os.environ.get("THROTTLE_ANON", "30/min"),
         "user": os.environ.get("THROTTLE_USER", "100000/hour"),
     },
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "routing.apis.exception_handler",
+    "EXCEPTION_HANDLER": "chatbot.core.rest.exception_handler",
 }
 
 SPECTACULAR_SETTINGS = {
@@ -232,5 +233,5 @@ if not DEBUG:
     SECURE_HSTS_PRELOAD = True
     SECURE_CONTENT_TYPE_NOSNIFF = True
 
-# JSON lines by default (chatbot.logs); LOG_FORMAT=text for a human at a terminal.
+# JSON lines by default (chatbot.core.logs); LOG_FORMAT=text for a human at a terminal.
 LOGGING = logging_config(level=os.environ.get("LOG_LEVEL", "INFO"), fmt=os.environ.get("LOG_FORMAT", "json"))

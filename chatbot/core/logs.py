@@ -110,18 +110,18 @@ def logging_config(*, level: str, fmt: str) -> dict[str, Any]:
     if fmt not in {"json", "text"}:
         raise ValueError(f"LOG_FORMAT must be 'json' or 'text', not {fmt!r}.")
     json_formatter = {
-        "()": "chatbot.logs.JsonFormatter",
+        "()": "chatbot.core.logs.JsonFormatter",
         "fmt": "%(levelname)s %(name)s %(message)s",
         "rename_fields": {"levelname": "level", "name": "logger"},
         "timestamp": "time",  # ISO 8601, UTC, microseconds
     }
-    text_formatter = {"()": "chatbot.logs.TextFormatter", "format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
+    text_formatter = {"()": "chatbot.core.logs.TextFormatter", "format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
     handler = {"class": "logging.StreamHandler", "formatter": fmt, "filters": ["context"]}
     server = {"handlers": ["console"], "propagate": False}
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"context": {"()": "chatbot.logs.ContextFilter"}},
+        "filters": {"context": {"()": "chatbot.core.logs.ContextFilter"}},
         "formatters": {"json": json_formatter, "text": text_formatter},
         "handlers": {"console": handler},
         "root": {"handlers": ["console"], "level": level.upper()},

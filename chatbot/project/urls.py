@@ -9,14 +9,14 @@ admin.site.site_title = "Switchboard"
 admin.site.index_title = "Label, train, promote"
 
 urlpatterns = [
-    path("admin/finetune/label-next/", include("finetune.admin_label_next")),
-    path("admin/", include("routing.admin_learning")),
+    path("admin/finetune/label-next/", include("chatbot.learning.label_next")),
+    path("admin/", include("chatbot.learning.admin_pages")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("routing.urls")),
     path("api/v1/", include("finetune.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
-    # Prometheus scrapes this (token-protected; chatbot.metrics).
+    # Prometheus scrapes this (token-protected; chatbot.core.metrics).
     path("metrics", views.metrics_page, name="metrics"),
     path("", include("chatbot.web_urls")),
 ]
