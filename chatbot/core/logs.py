@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Iterator
 
 import pythonjsonlogger.json
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 
 if TYPE_CHECKING:
     from django.http import HttpRequest, HttpResponseBase
@@ -80,20 +81,40 @@ def request_id_for(request: HttpRequest) -> str:
 class RequestIdMiddleware:
     """Binds the request id for the request's log lines and returns it as X-Request-ID.
 
-    Sync only, like Django's own: the route fast path runs it in its synchronous chain. The id
-    stays bound until request_finished, so the handler's own "Not Found" / "Bad Request" line,
-    written after the middleware chain returns, carries it too.
+    Sync and async, as Django's own middlewares are: the route fast path runs it in its sync
+    chain, Django's async handler without a thread hop. The id stays bound until
+    request_finished, so the handler's own "Not Found" / "Bad Request" line, written after the
+    middleware chain returns, carries it too.
     """
+
+    sync_capable = True
+    async_capable = True
 
     def __init__(self, get_response) -> None:
         self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
 
-    def __call__(self, request: HttpRequest) -> HttpResponseBase:
-        request.request_id = request_id_for(request)
-        log_context.set({"request_id": request.request_id})
+    def __call__(self, request: HttpRequest):
+        if self.is_async:
+            return self._acall(request)
+        request_id = _request_bind(request)
         response = self.get_response(request)
-        response["X-Request-ID"] = request.request_id
+        response["X-Request-ID"] = request_id
         return response
+
+    async def _acall(self, request: HttpRequest) -> HttpResponseBase:
+        request_id = _request_bind(request)
+        response = await self.get_response(request)
+        response["X-Request-ID"] = request_id
+        return response
+
+
+def _request_bind(request: HttpRequest) -> str:
+    request.request_id = request_id_for(request)
+    log_context.set({"request_id": request.request_id})
+    return request.request_id
 
 
 def request_context_clear(**kwargs: Any) -> None:

@@ -130,3 +130,13 @@ def test_request_id_is_the_proxys_or_a_new_one(lines, given, echoed):
     assert (request_id == given) is echoed and len(request_id) == (len(given) if echoed else 32)
     [not_found] = [line for line in lines.parsed() if line["logger"] == "django.request"]
     assert not_found["request_id"] == request_id
+
+
+async def test_request_id_through_the_async_handler(lines):
+    """Django's async handler (every request but the route fast path's) returns and logs the id as the sync one does."""
+    from django.test import AsyncClient
+
+    response = await AsyncClient().get("/api/v1/no-such-thing", headers={"X-Request-ID": "edge-async-1"})
+    assert response.status_code == 404 and response["X-Request-ID"] == "edge-async-1"
+    [not_found] = [line for line in lines.parsed() if line["logger"] == "django.request"]
+    assert not_found["request_id"] == "edge-async-1"
