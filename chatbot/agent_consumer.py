@@ -16,12 +16,13 @@ from typing import Any, Callable
 from channels.exceptions import StopConsumer
 
 from chatbot import broadcast, selectors, services
+from chatbot.chat_db import batcher, db_call, db_run, posts_store
 from chatbot.core import metrics
 from chatbot.core.conf import setting
 from chatbot.core.errors import AgentAccessError
+from chatbot.frames import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, JsonFrameConsumer
 from chatbot.models import Conversation, Message
 from chatbot.signals import agent_group
-from chatbot.ws_base import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, JsonFrameConsumer, batcher, db_call, db_run, posts_store
 
 logger = logging.getLogger(__name__)
 # A teammate not heard from for this many heartbeats is taken for gone (see AgentConsumer).

@@ -13,7 +13,7 @@ import logging
 from chatbot import broadcast, conversation_routing
 from chatbot.core.errors import NoModelError
 from chatbot.events import conversations_routed
-from chatbot.ws_base import db_call
+from chatbot.chat_db import db_call
 from routing.conversation import carries_intent, turns_answer
 
 logger = logging.getLogger(__name__)
