@@ -43,7 +43,8 @@ def metrics_page(request: HttpRequest) -> HttpResponse:
         detail = "Send 'Authorization: Bearer <METRICS_TOKEN>' or a staff user's 'Authorization: Token <key>'."
         return JsonResponse({"code": "not_authenticated", "detail": detail}, status=401,
                             headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
-    return HttpResponse(metrics.exposition(), content_type=metrics.CONTENT_TYPE_LATEST)
+    body, content_type = metrics.exposition()
+    return HttpResponse(body, content_type=content_type)
 
 
 def _metrics_allowed(header: str) -> bool:

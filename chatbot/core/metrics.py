@@ -13,8 +13,9 @@ import atexit
 import glob
 import os
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
-from prometheus_client import REGISTRY, CONTENT_TYPE_LATEST  # noqa: F401  (CONTENT_TYPE_LATEST: the view's)
+from prometheus_client import (
+    CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess,
+)
 
 # Route latency is a few milliseconds; a batch or a slow reload check takes longer.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -68,15 +69,15 @@ def model_versions_set(*, serving: str | None, active: str | None) -> None:
     MODEL_VERSION.labels("active").set(int(active) if active and active.isdecimal() else 0)
 
 
-def exposition() -> bytes:
-    """The text exposition: every process's samples in multiprocess mode, else this process's."""
+def exposition() -> tuple[bytes, str]:
+    """The text exposition and its content type: every process's samples in multiprocess mode, else this process's."""
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if not directory:
-        return generate_latest(REGISTRY)
+        return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
     _dead_processes_forget(directory)
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
-    return generate_latest(registry)
+    return generate_latest(registry), CONTENT_TYPE_LATEST
 
 
 def _dead_processes_forget(directory: str) -> None:

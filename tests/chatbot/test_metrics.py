@@ -106,7 +106,7 @@ metrics.MESSAGES_STORED.labels("customer").inc(int(sys.argv[1]))
 if sys.argv[2] == "stays":
     print("up", flush=True); sys.stdin.read()
 """
-_EXPOSE = "from chatbot.core import metrics; print(metrics.exposition().decode())"
+_EXPOSE = "from chatbot.core import metrics; print(metrics.exposition()[0].decode())"
 
 
 def test_multiprocess_mode_adds_up_every_process(tmp_path):
