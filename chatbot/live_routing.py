@@ -13,7 +13,7 @@ import logging
 from chatbot import broadcast, conversation_routing, selectors
 from chatbot.errors import NoModelError
 from chatbot.ws_base import db_call
-from routing.conversation import carries_intent, turns_answer
+from routing.conversation import carries_intent, turns_answer, turns_join
 from routing.models import ModelVersion
 
 logger = logging.getLogger(__name__)
@@ -90,6 +90,21 @@ async def conversations_route(conversation_ids: list[int]) -> list[None]:
         _shadow_tasks.add(task)
         task.add_done_callback(_shadow_tasks.discard)
     return [None] * len(conversation_ids)
+
+
+async def conversation_reevaluate(conversation_id: int) -> None:
+    """An agent marked a turn "not a request": place the conversation on the turns still carrying
+    an intent, by the usual rule (conversation_routing.conversations_route); back to waiting if none."""
+    turns, _ = await db_call(conversation_routing.reevaluation_turns, conversation_id=conversation_id)
+    if turns is None:
+        return
+    if turns:
+        [prediction] = await _predict([turns_join(turns)])
+        request = conversation_routing.RouteRequest(conversation_id=conversation_id, prediction=prediction)
+        _, broadcasts = await db_call(conversation_routing.conversations_route, requests=[request])
+    else:
+        _, broadcasts = await db_call(conversation_routing.conversation_unroute, conversation_id=conversation_id)
+    await broadcast.broadcasts_send(broadcasts)
 
 
 _shadow_tasks: set[asyncio.Task] = set()

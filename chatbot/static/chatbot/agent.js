@@ -9,6 +9,7 @@
   var socketUrl = window.location.origin.replace(/^http/, "ws") + "/ws/agent/";
   var conversations = {}; // id -> summary
   var messages = {}; // id -> [message]
+  var noIntent = {}; // message id -> true: carries no intent (the model's answer or "not a request")
   var unread = {};
   var online = {};
   var current = null;
@@ -139,9 +140,27 @@
       var node = el("div", "ag-msg ag-" + message.sender + (message.pending ? " ag-pending" : ""));
       if (message.author) node.appendChild(el("div", "ag-author", message.author));
       node.appendChild(el("div", "", message.text));
+      if (message.sender === "customer" && message.id) node.appendChild(notRequestControl(message));
       log.appendChild(node);
     });
     log.scrollTop = log.scrollHeight;
+  }
+
+  // A customer message an agent can mark "not a request": it becomes a no-intent training ticket.
+  function notRequestControl(message) {
+    if (noIntent[message.id]) return el("div", "ag-no-intent", "no intent");
+    var button = el("button", "ag-not-request", "Not a request");
+    button.type = "button";
+    button.title = "Small talk, not a request: teach the model, and route on the other messages";
+    button.addEventListener("click", function () {
+      send({ type: "not_a_request", conversation_id: message.conversation_id, message_id: message.id });
+    });
+    return button;
+  }
+
+  function markNoIntent(frame) {
+    noIntent[frame.message_id] = true;
+    if (current === frame.conversation_id) renderLog();
   }
 
   function addMessage(message) {
@@ -206,6 +225,9 @@
       renderInboxes();
     },
     history: function (frame) {
+      (frame.no_intent_ids || []).forEach(function (id) {
+        noIntent[id] = true;
+      });
       upsert(frame.conversation);
       messages[frame.conversation.id] = frame.messages;
       if (current === frame.conversation.id) (renderHeader(), renderLog());
@@ -230,6 +252,8 @@
       });
       if (current === frame.conversation_id) renderLog();
     },
+    marked: markNoIntent,
+    "message.marked": markNoIntent,
     presence: function (frame) {
       online[frame.team] = frame.online;
       renderInboxes();
