@@ -140,22 +140,28 @@
       var node = el("div", "ag-msg ag-" + message.sender + (message.pending ? " ag-pending" : ""));
       if (message.author) node.appendChild(el("div", "ag-author", message.author));
       node.appendChild(el("div", "", message.text));
-      if (message.sender === "customer" && message.id) node.appendChild(notRequestControl(message));
       log.appendChild(node);
+      // Beside the bubble, not in it: the bubble's text stays the customer's own.
+      if (message.sender === "customer" && message.id) log.appendChild(notRequestControl(message));
     });
     log.scrollTop = log.scrollHeight;
   }
 
   // A customer message an agent can mark "not a request": it becomes a no-intent training ticket.
   function notRequestControl(message) {
-    if (noIntent[message.id]) return el("div", "ag-no-intent", "no intent");
+    var tools = el("div", "ag-msg-tools");
+    if (noIntent[message.id]) {
+      tools.appendChild(el("span", "ag-no-intent", "no intent"));
+      return tools;
+    }
     var button = el("button", "ag-not-request", "Not a request");
+    tools.appendChild(button);
     button.type = "button";
     button.title = "Small talk, not a request: teach the model, and route on the other messages";
     button.addEventListener("click", function () {
       send({ type: "not_a_request", conversation_id: message.conversation_id, message_id: message.id });
     });
-    return button;
+    return tools;
   }
 
   function markNoIntent(frame) {

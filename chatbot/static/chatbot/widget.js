@@ -172,7 +172,8 @@
 
   function showTeam(frame) {
     if (frame.team_name && !frame.triage) teamLine.textContent = "You're talking to " + frame.team_name;
-    else if (frame.triage && log.children.length) teamLine.textContent = "Finding the right team for you\u2026";
+    // Triage, or waiting again (an agent marked the message it was routed on "not a request").
+    else if (log.children.length) teamLine.textContent = "Finding the right team for you\u2026";
   }
 
   function setUnread(count) {
