@@ -33,11 +33,10 @@ def conversation_key_hash(*, key: object) -> str | None:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def conversations_by_key(*, key_hashes: set[str]) -> dict[str, Conversation]:
-    """The conversations these keys started, by key hash (rows locked, as conversations_lock does)."""
-    from chatbot.services import conversations_lock  # services imports this module
-
+def conversation_ids_by_key(*, key_hashes: set[str]) -> dict[str, int]:
+    """The ids of the conversations these keys started, by key hash (the caller locks them, together
+    with its other rows, in one id-ordered lock)."""
     if not key_hashes:
         return {}
-    ids = list(Conversation.objects.filter(start_key_hash__in=key_hashes).values_list("pk", flat=True))
-    return {conversation.start_key_hash: conversation for conversation in conversations_lock(ids)}
+    rows = Conversation.objects.filter(start_key_hash__in=key_hashes).values_list("start_key_hash", "pk")
+    return dict(rows)

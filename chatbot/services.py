@@ -29,7 +29,7 @@ from chatbot.broadcast import (
     inbox_group,
 )
 from chatbot.conf import setting
-from chatbot.conversation_keys import conversation_key_hash, conversations_by_key
+from chatbot.conversation_keys import conversation_ids_by_key, conversation_key_hash
 from chatbot.errors import ConflictError, SwitchboardError
 from chatbot.models import Conversation, Message
 from finetune.services import ticket_record_correction, ticket_text_validate
@@ -183,16 +183,18 @@ def _posts_store(requests: list[PostRequest], cleaned: dict[int, tuple[str, str]
 def _targets(requests: list[PostRequest], indices: list[int], keys: dict[int, str]):
     """Each request's conversation: the existing ones locked; for first messages the one their key
     started, else a new one (one per key). Returns them and the indices whose conversation is new."""
-    wanted = sorted({requests[i].conversation_id for i in indices if requests[i].conversation_id is not None})
-    locked = {c.pk: c for c in conversations_lock(wanted)}
-    targets: dict[int, Conversation | None] = {i: locked.get(requests[i].conversation_id) for i in indices}
     first = [i for i in indices if requests[i].conversation_id is None]
-    by_key = conversations_by_key(key_hashes={keys[i] for i in first if i in keys})
-    starting = [i for i in first if keys.get(i) not in by_key]
-    new: dict[str | int, Conversation] = {keys.get(i, -1 - i): Conversation(start_key_hash=keys.get(i)) for i in starting}
+    keyed = conversation_ids_by_key(key_hashes={keys[i] for i in first if i in keys})
+    wanted = {requests[i].conversation_id for i in indices if requests[i].conversation_id is not None}
+    # One lock, in id order, for the named and the keyed rows: concurrent batches cannot deadlock.
+    locked = {c.pk: c for c in conversations_lock(sorted(wanted | set(keyed.values())))}
+    targets: dict[int, Conversation | None] = {i: locked.get(requests[i].conversation_id) for i in indices}
+    starting = [i for i in first if keyed.get(keys.get(i)) not in locked]
+    # A keyless first message starts a conversation of its own (slot -1 - index); keyed ones share one per key.
+    new = {keys.get(i, -1 - i): Conversation(start_key_hash=keys.get(i)) for i in starting}
     Conversation.objects.bulk_create(new.values())
     for i in first:
-        targets[i] = by_key.get(keys.get(i)) or new[keys.get(i, -1 - i)]
+        targets[i] = locked.get(keyed.get(keys.get(i))) or new[keys.get(i, -1 - i)]
     return targets, set(starting)
 
 

@@ -80,7 +80,7 @@ def test_marking_records_one_no_intent_ticket_and_a_repeat_changes_nothing(staff
 def test_only_a_customer_message_of_that_conversation_can_be_marked(staff_user):
     """An agent's message, another conversation's message and a non-integer id are refused; no ticket."""
     conversation, _ = _conversation_with("my invoice")
-    other, [elsewhere] = _conversation_with("hello")
+    _, [elsewhere] = _conversation_with("hello")
     reply = Message.objects.create(conversation=conversation, sender=Message.Sender.AGENT, text="On it")
     with pytest.raises(SwitchboardError) as refused:
         message_mark_not_a_request(conversation=conversation, message_id=reply.pk, user=staff_user)
@@ -180,3 +180,17 @@ def _reasons(conversation_id: int) -> list[str]:
 @database_sync_to_async
 def _conversation_id(message_id: int) -> int:
     return Message.objects.get(pk=message_id).conversation_id
+
+
+def test_a_routing_batch_in_flight_does_not_undo_a_mark(teams, staff_user):
+    """A message marked while the router was scoring it stays "no intent" when that score is written."""
+    from chatbot import conversation_routing
+    from tests.chatbot.conftest import KeywordRouter
+
+    conversation, [message] = _conversation_with("cheers for the invoice", carries=None)
+    message_mark_not_a_request(conversation=conversation, message_id=message.pk, user=staff_user)
+    prediction = KeywordRouter()._one("cheers for the invoice")
+    request = conversation_routing.RouteRequest(conversation.pk, prediction, scored={message.pk: True})
+    conversation_routing.conversations_route(requests=[request])
+    message.refresh_from_db()
+    assert message.carries_intent is False

@@ -8,7 +8,7 @@ from finetune.models import Ticket
 from finetune.selectors import team_label_counts, ticket_no_intent_texts
 from finetune.services import ticket_record_not_a_request
 from finetune.text import text_hash
-from finetune.training import training_examples_collect, training_config_build, training_run_execute, training_run_start
+from finetune.training import training_config_build, training_examples_collect, training_run_execute, training_run_start
 from tests.finetune.test_training_support import FAST_CONFIG, labelled, store, tiny_base  # noqa: F401
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -18,7 +18,7 @@ def test_a_marked_message_is_trained_as_no_intent(staff_user, labelled, store):
     """The run trains the marked text in the no-intent class (the model's data counts say so); it counts
     for no team and is not an unlabelled text; an excluded one is left out."""
     before = {row.slug: row.count for row in team_label_counts()}
-    ticket, _ = ticket_record_not_a_request(
+    ticket_record_not_a_request(
         text="cheers mate, legend", message_id=7, conversation_id=3, user=staff_user, model_version=None
     )
     Ticket.objects.create(text="junk", text_hash=text_hash("junk"), no_intent=True, excluded=True)
