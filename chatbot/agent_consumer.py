@@ -218,7 +218,10 @@ class AgentConsumer(JsonFrameConsumer):
         result, broadcasts = await self._act(frame.get("conversation_id"), _mark(frame.get("message_id")))
         await broadcast.broadcasts_send(broadcasts)
         if result.reevaluate:
-            await live_routing.conversation_reevaluate(result.conversation_id)
+            try:
+                await live_routing.conversation_reevaluate(result.conversation_id)
+            except Exception:  # the mark is committed; the customer's next message places it again
+                logger.exception("chat: re-placing conversation %s after a mark failed", result.conversation_id)
         await self.send_json({
             "type": "marked", "conversation_id": result.conversation_id, "message_id": result.message_id,
             "ticket_id": result.ticket_id, "created": result.created,
