@@ -194,3 +194,23 @@ def test_a_routing_batch_in_flight_does_not_undo_a_mark(teams, staff_user):
     conversation_routing.conversations_route(requests=[request])
     message.refresh_from_db()
     assert message.carries_intent is False
+
+
+def test_an_old_conversation_back_to_waiting_goes_to_triage_at_the_next_job(teams, staff_user):
+    """The waiting limits count from the conversation's start: one routed long ago on small talk and
+    then marked waits again only until the periodic job sends it to triage."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from chatbot import conversation_routing
+
+    conversation, [message] = _conversation_with("cheers for the invoice")
+    old = timezone.now() - timedelta(hours=1)
+    Conversation.objects.filter(pk=conversation.pk).update(created_at=old, routed_at=old, team=teams[0], routing_reason="routed")
+    message_mark_not_a_request(conversation=conversation, message_id=message.pk, user=staff_user)
+    assert conversation_routing.conversation_unroute(conversation_id=conversation.pk) is True
+    assert conversation_routing.conversation_unroute(conversation_id=conversation.pk) is False  # waiting already
+    assert conversation_routing.conversations_triage_waiting(older_than_seconds=120) == 1
+    conversation.refresh_from_db()
+    assert (conversation.team, conversation.routing_reason) == (None, "no_intent") and conversation.routed_at is not None
