@@ -16,12 +16,13 @@ from typing import Any, Callable
 from channels.exceptions import StopConsumer
 
 from chatbot import broadcast, live_routing, selectors, services
-from chatbot.conf import setting
-from chatbot.errors import AgentAccessError
+from chatbot.chat_db import batcher, db_call, db_run, posts_store
+from chatbot.core.conf import setting
+from chatbot.core.errors import AgentAccessError
+from chatbot.frames import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, JsonFrameConsumer
 from chatbot.models import Conversation, Message
 from chatbot.not_a_request import message_mark_not_a_request
 from chatbot.signals import agent_group
-from chatbot.ws_base import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, JsonFrameConsumer, batcher, db_call, db_run, posts_store
 
 logger = logging.getLogger(__name__)
 # A teammate not heard from for this many heartbeats is taken for gone (see AgentConsumer).
@@ -51,7 +52,7 @@ def _mark(message_id: object) -> Callable:
 
 
 def _reassign(team_slug: object) -> Callable:
-    from finetune.services import team_get_by_slug
+    from routing.selectors import team_get_by_slug
 
     return lambda user, c: services.conversation_reassign(conversation=c, team=team_get_by_slug(slug=team_slug), user=user)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from chatbot.errors import SwitchboardError
+from chatbot.core.errors import SwitchboardError
 from chatbot.models import Conversation
 
 KEY_PATTERN = re.compile(r"[A-Za-z0-9_-]{22,64}")

@@ -14,7 +14,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
 from chatbot.broadcast import broadcast_on_commit, inbox_group
-from chatbot.errors import NotFoundError, SwitchboardError
+from chatbot.core.errors import NotFoundError, SwitchboardError
 from chatbot.models import Conversation, Message
 from chatbot.services import conversations_lock
 from finetune.services import ticket_record_not_a_request

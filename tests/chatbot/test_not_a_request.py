@@ -7,7 +7,7 @@ from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 
-from chatbot.errors import NotFoundError, SwitchboardError
+from chatbot.core.errors import NotFoundError, SwitchboardError
 from chatbot.models import Conversation, Message, RoutingEvent
 from chatbot.not_a_request import message_mark_not_a_request
 from finetune.models import Ticket

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import pytest
 
+from chatbot.core.text import text_hash
 from finetune.models import Ticket
 from finetune.selectors import team_label_counts, ticket_no_intent_texts
 from finetune.services import ticket_record_not_a_request
-from finetune.text import text_hash
-from finetune.training import training_config_build, training_examples_collect, training_run_execute, training_run_start
+from finetune.training import (
+    training_config_build,
+    training_examples_collect,
+    training_run_execute,
+)
+from finetune.training_queue import training_run_start
 from tests.finetune.test_training_support import FAST_CONFIG, labelled, store, tiny_base  # noqa: F401
 
 pytestmark = pytest.mark.django_db(transaction=True)
