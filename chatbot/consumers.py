@@ -83,10 +83,12 @@ class CustomerChatConsumer(JsonFrameConsumer):
         started = time.perf_counter()
         conversation_id = self.conversation.pk if self.conversation is not None else None
         request = services.PostRequest(
-            conversation_id=conversation_id, text=frame.get("text"), client_id=frame.get("client_id")
+            conversation_id=conversation_id, text=frame.get("text"), client_id=frame.get("client_id"),
+            conversation_key=frame.get("conversation_key"),
         )
         result, broadcasts = await batcher(posts_store).submit(request)
-        if result.started:
+        # Started by this message, or found by its conversation key (a resend whose answer was lost).
+        if self.conversation is None:
             await self._bind(result.conversation)
             conversation = result.conversation
             await self.send_json({"type": "conversation", "id": conversation.pk, "token": conversation.token})

@@ -22,7 +22,7 @@ from chatbot.core.errors import NoModelError
 from chatbot.core.rest import AnonThrottle, CachedTokenAuthentication, LimitedJSONParser, UserThrottle
 from routing import selectors, serializers as s
 from routing.conversation import conversation_predict
-from routing.router import get_router
+from routing.router import get_router, texts_validate
 from routing.services import model_version_promote, model_version_rollback
 
 ERRORS = {code: s.ErrorSerializer for code in (400, 401, 403, 404, 409, 413, 429, 503)}
@@ -77,8 +77,9 @@ def route_body(router, data: dict) -> dict:
 def _route_answer(router, data: dict) -> dict:
     try:
         if "messages" in data:
-            return asdict(conversation_predict(router, data["messages"]))
-        predictions = router.predict([data["text"]] if "text" in data else data["texts"])
+            # Every turn is checked, not only the newest ones the rule reads: a bad one is named.
+            return asdict(conversation_predict(router, texts_validate(data["messages"], field="messages")))
+        predictions = router.predict([data["text"]]) if "text" in data else router.predict(data["texts"], field="texts")
     except NoModelError:
         if "texts" in data:
             return {"results": [dict(NO_MODEL_ANSWER) for _ in data["texts"]], "model_version": None}

@@ -43,18 +43,23 @@ class RouterState:
     problem: str | None = None
 
 
-def texts_validate(texts: list[str]) -> list[str]:
-    """Clean each text; refuse empty ones and any over MAX_TEXT_CHARS (longer token runs are truncated)."""
+def texts_validate(texts: list[str], *, field: str | None = None) -> list[str]:
+    """Clean each text; refuse empty ones and any over MAX_TEXT_CHARS (longer token runs are truncated).
+
+    A refusal names the text as ``field[i]`` (``texts[i]`` when several come without a field name)
+    and keeps the text's own status (413 for too long).
+    """
     if not texts:
-        raise SwitchboardError("texts is empty: send at least one message.", code="empty_batch")
-    if len(texts) == 1:
+        raise SwitchboardError(f"{field or 'texts'} is empty: send at least one message.", code="empty_batch")
+    if len(texts) == 1 and field is None:
         return [ticket_text_validate(text=texts[0])]
     cleaned = []
     for index, text in enumerate(texts):
         try:
             cleaned.append(ticket_text_validate(text=text))
         except SwitchboardError as exc:
-            raise SwitchboardError(f"texts[{index}]: {exc.message}", code=exc.code) from exc
+            message = f"{field or 'texts'}[{index}]: {exc.message}"
+            raise SwitchboardError(message, code=exc.code, http_status=exc.http_status) from exc
     return cleaned
 
 
@@ -65,9 +70,9 @@ class Router:
         self._checked_at = float("-inf")
         self._loader = ModelLoader("router: refusing")
 
-    def predict(self, texts: list[str]) -> list[Prediction]:
-        """Route a batch; all of it is answered by one model version."""
-        cleaned = texts_validate(texts)
+    def predict(self, texts: list[str], *, field: str | None = None) -> list[Prediction]:
+        """Route a batch; all of it is answered by one model version (``field``: see texts_validate)."""
+        cleaned = texts_validate(texts, field=field)
         state = self.state()
         if state.model is None:
             raise NoModelError(_no_model_message(state))
