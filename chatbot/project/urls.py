@@ -4,6 +4,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from routing.apis import NotFoundApi
 
+from chatbot import views
+
 admin.site.site_header = "Switchboard admin"
 admin.site.site_title = "Switchboard"
 admin.site.index_title = "Label, train, promote"
@@ -18,5 +20,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves Swagger UI's set-up script as a file: no inline script, as the CSP requires.
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
+    # Prometheus scrapes this (token-protected; chatbot.core.metrics).
+    path("metrics", views.metrics_page, name="metrics"),
     path("", include("chatbot.web_urls")),
 ]
