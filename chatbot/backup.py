@@ -31,8 +31,8 @@ from finetune.models import Ticket
 from routing.models import ModelVersion
 
 FORMAT = 1
-# Rebuilt by migrate in the new database, or state that must not travel (sessions, queued jobs).
-EXCLUDED = ["contenttypes", "auth.permission", "sessions", "django_tasks_database", "admin.logentry"]
+# Rebuilt by migrate in the new database, or state that must not travel (sessions, queued jobs, login lockouts).
+EXCLUDED = ["contenttypes", "auth.permission", "sessions", "django_tasks_database", "admin.logentry", "axes"]
 
 
 def backup_write(*, path: Path) -> dict:
