@@ -55,16 +55,18 @@ async def test_new_conversation_stores_acks_and_routes_to_confident_team(teams, 
 
 
 async def test_later_messages_reach_the_team_inbox(teams, agent_user, keyword_router):
-    """After routing, each customer message is broadcast to the team's agents; routing runs once."""
+    """After routing, each customer message is broadcast to the team's agents (the joined text still
+    points to the same team, so the conversation stays)."""
     agent, _ = await agent_socket(agent_user)
     socket, _ = await customer_socket()
     await socket.send_json_to({"type": "message", "text": "invoice is wrong", "client_id": "a"})
     started = await receive_type(socket, "conversation")
     await receive_type(agent, "conversation.assigned")
-    await socket.send_json_to({"type": "message", "text": "also my password", "client_id": "b"})
+    await socket.send_json_to({"type": "message", "text": "the invoice total too", "client_id": "b"})
     message = await receive_type(agent, "message")
-    assert (message["conversation_id"], message["text"], message["sender"]) == (started["id"], "also my password", "customer")
-    assert keyword_router.seen == ["invoice is wrong"]
+    assert (message["conversation_id"], message["text"], message["sender"]) == (
+        started["id"], "the invoice total too", "customer")
+    assert keyword_router.seen[0] == "invoice is wrong"
     assert (await _conversation(started["id"])).team.slug == "billing"
     await socket.disconnect()
     await agent.disconnect()
