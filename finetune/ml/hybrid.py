@@ -108,8 +108,9 @@ def serve_choice(config, data, session, pad_id: int) -> tuple[ServedScorer, dict
     n, start = data.labelled_train, time.perf_counter()  # labelled tickets only: no corpus lines, no small-talk copies
     baseline = fit_baseline(data.texts["train"][:n], data.y["train"][:n], seed=config.seed)
     fit_s = time.perf_counter() - start
-    if not data.y["val"]:
-        return scorer, {**student_only("No validation tickets to compare on: the student serves."), "baseline_fit_s": fit_s}, baseline
+    if not config.hybrid or not data.y["val"]:
+        reason = "hybrid=False: the student serves." if not config.hybrid else "No validation tickets to compare on: the student serves."
+        return scorer, {**student_only(reason), "baseline_fit_s": fit_s}, baseline
     tfidf = TfidfModel.from_sklearn(baseline, len(data.labels))
     val_student = scorer.student(data.ids["val"])
     tfidf_accuracy = float((baseline.predict(data.texts["val"]) == np.asarray(data.y["val"])).mean())
