@@ -70,13 +70,15 @@ def held_back_share(probs: np.ndarray, in_scope: np.ndarray | None, labels: list
     return float((no_intent | out | (probs.max(1) < threshold)).mean())
 
 
-def evaluate_open_world(config: TrainConfig, data, logits_of, calibration: dict) -> tuple[OodCheck | None, dict]:
-    """The OOD check (fitted on the served scores) and the report's held-back shares.
+def evaluate_open_world(config: TrainConfig, data, scorer, calibration: dict) -> tuple[OodCheck | None, dict]:
+    """The OOD check (fitted on the served scores, hybrid.ServedScorer) and the report's held-back shares.
 
-    logits_of(split name) -> the served logits of that split's texts. Held back = not routed to a
-    team: no-intent wins, out of scope, or below the triage threshold.
+    Held back = not routed to a team: no-intent wins, out of scope, or below the triage threshold.
     """
     from .calibrate import softmax
+
+    def logits_of(name: str) -> np.ndarray:
+        return scorer.logits(data.ids.get(name) or [], data.texts.get(name) or [])
 
     ood = ood_check(logits_of("val"), config.ood_in_scope_pass)
     figures = {"ood": None if ood is None else {"method": ood.method, "threshold": ood.threshold,

@@ -31,7 +31,7 @@ from .evaluate import classification_metrics, file_size_mb, latency_ms, onnx_lat
 from .no_intent import Corpus, with_small_talk
 from .open_world import evaluate_open_world, no_intent_corpus, training_languages
 from .export import check_parity, export_int8, onnx_logits, onnx_session
-from .hybrid import ParitySet, ServedScorer, serve_choice, served_parity
+from .hybrid import ParitySet, serve_choice, served_parity
 from .report import model_card, verdict
 from .split import assign_splits, check_enough
 from .teacher import train_teacher
@@ -237,6 +237,7 @@ def evaluate_all(config, data: Prepared, logits: dict, served: tuple, work_dir: 
         "int8": classification_metrics(int8_eval.argmax(1), gold, labels),
         "served": classification_metrics(served_eval.argmax(1), gold, labels),
         "calibration": calibrate.calibration_report(served_val, data.y["val"], config.target_precision),
+        "served_model": choice,
     }
     metrics["served"]["ece"] = calibrate.expected_calibration_error(
         calibrate.softmax(served_eval, metrics["calibration"]["temperature"]), np.asarray(gold, dtype=np.int64)
@@ -358,10 +359,7 @@ def _run(config: TrainConfig, examples, unlabelled, work_dir: Path, report: Repo
     report("evaluate", 0.0, f"choosing the served model; evaluating on the {data.eval_split} split")
     served = serve_choice(config, data, session, pad_id)
     metrics = evaluate_all(config, data, logits, served, work_dir, report)
-    metrics["served_model"] = served[1]
-    ood, metrics["open_world"] = evaluate_open_world(
-        config, data, lambda name: served[0].logits(data.ids[name], data.texts[name]), metrics["calibration"]
-    )
+    ood, metrics["open_world"] = evaluate_open_world(config, data, served[0], metrics["calibration"])
     metrics["languages"] = training_languages(config, [e.text for e in examples])
     shutil.rmtree(scratch)
     watch.lap("evaluate")

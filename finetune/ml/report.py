@@ -114,8 +114,7 @@ def model_card(metrics: dict) -> str:
         "",
         f"Latency of one message (int8, one thread, batch 1): p50 {latency['p50']:.2f} ms, "
         f"p95 {latency['p95']:.2f} ms. Model file: {metrics['size_mb']['model.onnx']} MB.",
-        f"int8/torch agreement: {_pct(metrics['parity']['agreement'])}.",
-        "",
+        f"int8/torch agreement: {_pct(metrics['parity']['agreement'])}.", "",
         *_served_section(metrics),
         "## Calibration",
         f"Temperature {cal['temperature']:.3f}; ECE {cal['ece_before']:.3f} before, {cal['ece_after']:.3f} after. "
