@@ -24,7 +24,9 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
 LABELS = ["billing", "login", "tech"]
-CUSTOMER_TEXT = "Refund my invoice charge payment price bill <img src=x onerror=alert(1)>"
+CUSTOMER_TEXT = "Refund my invoice charge payment price bill"
+# Sent after the agent's reply, when routing no longer moves the conversation: markup must stay text.
+HOSTILE_TEXT = "<img src=x onerror=alert(1)> thanks"
 
 
 @pytest.fixture
@@ -82,18 +84,22 @@ def test_widget_message_reaches_agent_console_and_reply_comes_back(tmp_path, ser
             console.press("#ag-input", "Enter")
 
             expect(shop.locator(".sb-agent .sb-text")).to_have_text("Refund issued, it arrives in 3 days.", timeout=15000)
+            shop.fill(".sb-input", HOSTILE_TEXT)
+            shop.press(".sb-input", "Enter")
+            expect(console.locator("#ag-log .ag-customer").last).to_have_text(HOSTILE_TEXT, timeout=15000)
+            expect(shop.locator(".sb-log .sb-msg").last).to_contain_text(HOSTILE_TEXT)
             # Rendered as text: the markup in the customer's message never became an element.
             assert shop.locator(".sb-log img").count() == 0 and console.locator("#ag-log img").count() == 0
             shop.screenshot(path=str(artifacts / "chat-widget.png"))
             console.screenshot(path=str(artifacts / "agent-console.png"))
 
             shop.reload()
-            expect(shop.locator(".sb-log .sb-msg")).to_have_count(2, timeout=15000)
+            expect(shop.locator(".sb-log .sb-msg")).to_have_count(3, timeout=15000)
             browser.close()
 
     conversation = Conversation.objects.select_related("team").get()
     assert conversation.team.slug == "billing" and conversation.model_version_id is not None
-    assert list(Message.objects.values_list("sender", flat=True)) == ["customer", "agent"]
+    assert list(Message.objects.values_list("sender", flat=True)) == ["customer", "agent", "customer"]
 
 
 def test_a_greeting_waits_in_the_console_then_the_question_moves_it_to_its_team(tmp_path, served_model):
@@ -127,3 +133,29 @@ def test_a_greeting_waits_in_the_console_then_the_question_moves_it_to_its_team(
 
     conversation = Conversation.objects.select_related("team").get()
     assert conversation.team.slug == "billing" and conversation.routing_reason == "routed"
+
+
+def test_a_staff_agent_of_many_teams_sees_only_the_inboxes_with_conversations(tmp_path, served_model):
+    """With 40 teams the console folds the empty team inboxes into one line; the team a customer's
+    question reaches appears with it (screenshot)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    for slug in LABELS:
+        Team.objects.create(slug=slug, name=slug.title())
+    Team.objects.bulk_create([Team(slug=f"product-{i}", name=f"Product {i}") for i in range(37)])
+    get_user_model().objects.create_user("lead", "lead@example.com", "lead-pass-123", is_staff=True)
+    artifacts = Path(settings.BASE_DIR) / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+
+    with asgi_servers(tmp_path, ["web"], MODEL_STORE=str(served_model)) as (server,):
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            console, shop = _console_and_widget(browser, server, "lead")
+            expect(console.locator(".ag-quiet")).to_have_text("40 more team inboxes are empty", timeout=15000)
+            shop.fill(".sb-input", CUSTOMER_TEXT)
+            shop.press(".sb-input", "Enter")
+            expect(console.locator('[data-inbox="billing"] .ag-item')).to_contain_text("Refund", timeout=15000)
+            expect(console.locator(".ag-quiet")).to_have_text("39 more team inboxes are empty")
+            assert console.locator(".ag-inbox").count() == 3  # billing, triage, waiting
+            console.screenshot(path=str(artifacts / "agent-console-many-teams.png"))
+            browser.close()
