@@ -42,7 +42,7 @@ def candidate(name: str, student_logits: np.ndarray, tfidf_log_proba: np.ndarray
     logits = combine(student_logits, tfidf_log_proba, weight)
     temperature = calibrate.fit_temperature(logits, y)
     accuracy = float((logits.argmax(1) == y).mean())
-    return Candidate(name, weight, accuracy, calibrate.nll(logits, y, temperature), temperature)
+    return Candidate(name, weight, accuracy, abs(calibrate.nll(logits, y, temperature)), temperature)  # no -0.0
 
 
 def fit_weight(student_logits: np.ndarray, tfidf_log_proba: np.ndarray, y: np.ndarray) -> Candidate:
@@ -62,7 +62,8 @@ def choose(student_logits: np.ndarray, tfidf_log_proba: np.ndarray, y: np.ndarra
         f"on {len(y)} validation tickets the hybrid (TF-IDF weight {hybrid.weight:.2f}) scores "
         f"{hybrid.accuracy:.1%} (NLL {hybrid.nll:.3f}), the int8 student {student.accuracy:.1%} "
         f"(NLL {student.nll:.3f}), TF-IDF + LR alone {tfidf_accuracy:.1%}: the {served.name} "
-        + ("is more accurate, or as accurate with a lower NLL." if better else "is as accurate or better.")
+        + ("serves: the hybrid is not more accurate, nor as accurate with a lower NLL." if not better
+           else "is more accurate." if hybrid.accuracy > student.accuracy else "is as accurate, with a lower NLL.")
     )
     return {
         "kind": served.name, "tfidf_weight": served.weight, "reason": reason,

@@ -53,6 +53,7 @@ def test_the_student_serves_when_tfidf_only_hurts():
     choice = choose(student, wrong, y, tfidf_accuracy=0.0)
     assert choice["kind"] == "student" and choice["tfidf_weight"] == 0.0
     assert choice["validation"]["hybrid"]["nll"] > choice["validation"]["student"]["nll"]
+    assert "the student serves" in choice["reason"]
 
 
 @pytest.fixture
