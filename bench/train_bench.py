@@ -97,22 +97,26 @@ def student_latency(artifact: Path, texts: list[str]) -> dict:
 
 
 def out_of_scope_report(artifact: Path, texts: list[str]) -> dict:
-    """How the served confidence treats texts that belong to no team: share sent to triage."""
+    """How the served confidence (the student's, or the hybrid's) treats texts that belong to no team: share sent to triage."""
     from tokenizers import Tokenizer
 
-    serving = json.loads((artifact / "serving.json").read_text())
+    from finetune.ml.artifact_format import read_serving
+
+    serving = read_serving(artifact)
     tokenizer = Tokenizer.from_file(str(artifact / "tokenizer.json"))
     session = onnx_session(artifact / "model.onnx", 1)
     confidences = []
     for text in texts:
         ids = np.asarray([tokenizer.encode(text).ids], dtype=np.int64)
-        logits = session.run(["logits"], {"input_ids": ids, "attention_mask": np.ones_like(ids)})[0]
-        confidences.append(softmax(logits, serving["temperature"]).max())
+        logits = session.run(["logits"], {"input_ids": ids, "attention_mask": np.ones_like(ids)})[0].astype(np.float64)
+        if serving.hybrid is not None:
+            logits = serving.hybrid.logits(logits, [text])
+        confidences.append(softmax(logits, serving.temperature).max())
     confidences = np.asarray(confidences)
     return {
         "n": len(texts),
-        "threshold": serving["triage_threshold"],
-        "share_to_triage": float((confidences < serving["triage_threshold"]).mean()),
+        "threshold": serving.triage_threshold,
+        "share_to_triage": float((confidences < serving.triage_threshold).mean()),
         "median_confidence": float(np.median(confidences)),
     }
 
