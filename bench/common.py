@@ -56,6 +56,24 @@ def load_clinc150(root: Path = DATA_ROOT) -> Dataset:
     )
 
 
+def load_bitext(root: Path = DATA_ROOT, test_share: float = 0.3) -> Dataset:
+    """Bitext customer support: 27 intents mapped to 8 teams by teams.json; no official split.
+
+    Repeated instructions (lower-cased, white space collapsed) are dropped first, then a seeded
+    stratified `test_share` of each team is the test set (seed 0, fixed: every run scores the same texts).
+    """
+    folder = root / "bitext_customer_support"
+    teams = json.loads((folder / "teams.json").read_text())
+    rows, seen = [], set()
+    for text, intent in _read_csv(folder / "Bitext_Sample_Customer_Support_Training_Dataset.csv", "instruction", "intent"):
+        key = " ".join(text.lower().split())
+        if key and key not in seen:
+            seen.add(key)
+            rows.append((text, teams[intent]))
+    test, train = stratified_sample(rows, round(test_share * len(rows)), per_team=False, seed=0)
+    return Dataset("bitext", train, test)
+
+
 def load_csv_pair(train_csv: Path, test_csv: Path) -> Dataset:
     """Any pair of CSV files with `text,team` columns."""
     return Dataset(Path(train_csv).stem, _read_csv(train_csv, "text", "team"), _read_csv(test_csv, "text", "team"))

@@ -1,11 +1,13 @@
-"""Learning-curve benchmark of the training pipeline: baseline vs teacher vs student vs int8.
+"""Learning-curve benchmark of the training pipeline: baseline vs teacher vs student vs int8 vs served.
 
     .venv/bin/python bench/train_bench.py --dataset banking77 --sizes 10,50,3000 --json /tmp/b.json
 
-For each labelled-sample size it runs finetune.ml's real pipeline (the rest of the training pool
-is the unlabelled distillation input, as in the product), scores every model on the dataset's
-own test set, and times one message (one thread, batch 1) through the torch teacher, the
-transformers text-classification pipeline, and the int8 ONNX student.
+For each labelled-sample size it runs finetune.ml's real pipeline, scores every model on the
+dataset's own test set, and times one message (one thread, batch 1) through the torch teacher,
+the transformers text-classification pipeline, and the int8 ONNX student. ``--flow pooled``
+(default): the rest of the training pool is the unlabelled distillation input. ``--flow product``:
+labelled tickets only, as ``manage.py train`` runs the pipeline for a helpdesk that has nothing
+else. "served" is what the artifact serves: the int8 student or its hybrid with TF-IDF + LR.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -26,7 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from bench.common import DATA_ROOT, Dataset, load_banking77, load_clinc150, load_csv_pair, parse_size, stratified_sample  # noqa: E402
+from bench.common import (  # noqa: E402
+    DATA_ROOT, Dataset, load_banking77, load_bitext, load_clinc150, load_csv_pair, parse_size, stratified_sample,
+)
 from finetune.ml.calibrate import softmax  # noqa: E402
 from finetune.ml.config import TrainConfig  # noqa: E402
 from finetune.ml.evaluate import latency_ms  # noqa: E402
@@ -34,13 +39,14 @@ from finetune.ml.export import onnx_session  # noqa: E402
 from finetune.ml.pipeline import LabelledText, run_pipeline  # noqa: E402
 from finetune.ml.split import assign_splits  # noqa: E402
 
-MODELS = [("baseline", "TF-IDF+LR"), ("teacher", "teacher"), ("student", "student torch"), ("int8", "int8 student")]
+MODELS = [("baseline", "TF-IDF+LR"), ("teacher", "teacher"), ("student", "student torch"), ("int8", "int8 student"),
+          ("served", "served")]
 
 
 def load(args) -> Dataset:
     if args.train_csv:
         return load_csv_pair(args.train_csv, args.test_csv)
-    return {"banking77": load_banking77, "clinc150": load_clinc150}[args.dataset](args.data_root)
+    return {"banking77": load_banking77, "clinc150": load_clinc150, "bitext": load_bitext}[args.dataset](args.data_root)
 
 
 def examples_for(sample, test, seed: int, val_fraction: float) -> list[LabelledText]:
@@ -91,22 +97,26 @@ def student_latency(artifact: Path, texts: list[str]) -> dict:
 
 
 def out_of_scope_report(artifact: Path, texts: list[str]) -> dict:
-    """How the served confidence treats texts that belong to no team: share sent to triage."""
+    """How the served confidence (the student's, or the hybrid's) treats texts that belong to no team: share sent to triage."""
     from tokenizers import Tokenizer
 
-    serving = json.loads((artifact / "serving.json").read_text())
+    from finetune.ml.artifact_format import read_serving
+
+    serving = read_serving(artifact)
     tokenizer = Tokenizer.from_file(str(artifact / "tokenizer.json"))
     session = onnx_session(artifact / "model.onnx", 1)
     confidences = []
     for text in texts:
         ids = np.asarray([tokenizer.encode(text).ids], dtype=np.int64)
-        logits = session.run(["logits"], {"input_ids": ids, "attention_mask": np.ones_like(ids)})[0]
-        confidences.append(softmax(logits, serving["temperature"]).max())
+        logits = session.run(["logits"], {"input_ids": ids, "attention_mask": np.ones_like(ids)})[0].astype(np.float64)
+        if serving.hybrid is not None:
+            logits = serving.hybrid.logits(logits, [text])
+        confidences.append(softmax(logits, serving.temperature).max())
     confidences = np.asarray(confidences)
     return {
         "n": len(texts),
-        "threshold": serving["triage_threshold"],
-        "share_to_triage": float((confidences < serving["triage_threshold"]).mean()),
+        "threshold": serving.triage_threshold,
+        "share_to_triage": float((confidences < serving.triage_threshold).mean()),
         "median_confidence": float(np.median(confidences)),
     }
 
@@ -117,26 +127,30 @@ def run_size(dataset: Dataset, spec: str, args) -> dict:
     defaults = {"seed": args.seed, "min_per_team": min(8, n) if per_team else 8}
     config = TrainConfig(**{**defaults, **json.loads(args.config)})
     examples = examples_for(sample, dataset.test, args.seed, config.val_fraction)
+    unlabelled = [x for x, _ in rest] if args.flow == "pooled" else []
     with tempfile.TemporaryDirectory(prefix="train-bench-") as tmp:
         start = time.perf_counter()
         result = run_pipeline(
-            config=config, examples=examples, unlabelled=[x for x, _ in rest], work_dir=Path(tmp) / "artifact",
+            config=config, examples=examples, unlabelled=unlabelled, work_dir=Path(tmp) / "artifact",
             progress=(lambda s, p, m: print(f"  [{spec}] {s} {p:5.1f}% {m}", file=sys.stderr)) if args.verbose else None,
         )
         wall = time.perf_counter() - start
         texts = [x for x, _ in dataset.test]
-        row = {"size": spec, "labelled": len(sample), "unlabelled": len(rest), "wall_s": round(wall, 1)}
+        row = {"size": spec, "flow": args.flow, "labelled": len(sample), "unlabelled": len(unlabelled), "wall_s": round(wall, 1)}
         row["metrics"] = {key: {k: result.metrics[key][k] for k in ("accuracy", "macro_f1")} for key, _ in MODELS}
+        row["served_model"] = result.metrics["served_model"]
         row["timings_s"] = result.metrics["timings_s"]
         row["latency_ms"] = {"int8": result.metrics["latency_ms"]["int8"], **student_latency(result.artifact_dir, texts)}
         if dataset.out_of_scope:
             row["out_of_scope"] = out_of_scope_report(result.artifact_dir, dataset.out_of_scope)
         row["calibration"] = result.metrics["calibration"]
+        if args.keep:  # e.g. for Router.predict timings of the served artifact
+            shutil.copytree(result.artifact_dir, args.keep / f"{dataset.name}-{spec}-{args.flow}-seed{args.seed}", dirs_exist_ok=True)
     return row
 
 
 def print_table(dataset: Dataset, rows: list[dict], latency: dict) -> None:
-    print(f"\n{dataset.name}: {len(dataset.train)} pool, {len(dataset.test)} test, {len(dataset.teams)} teams")
+    print(f"\n{dataset.name}: {len(dataset.train)} pool, {len(dataset.test)} test, {len(dataset.teams)} teams, flow {rows[0]['flow']}")
     print(f"{'size':>8} {'model':<14} {'accuracy':>8} {'macro-F1':>8} {'wall s':>7} {'p50 ms':>7} {'p95 ms':>7}")
     for row in rows:
         for key, name in MODELS:
@@ -144,6 +158,8 @@ def print_table(dataset: Dataset, rows: list[dict], latency: dict) -> None:
             lat = {"int8": row["latency_ms"]["int8"], "teacher": latency["teacher_torch"]}.get(key)
             p50, p95 = (f"{lat['p50']:.2f}", f"{lat['p95']:.2f}") if lat else ("", "")
             print(f"{row['size']:>8} {name:<14} {100 * m['accuracy']:8.2f} {100 * m['macro_f1']:8.2f} {row['wall_s']:7.0f} {p50:>7} {p95:>7}")
+        choice = row["served_model"]
+        print(f"{'':>8} served: {choice['kind']} (TF-IDF weight {choice['tfidf_weight']:.2f}); {choice['reason']}")
         if "out_of_scope" in row:
             oos = row["out_of_scope"]
             print(f"{'':>8} out-of-scope: {100 * oos['share_to_triage']:.1f}% of {oos['n']} sent to triage at threshold {oos['threshold']:.3f}")
@@ -154,7 +170,10 @@ def print_table(dataset: Dataset, rows: list[dict], latency: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", choices=["banking77", "clinc150"], default="banking77")
+    parser.add_argument("--dataset", choices=["banking77", "clinc150", "bitext"], default="banking77")
+    parser.add_argument("--flow", choices=["pooled", "product"], default="pooled",
+                        help="pooled: the rest of the pool is unlabelled distillation input; product: labelled tickets only")
+    parser.add_argument("--keep", type=Path, help="copy each run's artifact into this folder")
     parser.add_argument("--data-root", type=Path, default=DATA_ROOT)
     parser.add_argument("--train-csv", type=Path)
     parser.add_argument("--test-csv", type=Path)
@@ -176,11 +195,13 @@ def main() -> None:
             rows = list(pool.map(run_size, [dataset] * len(specs), specs, [args] * len(specs)))
     else:
         rows = [run_size(dataset, spec, args) for spec in specs]
+    if args.json:  # written now too: the latency step below takes a while and must not lose the runs
+        args.json.write_text(json.dumps({"dataset": dataset.name, "rows": rows}, indent=2))
     config = TrainConfig(**json.loads(args.config))
     latency = teacher_latency(config, dataset.teams, [x for x, _ in dataset.test])
-    print_table(dataset, rows, latency)
     if args.json:
         args.json.write_text(json.dumps({"dataset": dataset.name, "rows": rows, "latency_ms": latency}, indent=2))
+    print_table(dataset, rows, latency)
 
 
 if __name__ == "__main__":

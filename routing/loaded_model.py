@@ -202,7 +202,10 @@ class LoadedModel:
         )
 
     def score(self, texts: list[str]) -> Scored:
-        """Probabilities (softmax(logits / temperature)) and OOD scores; texts must be non-empty."""
+        """Probabilities (softmax(served logits / temperature)) and OOD scores; texts must be non-empty.
+
+        Served logits: the ONNX student's, plus the artifact's TF-IDF term when it serves a hybrid.
+        """
         # One text (every chat message, most API calls): encode() skips encode_batch's thread pool
         # hand-off, which cost more than the tokenizing itself inside a busy server.
         encodings = [self.tokenizer.encode(texts[0])] if len(texts) == 1 else self.tokenizer.encode_batch(texts)
@@ -213,15 +216,18 @@ class LoadedModel:
         ood = self.serving.ood
         pooled = ood is not None and ood.method == "centroid_cosine"
         outputs = self.session.run(["logits", "pooled"] if pooled else ["logits"], feed)
-        scaled = outputs[0].astype(np.float64) / self.temperature
+        logits = outputs[0].astype(np.float64)
+        if self.serving.hybrid is not None:  # + weight × TF-IDF log-probabilities (finetune.ml.tfidf, numpy)
+            logits = self.serving.hybrid.logits(logits, texts)
+        scaled = logits / self.temperature
         scaled -= scaled.max(axis=1, keepdims=True)
         exp = np.exp(scaled)
         in_scope = None
         if pooled:
             vectors = outputs[1] / np.linalg.norm(outputs[1], axis=1, keepdims=True).clip(1e-12)
             in_scope = (vectors @ ood.centroids.T).max(axis=1)
-        elif ood is not None:  # max_logit: the raw logits, as calibrated in training
-            in_scope = outputs[0].max(axis=1)
+        elif ood is not None:  # max_logit: the raw served logits, as calibrated in training
+            in_scope = logits.max(axis=1)
         return Scored(exp / exp.sum(axis=1, keepdims=True), in_scope)
 
     def _feed(self, rows: list[list[int]]) -> dict[str, np.ndarray]:

@@ -108,20 +108,22 @@ def tiny_examples(labels: list[str], per_label: int = 24, seed: int = 0):
 _ARTIFACT_CACHE: dict[tuple[str, ...], Path] = {}
 
 
-def make_tiny_artifact(directory: Path, labels: list[str], *, name: str = "1") -> Path:
+def make_tiny_artifact(directory: Path, labels: list[str], *, name: str = "1", hybrid: bool = False) -> Path:
     """Run the real pipeline on the tiny model and synthetic tickets; publish to directory/name.
 
     Deterministic; the first call per label set trains (seconds), later calls copy the result.
+    The student serves unless `hybrid`: on these separable tickets the hybrid's TF-IDF term makes
+    nearly every answer certain, which the router's threshold and reason tests cannot use.
     """
     from finetune.ml.artifacts import publish
     from finetune.ml.pipeline import run_pipeline
 
-    key = tuple(sorted(labels))
+    key = (*sorted(labels), f"hybrid={hybrid}")
     if key not in _ARTIFACT_CACHE:
         root = Path(tempfile.mkdtemp(prefix="tiny-artifact-"))
         base = make_tiny_base_model(root / "base")
-        examples, unlabelled = tiny_examples(list(key))
-        run_pipeline(config=tiny_config(base), examples=examples, unlabelled=unlabelled, work_dir=root / "out")
+        examples, unlabelled = tiny_examples(sorted(labels))
+        run_pipeline(config=tiny_config(base, hybrid=hybrid), examples=examples, unlabelled=unlabelled, work_dir=root / "out")
         _ARTIFACT_CACHE[key] = root / "out"
     store = Path(directory)
     store.mkdir(parents=True, exist_ok=True)

@@ -1,10 +1,16 @@
 """The serving files of an artifact, written by the pipeline and read by the router: one definition.
 
-Format 2 (written now): serving.json with the keys of ``Serving`` (labels include the reserved
+Format 3 (written now): format 2 plus an optional ``hybrid`` block, present when the served
+scores are the student's logits plus ``tfidf_weight`` × the TF-IDF + LR log-probabilities
+(tfidf.py): ``tfidf_vocabulary.json`` (each analyzer's kind, n-gram range and terms in column
+order) and ``tfidf.npz`` (``idf_<i>`` per analyzer, ``coef`` [features, classes], ``intercept``,
+``classes``: label indices), read without pickle. No block: the student alone, as in format 2.
+Format 2: serving.json with the keys of ``Serving`` (labels include the reserved
 no-intent label, an ``ood`` block, a ``languages`` block, ``window_head``). The OOD check is
 ``max_logit`` (no array); a ``centroid_cosine`` check also reads ``ood_centroids.npy`` (float32
 [labels, hidden], unit-length class means of the ONNX model's ``pooled`` output).
 Format 1 (older artifacts) still loads: no reserved label, no OOD check, no languages.
+Formats 1 and 2 never have a hybrid block.
 A newer format is refused: this release cannot know what it would have to check.
 """
 
@@ -17,11 +23,15 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ArtifactFormatError
+from .tfidf import Analyzer, Hybrid, TfidfModel
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 SERVING_FILE = "serving.json"
 LABELS_FILE = "labels.json"
 CENTROIDS_FILE = "ood_centroids.npy"
+TFIDF_VOCABULARY_FILE = "tfidf_vocabulary.json"
+TFIDF_ARRAYS_FILE = "tfidf.npz"
+ANALYZER_KINDS = ("word", "char_wb")  # what tfidf.Analyzer reproduces
 # The reserved label of "no request in this message" (greetings, thanks, chit-chat). "~" cannot
 # occur in a team slug ([-a-zA-Z0-9_]+) and sorts after every slug character: labels stay sorted.
 NO_INTENT = "~no_intent"
@@ -52,6 +62,7 @@ class Serving:
     ood: OodCheck | None = None
     languages: dict | None = None  # {"counts": {code: n}, "supported": [codes], "min_confidence": p}
     window_head: float | None = None  # share of the token window kept from a long text's start
+    hybrid: Hybrid | None = None  # served scores = student logits + weight × TF-IDF log-probabilities
 
     @property
     def teams(self) -> list[str]:
@@ -70,8 +81,56 @@ def write_serving(directory: Path, serving: Serving) -> None:
         np.save(directory / CENTROIDS_FILE, np.asarray(serving.ood.centroids, dtype=np.float32))
         body["ood"] = {k: v for k, v in body["ood"].items() if k != "centroids"}
         body["ood"]["file"] = CENTROIDS_FILE
+    body["hybrid"] = None if serving.hybrid is None else _write_hybrid(directory, serving.hybrid)
     (directory / SERVING_FILE).write_text(json.dumps(body, indent=2) + "\n")
     (directory / LABELS_FILE).write_text(json.dumps(serving.labels, indent=2) + "\n")
+
+
+def _write_hybrid(directory: Path, hybrid: Hybrid) -> dict:
+    model = hybrid.model
+    vocabularies = [
+        {"kind": a.kind, "ngrams": list(a.ngrams), "terms": sorted(a.vocabulary, key=a.vocabulary.__getitem__)}
+        for a in model.analyzers
+    ]
+    (directory / TFIDF_VOCABULARY_FILE).write_text(json.dumps({"analyzers": vocabularies}, ensure_ascii=False) + "\n")
+    arrays = {f"idf_{i}": a.idf for i, a in enumerate(model.analyzers)}
+    np.savez(directory / TFIDF_ARRAYS_FILE, coef=model.coef, intercept=model.intercept, classes=model.classes, **arrays)
+    return {"tfidf_weight": hybrid.weight, "vocabulary": TFIDF_VOCABULARY_FILE, "arrays": TFIDF_ARRAYS_FILE}
+
+
+def _read_hybrid(directory: Path, block: dict | None, labels: list[str]) -> Hybrid | None:
+    if block is None:
+        return None
+    try:
+        vocabularies = _read_json(directory / block["vocabulary"])["analyzers"]
+        with np.load(directory / block["arrays"], allow_pickle=False) as arrays:
+            analyzers = tuple(
+                Analyzer(v["kind"], (int(v["ngrams"][0]), int(v["ngrams"][1])),
+                         {term: i for i, term in enumerate(v["terms"])}, arrays[f"idf_{i}"].astype(np.float64))
+                for i, v in enumerate(vocabularies)
+            )
+            model = TfidfModel(analyzers, arrays["coef"], arrays["intercept"], arrays["classes"], len(labels))
+        weight = float(block["tfidf_weight"])
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+        raise ArtifactFormatError(f"{directory}: the hybrid block of serving.json is unreadable: {exc!r}") from exc
+    _check_tfidf(directory, model)
+    return Hybrid(weight, model)
+
+
+def _check_tfidf(directory: Path, model: TfidfModel) -> None:
+    """Shapes that agree with each other and with the labels: a wrong file fails at load, not per request."""
+    features = sum(len(a.idf) for a in model.analyzers)
+    columns = 1 if len(model.classes) == 2 else len(model.classes)
+    problems = [
+        any(a.kind not in ANALYZER_KINDS or len(a.vocabulary) != len(a.idf) for a in model.analyzers),
+        model.coef.shape != (features, columns), model.intercept.shape != (columns,),
+        len(model.classes) < 2 or model.classes.min() < 0 or model.classes.max() >= model.num_labels,
+    ]
+    if any(problems):
+        raise ArtifactFormatError(
+            f"{directory}: the TF-IDF files disagree: analyzers {[a.kind for a in model.analyzers]}, "
+            f"{features} features, coef {model.coef.shape}, classes {model.classes.tolist()} of {model.num_labels} labels"
+        )
 
 
 def _read_json(path: Path):
@@ -110,12 +169,12 @@ def _read_ood(directory: Path, block: dict | None, labels: list[str]) -> OodChec
 
 
 def read_serving(directory: Path) -> Serving:
-    """Read and check serving.json (format 1 or 2) and its labels and arrays."""
+    """Read and check serving.json (format 1, 2 or 3) and its labels and arrays."""
     directory = Path(directory)
     body = _read_json(directory / SERVING_FILE)
     version = body.get("format") if isinstance(body, dict) else None
     if not isinstance(version, int) or version < 1:
-        raise ArtifactFormatError(f"{directory}: serving.json has format {version!r}; expected 1 or {FORMAT_VERSION}")
+        raise ArtifactFormatError(f"{directory}: serving.json has format {version!r}; expected 1 to {FORMAT_VERSION}")
     if version > FORMAT_VERSION:
         raise ArtifactFormatError(
             f"{directory}: serving.json is format {version}, newer than this release reads (1..{FORMAT_VERSION}); "
@@ -133,6 +192,7 @@ def read_serving(directory: Path) -> Serving:
             ood=_read_ood(directory, body.get("ood"), labels) if version >= 2 else None,
             languages=body.get("languages") if version >= 2 else None,
             window_head=body.get("window_head") if version >= 2 else None,
+            hybrid=_read_hybrid(directory, body.get("hybrid"), labels) if version >= 3 else None,
         )
     except (TypeError, ValueError) as exc:
         raise ArtifactFormatError(f"{directory}: serving.json has a bad value: {exc}") from exc

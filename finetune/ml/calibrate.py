@@ -66,3 +66,23 @@ def propose_threshold(probs: np.ndarray, labels: np.ndarray, target_precision: f
     if len(ok) == 0:
         return float(conf_sorted[0])
     return float(conf_sorted[ok[-1]])
+
+
+def calibration_report(val_logits: np.ndarray, y: np.ndarray, target_precision: float) -> dict:
+    """Temperature on validation NLL; ECE and NLL before/after; the threshold for the target precision."""
+    y = np.asarray(y, dtype=np.int64)
+    temperature = fit_temperature(val_logits, y)
+    probs = softmax(val_logits, temperature)
+    threshold = propose_threshold(probs, y, target_precision)
+    kept = probs.max(1) >= threshold
+    return {
+        "temperature": temperature,
+        "ece_before": expected_calibration_error(softmax(val_logits), y),
+        "ece_after": expected_calibration_error(probs, y),
+        "nll_before": nll(val_logits, y) if len(y) else None,
+        "nll_after": nll(val_logits, y, temperature) if len(y) else None,
+        "triage_threshold": threshold,
+        "target_precision": target_precision,
+        "val_coverage": float(kept.mean()) if len(y) else 0.0,
+        "val_precision": float((probs.argmax(1) == y)[kept].mean()) if kept.any() else None,
+    }

@@ -98,6 +98,8 @@ class TrainConfig:
     precision: str = "auto"
     target_precision: float = 0.95  # the proposed triage threshold aims at this precision
     baseline: bool = True  # also fit TF-IDF + logistic regression for an honest comparison
+    # Serve the student + TF-IDF hybrid when it beats the student on validation (needs baseline); False: the student.
+    hybrid: bool = True
     max_unlabelled: int = 20000  # cap on unlabelled texts used for distillation
     # Open world. The reserved no-intent label, trained from the shipped corpus (greetings, thanks, ...).
     no_intent: bool = True

@@ -101,14 +101,15 @@ def onnx_logits(
     return out
 
 
-def check_parity(torch_logits: np.ndarray, int8_logits: np.ndarray, threshold: float) -> float:
-    """Top-1 agreement of int8 ONNX vs torch; raise ParityError below the threshold."""
+def check_parity(torch_logits: np.ndarray, int8_logits: np.ndarray, threshold: float,
+                 subject: str = "int8 ONNX model agrees with the torch student") -> float:
+    """Top-1 agreement of int8 ONNX vs torch (or served vs reference scores); ParityError below the threshold."""
     if len(torch_logits) == 0:
         raise ParityError("No texts to check int8/torch parity on; label more tickets.")
     agreement = float((torch_logits.argmax(1) == int8_logits.argmax(1)).mean())
     if agreement < threshold:
         raise ParityError(
-            f"int8 ONNX model agrees with the torch student on {agreement:.1%} of "
+            f"{subject} on {agreement:.1%} of "
             f"{len(torch_logits)} validation texts, below the required {threshold:.1%}; not published."
         )
     return agreement

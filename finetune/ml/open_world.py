@@ -98,20 +98,21 @@ def held_back_share(probs: np.ndarray, in_scope: np.ndarray | None, labels: list
     return float((no_intent | out | (probs.max(1) < threshold)).mean())
 
 
-def evaluate_open_world(config: TrainConfig, data, session, pad_id: int, calibration: dict) -> tuple[OodCheck | None, dict]:
-    """The OOD check (fitted on the served int8 model) and the report's held-back shares.
+def evaluate_open_world(config: TrainConfig, data, scorer, calibration: dict) -> tuple[OodCheck | None, dict]:
+    """The OOD check (fitted on the served scores, hybrid.ServedScorer) and the report's held-back shares.
 
     Held back = not routed to a team: no-intent wins, out of scope, or below the triage threshold.
     """
     from .calibrate import softmax
-    from .export import onnx_logits
 
-    val_logits = onnx_logits(session, data.ids["val"], pad_id, len(data.labels))
-    ood = ood_check(val_logits, config.ood_in_scope_pass)
+    def logits_of(name: str) -> np.ndarray:
+        return scorer.logits(data.ids.get(name) or [], data.texts.get(name) or [])
+
+    ood = ood_check(logits_of("val"), config.ood_in_scope_pass)
     figures = {"ood": None if ood is None else {"method": ood.method, "threshold": ood.threshold,
                                                   "val_in_scope_pass": ood.in_scope_pass}}
     for name in (data.eval_split, "no_intent_heldout", "out_of_scope"):
-        logits = onnx_logits(session, data.ids.get(name) or [], pad_id, len(data.labels))
+        logits = logits_of(name).reshape(-1, len(data.labels))
         probs = softmax(logits, calibration["temperature"])
         share = held_back_share(probs, logits.max(axis=1), data.labels, ood, calibration["triage_threshold"])
         figures[f"held_back_{'in_scope' if name == data.eval_split else name}"] = {"share": share, "n": len(logits)}

@@ -21,16 +21,17 @@ from transformers import AutoConfig, AutoTokenizer
 
 from . import calibrate
 from .artifacts import write_checksums
-from .baseline import run_baseline
+from .baseline import score_baseline
 from .config import TrainConfig
 from .data import encode, predict_logits
 from .distil import train_student
 from .errors import Cancelled, PipelineError
 from .artifact_format import FORMAT_VERSION, NO_INTENT, OodCheck, Serving, write_serving
-from .evaluate import classification_metrics, file_size_mb, onnx_latency_ms
+from .evaluate import classification_metrics, file_size_mb, latency_ms, onnx_latency_ms
 from .no_intent import Corpus
 from .open_world import add_no_intent, evaluate_open_world, training_languages
 from .export import check_parity, export_int8, onnx_logits, onnx_session
+from .hybrid import ParitySet, serve_choice, served_parity
 from .report import model_card, verdict
 from .split import assign_splits, check_enough
 from .teacher import train_teacher
@@ -171,19 +172,21 @@ def save_tokenizer(tokenizer, work_dir: Path, max_length: int) -> None:
     fast.save(str(path))
 
 
-def parity_texts(data: Prepared, wanted: int = PARITY_MIN_TEXTS) -> tuple[str, list[list[int]]]:
+def parity_texts(data: Prepared, wanted: int = PARITY_MIN_TEXTS) -> tuple[str, list[list[int]], list[str]]:
     """Validation texts, topped up with unlabelled then train texts when there are few.
 
     Agreement is about the two models, not the labels, so any text counts; on 8 validation
     texts a single near-tie flipped by int8 rounding would fail a 97% gate.
     """
-    ids, names = list(data.ids["val"]), ["val"]
+    ids, texts, names = list(data.ids["val"]), list(data.texts["val"]), ["val"]
+    sources = {"unlabelled": data.unlabelled, "train": data.texts["train"]}
     for extra in ("unlabelled", "train"):
         if len(ids) >= wanted:
             break
         ids += data.ids[extra][: wanted - len(ids)]
+        texts += sources[extra][: wanted - len(texts)]
         names.append(extra)
-    return "+".join(names), ids
+    return "+".join(names), ids, texts
 
 
 def export(config, data: Prepared, student, tokenizer, pad_id: int, scratch: Path, work_dir: Path, report: Reporter):
@@ -192,74 +195,58 @@ def export(config, data: Prepared, student, tokenizer, pad_id: int, scratch: Pat
     export_int8(student, data.ids["train"], pad_id, scratch / "student-fp32.onnx", work_dir / "model.onnx")
     report("export", 0.6, "checking int8/torch parity")
     session = onnx_session(work_dir / "model.onnx", config.threads)
-    parity_split, parity_ids = parity_texts(data)
+    parity_split, parity_ids, texts = parity_texts(data)
     torch_logits = predict_logits(student, parity_ids, pad_id)
     int8_logits = onnx_logits(session, parity_ids, pad_id, len(data.labels))
     agreement = check_parity(torch_logits, int8_logits, config.parity_threshold)
     save_tokenizer(tokenizer, work_dir, config.max_length)
     report("export", 1.0, f"int8 agrees with torch on {agreement:.1%}")
     parity = {"agreement": agreement, "threshold": config.parity_threshold, "split": parity_split, "n": len(torch_logits)}
-    return session, parity
+    return session, parity, ParitySet(parity_split, parity_ids, texts, torch_logits)
 
 
-def calibration(config, data: Prepared, val_logits: np.ndarray) -> dict:
-    """Temperature on validation NLL; ECE before/after; the threshold for the target precision."""
-    y = np.asarray(data.y["val"], dtype=np.int64)
-    temperature = calibrate.fit_temperature(val_logits, y)
-    probs = calibrate.softmax(val_logits, temperature)
-    threshold = calibrate.propose_threshold(probs, y, config.target_precision)
-    kept = probs.max(1) >= threshold
-    return {
-        "temperature": temperature,
-        "ece_before": calibrate.expected_calibration_error(calibrate.softmax(val_logits), y),
-        "ece_after": calibrate.expected_calibration_error(probs, y),
-        "nll_before": calibrate.nll(val_logits, y) if len(y) else None,
-        "nll_after": calibrate.nll(val_logits, y, temperature) if len(y) else None,
-        "triage_threshold": threshold,
-        "target_precision": config.target_precision,
-        "val_coverage": float(kept.mean()) if len(y) else 0.0,
-        "val_precision": float((probs.argmax(1) == y)[kept].mean()) if kept.any() else None,
-    }
-
-
-def evaluate_all(config, data: Prepared, logits: dict, session, pad_id: int, work_dir: Path, report: Reporter) -> dict:
+def evaluate_all(config, data: Prepared, logits: dict, served: tuple, work_dir: Path, report: Reporter) -> dict:
     """Test metrics of every model, calibration of the served one, latency, size, baseline."""
-    split, labels = data.eval_split, data.labels
+    (scorer, choice, baseline), split, labels = served, data.eval_split, data.labels
     gold = data.y[split]
-    int8_val = onnx_logits(session, data.ids["val"], pad_id, len(labels))
-    int8_eval = onnx_logits(session, data.ids[split], pad_id, len(labels))
+    served_val = scorer.logits(data.ids["val"], data.texts["val"])
+    int8_eval = scorer.student(data.ids[split])
+    served_eval = int8_eval if scorer.hybrid is None else scorer.hybrid.logits(int8_eval, data.texts[split])
     report("evaluate", 0.3, "calibrating")
     metrics = {
         "teacher": classification_metrics(logits["teacher"].argmax(1), gold, labels),
         "student": classification_metrics(logits["student"].argmax(1), gold, labels),
         "int8": classification_metrics(int8_eval.argmax(1), gold, labels),
-        "calibration": calibration(config, data, int8_val),
+        "served": classification_metrics(served_eval.argmax(1), gold, labels),
+        "calibration": calibrate.calibration_report(served_val, data.y["val"], config.target_precision),
+        "served_model": choice,
     }
-    metrics["int8"]["ece"] = calibrate.expected_calibration_error(
-        calibrate.softmax(int8_eval, metrics["calibration"]["temperature"]), np.asarray(gold, dtype=np.int64)
+    metrics["served"]["ece"] = calibrate.expected_calibration_error(
+        calibrate.softmax(served_eval, metrics["calibration"]["temperature"]), np.asarray(gold, dtype=np.int64)
     )
     report("evaluate", 0.5, "measuring latency")
     metrics["latency_ms"] = {"int8": onnx_latency_ms(onnx_session(work_dir / "model.onnx", 1), data.ids[split])}
+    if scorer.hybrid is not None:  # the TF-IDF term's own cost per message, text to log-probabilities
+        metrics["latency_ms"]["tfidf"] = latency_ms(lambda text: scorer.hybrid.model.log_proba([text]), data.texts[split])
     metrics["size_mb"] = {"model.onnx": file_size_mb(work_dir / "model.onnx")}
-    if config.baseline:
-        report("evaluate", 0.8, "fitting the TF-IDF baseline")
-        n = data.labelled_train  # the baseline sees the labelled tickets only, as before
-        metrics["baseline"] = run_baseline(
-            data.texts["train"][:n], data.y["train"][:n], data.texts[split], gold, labels, seed=config.seed
-        )
+    if baseline is not None:
+        report("evaluate", 0.8, "scoring the TF-IDF baseline")
+        metrics["baseline"] = score_baseline(baseline, data.texts[split], gold, labels, seconds=choice["baseline_fit_s"])
     return metrics
 
 
-def write_outputs(config, data: Prepared, metrics: dict, work_dir: Path, ood: OodCheck | None) -> str:
-    """serving files (artifact_format), metrics.json and card.md; checksums are written last, by the caller."""
+def serving_config(config, data: Prepared, metrics: dict, ood: OodCheck | None, hybrid) -> Serving:
     cal = metrics["calibration"]
-    serving = Serving(
+    return Serving(
         format=FORMAT_VERSION, max_length=config.max_length, temperature=cal["temperature"],
         triage_threshold=cal["triage_threshold"], labels=data.labels,
         no_intent_label=NO_INTENT if NO_INTENT in data.labels else None, ood=ood,
-        languages=metrics.get("languages"), window_head=config.window_head,
+        languages=metrics.get("languages"), window_head=config.window_head, hybrid=hybrid,
     )
-    write_serving(work_dir, serving)
+
+
+def write_report(metrics: dict, work_dir: Path) -> str:
+    """metrics.json and card.md (the serving files are written first, for the parity gate)."""
     (work_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     card = model_card(metrics)
     (work_dir / "card.md").write_text(card)
@@ -339,8 +326,8 @@ def _run(config: TrainConfig, examples, unlabelled, work_dir: Path, report: Repo
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     data = prepare(config, examples, unlabelled, tokenizer, teams, pad_id, no_intent)
     config = student_depth_fit(config, data)
-    data.ids["out_of_scope"] = encode(tokenizer, out_of_scope, config.max_length, config.window_head)
-    data.ids["no_intent_heldout"] = encode(tokenizer, data.corpus.heldout if data.corpus else [], config.max_length, config.window_head)
+    for name, texts in (("out_of_scope", out_of_scope), ("no_intent_heldout", data.corpus.heldout if data.corpus else [])):
+        data.texts[name], data.ids[name] = list(texts), encode(tokenizer, texts, config.max_length, config.window_head)
     scratch = work_dir / "_scratch"
     scratch.mkdir()
     report("split", 1.0, f"{len(data.y['train'])} train, {len(data.y['val'])} val, {len(data.y['test'])} test")
@@ -357,12 +344,13 @@ def _run(config: TrainConfig, examples, unlabelled, work_dir: Path, report: Repo
     logits["student"] = predict_logits(student, data.ids[data.eval_split], pad_id)
     watch.lap("distil")
     # 4. ONNX int8 export, parity gate
-    session, parity = export(config, data, student, tokenizer, pad_id, scratch, work_dir, report)
+    session, parity, parity_set = export(config, data, student, tokenizer, pad_id, scratch, work_dir, report)
     watch.lap("export")
-    # 5. calibrate and evaluate; write metrics, serving config, card; checksums last
-    report("evaluate", 0.0, f"evaluating on the {data.eval_split} split")
-    metrics = evaluate_all(config, data, logits, session, pad_id, work_dir, report)
-    ood, metrics["open_world"] = evaluate_open_world(config, data, session, pad_id, metrics["calibration"])
+    # 5. the served model (student, or hybrid with TF-IDF) chosen on validation; calibrate and evaluate it
+    report("evaluate", 0.0, f"choosing the served model; evaluating on the {data.eval_split} split")
+    served = serve_choice(config, data, session, pad_id)
+    metrics = evaluate_all(config, data, logits, served, work_dir, report)
+    ood, metrics["open_world"] = evaluate_open_world(config, data, served[0], metrics["calibration"])
     metrics["languages"] = training_languages(config, [e.text for e in examples])
     shutil.rmtree(scratch)
     watch.lap("evaluate")
@@ -371,16 +359,20 @@ def _run(config: TrainConfig, examples, unlabelled, work_dir: Path, report: Repo
         history={"teacher": teacher_history, "student": student_history}, timings_s=watch.timings,
         config=config.to_dict(),
     )
-    return finish(config, data, metrics, work_dir, report, ood)
+    return finish(config, data, metrics, work_dir, report, ood, served, parity_set)
 
 
-def finish(config: TrainConfig, data: Prepared, metrics: dict, work_dir: Path, report: Reporter, ood) -> PipelineResult:
-    """Verdict, outputs, checksums (last: their presence marks a complete artifact)."""
+def finish(config: TrainConfig, data: Prepared, metrics: dict, work_dir: Path, report: Reporter, ood,
+           served: tuple, parity_set: ParitySet) -> PipelineResult:
+    """Serving files, the served-model parity gate on them, report files, checksums (last: a complete artifact)."""
+    scorer, _, baseline = served
+    write_serving(work_dir, serving_config(config, data, metrics, ood, scorer.hybrid))
+    metrics["parity"]["served_agreement"] = served_parity(work_dir, scorer, parity_set, baseline, config.parity_threshold)
     metrics["verdict"] = verdict(metrics)
-    card = write_outputs(config, data, metrics, work_dir, ood)
+    card = write_report(metrics, work_dir)
     write_checksums(work_dir)
     report("evaluate", 1.0, metrics["verdict"])
     cal = metrics["calibration"]
     return PipelineResult(
-        work_dir, data.labels, metrics, metrics["int8"]["accuracy"], cal["temperature"], cal["triage_threshold"], card
+        work_dir, data.labels, metrics, metrics["served"]["accuracy"], cal["temperature"], cal["triage_threshold"], card
     )

@@ -3,34 +3,56 @@
 from __future__ import annotations
 
 MODEL_ROWS = (("baseline", "TF-IDF + logistic regression"), ("teacher", "teacher (torch)"),
-              ("student", "student (torch)"), ("int8", "student int8 ONNX (served)"))
+              ("student", "student (torch)"), ("int8", "student int8 ONNX"))
+SERVED_NAMES = {"student": "the int8 student", "hybrid": "the hybrid (int8 student + TF-IDF)"}
 
 
 def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
+def _served(metrics: dict) -> tuple[str, dict]:
+    """(name, test metrics) of the served model; versions trained before the hybrid served the int8 student."""
+    kind = metrics.get("served_model", {}).get("kind", "student")
+    return SERVED_NAMES[kind], metrics.get("served") or metrics["int8"]
+
+
 def verdict(metrics: dict) -> str:
     """One plain sentence: the served model against the baseline and its teacher."""
-    where = f"the {metrics['evaluated_on']} split (n={metrics['int8']['n']})"
-    served, teacher = metrics["int8"]["accuracy"], metrics["teacher"]["accuracy"]
-    text = f"The served int8 student scores {_pct(served)} accuracy on {where}; its teacher {_pct(teacher)}"
+    name, served_metrics = _served(metrics)
+    where = f"the {metrics['evaluated_on']} split (n={served_metrics['n']})"
+    served, teacher = served_metrics["accuracy"], metrics["teacher"]["accuracy"]
+    text = f"The served model, {name}, scores {_pct(served)} accuracy on {where}; the teacher {_pct(teacher)}"
     baseline = metrics.get("baseline")
     if not baseline:
         return text + "; no baseline was fitted."
     gap = 100 * (served - baseline["accuracy"])
     text += f", the TF-IDF + logistic regression baseline {_pct(baseline['accuracy'])}. "
     if gap > 0:
-        return text + f"The transformer beats the baseline by {gap:.1f} points."
+        return text + f"The served model beats the baseline by {gap:.1f} points."
     return text + (
-        f"The transformer does NOT beat the baseline ({gap:+.1f} points): label more tickets "
+        f"The served model does NOT beat the baseline ({gap:+.1f} points): label more tickets "
         "before relying on it."
     )
 
 
+def _served_section(metrics: dict) -> list[str]:
+    """Which model serves and why: every candidate's validation figures."""
+    choice = metrics.get("served_model")
+    if not choice:
+        return []
+    name, _ = _served(metrics)
+    lines = ["## Served model", f"Served: {name}. Chosen on validation: {choice['reason']}"]
+    tfidf = metrics.get("latency_ms", {}).get("tfidf")
+    if tfidf:
+        lines.append(f"The TF-IDF term adds p50 {tfidf['p50']:.3f} ms per message (one thread).")
+    return lines + [""]
+
+
 def _metrics_table(metrics: dict) -> list[str]:
     rows = ["| model | accuracy | macro-F1 |", "| --- | --- | --- |"]
-    for key, name in MODEL_ROWS:
+    served_name, _ = _served(metrics)
+    for key, name in MODEL_ROWS + (("served", f"served: {served_name}"),):
         if metrics.get(key):
             rows.append(f"| {name} | {_pct(metrics[key]['accuracy'])} | {_pct(metrics[key]['macro_f1'])} |")
     return rows
@@ -92,8 +114,8 @@ def model_card(metrics: dict) -> str:
         "",
         f"Latency of one message (int8, one thread, batch 1): p50 {latency['p50']:.2f} ms, "
         f"p95 {latency['p95']:.2f} ms. Model file: {metrics['size_mb']['model.onnx']} MB.",
-        f"int8/torch agreement: {_pct(metrics['parity']['agreement'])}.",
-        "",
+        f"int8/torch agreement: {_pct(metrics['parity']['agreement'])}.", "",
+        *_served_section(metrics),
         "## Calibration",
         f"Temperature {cal['temperature']:.3f}; ECE {cal['ece_before']:.3f} before, {cal['ece_after']:.3f} after. "
         f"Proposed triage threshold {cal['triage_threshold']:.3f} (target precision {_pct(cal['target_precision'])}).",

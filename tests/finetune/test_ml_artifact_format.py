@@ -1,4 +1,4 @@
-"""serving.json format 2 round trip, format 1 still read, newer formats refused with a clear message."""
+"""serving.json format 3 round trip (with a hybrid's TF-IDF files), formats 1 and 2 still read, newer ones refused."""
 
 from __future__ import annotations
 
@@ -8,9 +8,13 @@ import numpy as np
 import pytest
 
 from finetune.ml.artifact_format import (
-    CENTROIDS_FILE, FORMAT_VERSION, NO_INTENT, OodCheck, Serving, read_serving, write_serving,
+    CENTROIDS_FILE, FORMAT_VERSION, NO_INTENT, TFIDF_ARRAYS_FILE, TFIDF_VOCABULARY_FILE, OodCheck, Serving, read_serving,
+    write_serving,
 )
+from finetune.ml.baseline import fit_baseline
 from finetune.ml.errors import ArtifactFormatError
+from finetune.ml.tfidf import Hybrid, TfidfModel
+from tests.ml_fixtures import synthetic_tickets
 
 LABELS = ["billing", "bugs", NO_INTENT]
 
@@ -30,12 +34,12 @@ def test_the_no_intent_label_sorts_after_any_team_slug_and_is_never_one():
     assert not all(c.isalnum() or c in "-_" for c in NO_INTENT)
 
 
-def test_format_2_round_trips_with_its_centroids(tmp_path):
+def test_the_current_format_round_trips_with_its_centroids(tmp_path):
     write_serving(tmp_path, v2_serving())
     assert json.loads((tmp_path / "labels.json").read_text()) == LABELS
     assert json.loads((tmp_path / "serving.json").read_text())["ood"]["file"] == CENTROIDS_FILE
     back = read_serving(tmp_path)
-    assert back == v2_serving() and back.format == 2 and back.teams == ["billing", "bugs"]
+    assert back == v2_serving() and back.format == 3 and back.teams == ["billing", "bugs"] and back.hybrid is None
     assert np.array_equal(back.ood.centroids, np.eye(3, 4))
 
 
@@ -53,7 +57,7 @@ def test_a_newer_format_is_refused_naming_both_versions(tmp_path):
     write_serving(tmp_path, v2_serving())
     body = json.loads((tmp_path / "serving.json").read_text())
     (tmp_path / "serving.json").write_text(json.dumps({**body, "format": FORMAT_VERSION + 1}))
-    with pytest.raises(ArtifactFormatError, match=r"format 3, newer than this release reads \(1\.\.2\)"):
+    with pytest.raises(ArtifactFormatError, match=r"format 4, newer than this release reads \(1\.\.3\)"):
         read_serving(tmp_path)
 
 
@@ -62,7 +66,7 @@ def test_a_missing_or_bad_format_is_refused(tmp_path, format_value):
     write_serving(tmp_path, v2_serving())
     body = json.loads((tmp_path / "serving.json").read_text())
     (tmp_path / "serving.json").write_text(json.dumps({**body, "format": format_value}))
-    with pytest.raises(ArtifactFormatError, match="expected 1 or 2"):
+    with pytest.raises(ArtifactFormatError, match="expected 1 to 3"):
         read_serving(tmp_path)
 
 
@@ -82,3 +86,48 @@ def test_a_max_logit_check_round_trips_without_an_array(tmp_path):
     write_serving(tmp_path, serving)
     assert not (tmp_path / CENTROIDS_FILE).exists()
     assert read_serving(tmp_path) == serving
+
+
+def hybrid_serving() -> Serving:
+    rows = synthetic_tickets(["billing", "bugs"], per_label=10, seed=1)
+    baseline = fit_baseline([t for t, _ in rows], [["billing", "bugs"].index(label) for _, label in rows])
+    model = TfidfModel.from_sklearn(baseline, len(LABELS))
+    return Serving(FORMAT_VERSION, 64, 1.2, 0.5, LABELS, NO_INTENT, OodCheck("max_logit", 4.2, 0.95), None, 0.75,
+                   Hybrid(1.7, model))
+
+
+def test_a_hybrid_round_trips_as_json_and_npz_and_scores_the_same(tmp_path):
+    """The TF-IDF model is written without pickle and read back scoring exactly as before."""
+    serving = hybrid_serving()
+    write_serving(tmp_path, serving)
+    assert json.loads((tmp_path / "serving.json").read_text())["hybrid"] == {
+        "tfidf_weight": 1.7, "vocabulary": TFIDF_VOCABULARY_FILE, "arrays": TFIDF_ARRAYS_FILE,
+    }
+    with np.load(tmp_path / TFIDF_ARRAYS_FILE, allow_pickle=False) as arrays:
+        assert all(arrays[name].dtype != object for name in arrays.files)
+    back = read_serving(tmp_path)
+    assert back == serving and back.hybrid.weight == 1.7
+    texts = ["my invoice refund please", "the screen crash bug", "hello"]
+    assert np.array_equal(back.hybrid.model.log_proba(texts), serving.hybrid.model.log_proba(texts))
+
+
+def test_a_format_2_artifact_still_loads_as_the_student_alone(tmp_path):
+    """An artifact written before the hybrid (format 2, no hybrid block) serves its student; a stray block is ignored."""
+    write_serving(tmp_path, hybrid_serving())
+    body = json.loads((tmp_path / "serving.json").read_text())
+    (tmp_path / "serving.json").write_text(json.dumps({**body, "format": 2}))
+    serving = read_serving(tmp_path)
+    assert serving.format == 2 and serving.hybrid is None and serving.ood == OodCheck("max_logit", 4.2, 0.95)
+
+
+def test_tfidf_files_that_disagree_are_refused_on_read(tmp_path):
+    """A coefficient matrix of the wrong width, or a missing vocabulary, fails at load with the file named."""
+    write_serving(tmp_path, hybrid_serving())
+    with np.load(tmp_path / TFIDF_ARRAYS_FILE) as arrays:
+        parts = {name: arrays[name] for name in arrays.files}
+    np.savez(tmp_path / TFIDF_ARRAYS_FILE, **{**parts, "coef": parts["coef"][:-1]})
+    with pytest.raises(ArtifactFormatError, match="the TF-IDF files disagree"):
+        read_serving(tmp_path)
+    (tmp_path / TFIDF_VOCABULARY_FILE).unlink()
+    with pytest.raises(ArtifactFormatError, match="tfidf_vocabulary.json"):
+        read_serving(tmp_path)

@@ -42,10 +42,12 @@ def test_labels_and_serving_config(tiny_run):
     assert labels == sorted(TINY_LABELS) + [NO_INTENT] == result.labels
     ood = serving.pop("ood")
     assert serving == {
-        "format": 2, "max_length": 64, "temperature": result.temperature,
+        "format": 3, "max_length": 64, "temperature": result.temperature,
         "triage_threshold": result.proposed_threshold, "labels": labels, "no_intent_label": NO_INTENT,
-        "languages": serving["languages"], "window_head": 0.75,
+        "languages": serving["languages"], "window_head": 0.75, "hybrid": serving["hybrid"],
     }
+    kind = result.metrics["served_model"]["kind"]
+    assert (serving["hybrid"] is None) == (kind == "student")
     assert "en" in serving["languages"]["supported"] and serving["languages"]["min_confidence"] == 0.75
     assert sum(serving["languages"]["counts"].values()) == len(tiny_examples(TINY_LABELS)[0])
     assert ood["method"] == "max_logit" and 0 < ood["in_scope_pass"] <= 1 and not (result.artifact_dir / "ood_centroids.npy").exists()
@@ -75,10 +77,13 @@ def test_metrics_cover_every_model_and_the_verdict(tiny_run):
     """metrics.json holds test metrics of all four models, calibration, latency, timings, verdict."""
     result, _ = tiny_run
     metrics = json.loads((result.artifact_dir / "metrics.json").read_text())
-    for model in ("baseline", "teacher", "student", "int8"):
+    for model in ("baseline", "teacher", "student", "int8", "served"):
         assert {"accuracy", "macro_f1", "per_team", "confusion_matrix"} <= set(metrics[model])
         assert len(metrics[model]["confusion_matrix"]) == 4
-    assert metrics["int8"]["accuracy"] == result.test_accuracy >= 0.9
+    assert metrics["served"]["accuracy"] == result.test_accuracy >= 0.9
+    choice = metrics["served_model"]
+    assert set(choice["validation"]) == {"student", "hybrid", "tfidf"} and choice["reason"] in result.card
+    assert metrics["parity"]["served_agreement"] >= 0.97
     assert metrics["evaluated_on"] == "test" and metrics["data"]["test"] > 0
     assert metrics["parity"]["agreement"] >= 0.97
     assert {"temperature", "ece_before", "ece_after", "triage_threshold"} <= set(metrics["calibration"])
@@ -163,6 +168,25 @@ def test_parity_failure_blocks_the_artifact(tiny_base_model, tmp_path):
     with pytest.raises(ParityError, match=r"on 9\d\.\d% of .* below the required 97.0%; not published"):
         run_pipeline(config=config, examples=examples, unlabelled=unlabelled, work_dir=tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_the_hybrid_serves_when_the_student_is_worse_on_validation(tiny_base_model, tmp_path):
+    """A student that never learned (lr 1e-9) beside a TF-IDF model that reads the topic words: the hybrid serves.
+
+    The artifact serves it (format 3, TF-IDF files), its test accuracy is the hybrid's, and the card says why.
+    """
+    examples, unlabelled = tiny_examples(TINY_LABELS)
+    config = tiny_config(tiny_base_model, **{**BARELY_TRAINED, "baseline": True}, parity_threshold=0.0)
+    result = run_pipeline(config=config, examples=examples, unlabelled=unlabelled, work_dir=tmp_path / "run")
+    metrics, choice = result.metrics, result.metrics["served_model"]
+    assert choice["kind"] == "hybrid" and choice["tfidf_weight"] > 0
+    assert choice["validation"]["hybrid"]["accuracy"] > choice["validation"]["student"]["accuracy"]
+    assert result.test_accuracy == metrics["served"]["accuracy"] > metrics["int8"]["accuracy"]
+    serving = json.loads((result.artifact_dir / "serving.json").read_text())
+    assert serving["hybrid"]["tfidf_weight"] == choice["tfidf_weight"]
+    assert {"tfidf.npz", "tfidf_vocabulary.json"} <= {p.name for p in result.artifact_dir.iterdir()}
+    assert "Served: the hybrid (int8 student + TF-IDF)" in result.card and "served model" in metrics["verdict"]
+    verify_checksums(result.artifact_dir)
 
 
 def test_not_enough_data_is_reported_before_training(tiny_base_model, tmp_path):
