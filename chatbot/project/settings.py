@@ -114,6 +114,8 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "chatbot/locked_out.html"
 AXES_CLIENT_IP_CALLABLE = "chatbot.handshakes.request_client_address"
+# No start-up banner in every process's log; failed logins and lockouts are still logged.
+AXES_VERBOSE = False
 
 ROOT_URLCONF = "chatbot.project.urls"
 ASGI_APPLICATION = "chatbot.project.asgi.application"
