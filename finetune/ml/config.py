@@ -6,6 +6,7 @@ import os
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from .artifact_format import OOD_METHODS
 from .errors import ConfigError
 
 
@@ -81,6 +82,9 @@ class TrainConfig:
     small_talk_share: float = 0.3  # share of labelled train texts copied with a corpus opener/closer attached
     # The out-of-scope check passes this share of in-scope validation texts; 1 = no check.
     ood_in_scope_pass: float = 0.95
+    # Its score: "mahalanobis" (pooled vectors, shared covariance), "centroid_cosine" or "max_logit".
+    ood_method: str = "mahalanobis"
+    ood_shrinkage: float = 0.01  # of the shared covariance toward its mean variance (mahalanobis)
     # A language is supported when at least this share, or this many, of the training tickets are in it.
     language_min_share: float = 0.05
     language_min_count: int = 50
@@ -124,6 +128,10 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if not 0 < self.window_head <= 1:
             raise ConfigError(f"window_head must be in (0, 1], got {self.window_head}")
+        if self.ood_method not in OOD_METHODS:
+            raise ConfigError(f"ood_method must be one of {', '.join(OOD_METHODS)}, got {self.ood_method!r}")
+        if not 0 <= self.ood_shrinkage <= 1:
+            raise ConfigError(f"ood_shrinkage must be in [0, 1], got {self.ood_shrinkage}")
         if not 0 < self.ood_in_scope_pass <= 1:
             raise ConfigError(f"ood_in_scope_pass must be in (0, 1], got {self.ood_in_scope_pass}")
         if not 0 < self.target_precision <= 1:

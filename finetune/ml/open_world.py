@@ -5,6 +5,8 @@ Kept beside pipeline.py so the closed-world flow there stays readable; pure ML, 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 
@@ -13,12 +15,8 @@ from .config import TrainConfig
 from .data import collate, length_sorted_batches
 from .language import languages_summary, supported_languages
 from .model import MeanPooledClassifier
-from .no_intent import Corpus, claimed_by_labelled, corpus_split, load_corpus
-
-
-
-def unit_rows(vectors: np.ndarray) -> np.ndarray:
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True).clip(1e-12)
+from .no_intent import OFF_TOPIC_CORPUS, Corpus, claimed_by_labelled, corpus_split, load_corpus
+from .ood import auroc, fit_mahalanobis, fpr_at_recall, in_scope_scores, pass_threshold, unit_rows
 
 
 @torch.no_grad()
@@ -47,17 +45,44 @@ def no_intent_corpus(config: TrainConfig, labelled: list[str], encode_texts, pad
     return corpus_split(lines, claimed, holdout=config.no_intent_holdout, seed=config.seed)
 
 
-def ood_check(val_logits: np.ndarray, in_scope_pass: float) -> OodCheck | None:
-    """Max-logit check: the threshold passes `in_scope_pass` of the in-scope validation texts.
+def ood_check(config: TrainConfig, val: tuple, train: tuple | None, labels: list[str]) -> OodCheck | None:
+    """The configured check, its threshold passing `ood_in_scope_pass` of the in-scope validation texts.
 
-    Chosen over the pooled vectors' centroid cosine, Mahalanobis and energy by CLINC150 AUROC /
-    FPR at 95 % recall (see the report); it costs nothing at serving time. None without validation.
+    val = (logits, pooled) of the validation texts; train = (pooled, label indices) of the labelled
+    train tickets, the Mahalanobis fit's data (team labels only). Mahalanobis was chosen by CLINC150
+    AUROC / recall at <= 1 point of accuracy (docs/experiments.md). None without validation.
     """
-    if len(val_logits) == 0 or in_scope_pass >= 1:
+    val_logits, val_pooled = val
+    if len(val_logits) == 0 or config.ood_in_scope_pass >= 1:
         return None
-    scores = val_logits.max(axis=1)
-    threshold = float(np.quantile(scores, 1 - in_scope_pass, method="lower"))
-    return OodCheck("max_logit", threshold, float((scores >= threshold).mean()))
+    check = OodCheck(config.ood_method, 0.0, 1.0)
+    if config.ood_method == "mahalanobis":
+        teams = np.asarray(train[1]) != (labels.index(NO_INTENT) if NO_INTENT in labels else -1)
+        means, whitener = fit_mahalanobis(train[0][teams], np.asarray(train[1])[teams], config.ood_shrinkage)
+        check = OodCheck("mahalanobis", 0.0, 1.0, means, whitener)
+    elif config.ood_method == "centroid_cosine":
+        vectors, y = unit_rows(train[0]), np.asarray(train[1])
+        check = OodCheck("centroid_cosine", 0.0, 1.0, class_centroids(vectors, y, len(labels)))
+    threshold, passed = pass_threshold(in_scope_scores(check, val_logits, val_pooled), config.ood_in_scope_pass)
+    return replace(check, threshold=threshold, in_scope_pass=passed)
+
+
+def class_centroids(vectors: np.ndarray, y: np.ndarray, count: int) -> np.ndarray:
+    """Unit-length mean of each label's unit vectors (zeros for a label without train texts)."""
+    out = np.zeros((count, vectors.shape[1]), dtype=np.float32)
+    for label in np.unique(y):
+        out[label] = vectors[y == label].mean(axis=0)
+    return unit_rows(out).astype(np.float32)
+
+
+def onnx_outputs(session, ids: list[list[int]], pad_id: int, num_labels: int) -> tuple[np.ndarray, np.ndarray]:
+    """(logits, pooled) of the ONNX model per text, in input order, from one run per batch."""
+    hidden = session.get_outputs()[1].shape[-1]
+    logits, pooled = np.zeros((len(ids), num_labels), np.float32), np.zeros((len(ids), hidden), np.float32)
+    for idx in length_sorted_batches(ids, 128):
+        input_ids, mask = collate([ids[i] for i in idx], pad_id)
+        logits[idx], pooled[idx] = session.run(["logits", "pooled"], {"input_ids": input_ids.numpy(), "attention_mask": mask.numpy()})
+    return logits, pooled
 
 
 def held_back_share(probs: np.ndarray, in_scope: np.ndarray | None, labels: list[str], ood: OodCheck | None,
@@ -74,20 +99,32 @@ def evaluate_open_world(config: TrainConfig, data, session, pad_id: int, calibra
     """The OOD check (fitted on the served int8 model) and the report's held-back shares.
 
     Held back = not routed to a team: no-intent wins, out of scope, or below the triage threshold.
+    The off-topic corpus (requests no helpdesk team handles) is never trained on: a held-back figure.
     """
     from .calibrate import softmax
-    from .export import onnx_logits
 
-    val_logits = onnx_logits(session, data.ids["val"], pad_id, len(data.labels))
-    ood = ood_check(val_logits, config.ood_in_scope_pass)
+    labels, n = data.labels, data.labelled_train
+    outputs = lambda ids: onnx_outputs(session, ids, pad_id, len(labels))  # noqa: E731
+    train = (outputs(data.ids["train"][:n])[1], data.y["train"][:n])
+    ood = ood_check(config, outputs(data.ids["val"]), train, labels)
     figures = {"ood": None if ood is None else {"method": ood.method, "threshold": ood.threshold,
                                                   "val_in_scope_pass": ood.in_scope_pass}}
-    for name in (data.eval_split, "no_intent_heldout", "out_of_scope"):
-        logits = onnx_logits(session, data.ids.get(name) or [], pad_id, len(data.labels))
-        probs = softmax(logits, calibration["temperature"])
-        share = held_back_share(probs, logits.max(axis=1), data.labels, ood, calibration["triage_threshold"])
+    scores = {}
+    for name in (data.eval_split, "no_intent_heldout", "out_of_scope", "off_topic"):
+        logits, pooled = outputs(data.ids.get(name) or [])
+        scores[name] = None if ood is None or not len(logits) else in_scope_scores(ood, logits, pooled)
+        share = held_back_share(softmax(logits, calibration["temperature"]), scores[name], labels, ood,
+                                calibration["triage_threshold"])
         figures[f"held_back_{'in_scope' if name == data.eval_split else name}"] = {"share": share, "n": len(logits)}
+    if scores[data.eval_split] is not None and scores["out_of_scope"] is not None:
+        figures["out_of_scope_auroc"] = auroc(scores[data.eval_split], scores["out_of_scope"])
+        figures["out_of_scope_fpr_at_95"] = fpr_at_recall(scores[data.eval_split], scores["out_of_scope"], 0.95)
     return ood, figures
+
+
+def off_topic_lines() -> list[str]:
+    """The shipped off-topic corpus: the report's held-back figure for requests no team handles."""
+    return load_corpus(OFF_TOPIC_CORPUS)
 
 
 def training_languages(config: TrainConfig, labelled: list[str]) -> dict:

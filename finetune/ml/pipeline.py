@@ -29,7 +29,7 @@ from .errors import Cancelled, PipelineError
 from .artifact_format import FORMAT_VERSION, NO_INTENT, OodCheck, Serving, write_serving
 from .evaluate import classification_metrics, file_size_mb, onnx_latency_ms
 from .no_intent import Corpus, with_small_talk
-from .open_world import evaluate_open_world, no_intent_corpus, training_languages
+from .open_world import evaluate_open_world, no_intent_corpus, off_topic_lines, training_languages
 from .export import check_parity, export_int8, onnx_logits, onnx_session
 from .report import model_card, verdict
 from .split import assign_splits, check_enough
@@ -351,6 +351,7 @@ def _run(config: TrainConfig, examples, unlabelled, work_dir: Path, report: Repo
     data = prepare(config, examples, unlabelled, tokenizer, teams, pad_id)
     config = student_depth_fit(config, data)
     data.ids["out_of_scope"] = encode(tokenizer, out_of_scope, config.max_length, config.window_head)
+    data.ids["off_topic"] = encode(tokenizer, off_topic_lines(), config.max_length, config.window_head)
     data.ids["no_intent_heldout"] = encode(tokenizer, data.corpus.heldout if data.corpus else [], config.max_length, config.window_head)
     scratch = work_dir / "_scratch"
     scratch.mkdir()
