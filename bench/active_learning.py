@@ -29,7 +29,7 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from finetune.labelling import score_margins, select_uncertain, text_features  # noqa: E402
+from finetune.ml.selection import score_margins, select_uncertain, text_features  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "banking77"
@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> dict:
     data = load_banking77(args.data)
     print(f"Banking77 -> {len(data.teams)} teams; pool {len(data.pool_texts)} texts, test {len(data.test_texts)}")
     print("Learner: frozen all-MiniLM-L6-v2 mean-pooled embeddings + logistic regression, retrained each round")
-    print("Selection: finetune.labelling.select_uncertain (smallest margin, TF-IDF near-duplicates spread)")
+    print("Selection: finetune.ml.selection.select_uncertain (smallest margin, TF-IDF near-duplicates spread)")
     vectors, test_vectors = embed(data.pool_texts), embed(data.test_texts)
     print(f"embeddings ready in {time.perf_counter() - started:.0f}s")
     features = text_features(data.pool_texts)

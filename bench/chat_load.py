@@ -89,7 +89,7 @@ def django_setup(database_url: str, model_store: Path) -> None:
     os.environ["DATABASE_URL"] = database_url
     os.environ["MODEL_STORE"] = str(model_store)
     os.environ["SECRET_KEY"] = SECRET_KEY
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatbot.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatbot.project.settings")
     import django
 
     django.setup()
@@ -150,11 +150,11 @@ WS_MAX_SIZE = 65536
 def server_command(server: str, port: int) -> list[str]:
     binary = str(Path(sys.executable).with_name(server))
     if server == "daphne":
-        return [binary, "-b", "127.0.0.1", "-p", str(port), "chatbot.asgi:application"]
+        return [binary, "-b", "127.0.0.1", "-p", str(port), "chatbot.project.asgi:application"]
     # As the README's "At scale" runs it (per-message deflate on, uvicorn's default: turning it
     # off made no difference beyond this machine's noise at 500 sockets).
     return [
-        binary, "chatbot.asgi:application", "--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop",
+        binary, "chatbot.project.asgi:application", "--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop",
         "--http", "httptools", "--ws", "websockets", "--ws-max-size", str(WS_MAX_SIZE), "--no-access-log",
         "--log-level", "warning",
     ]

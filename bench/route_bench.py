@@ -81,7 +81,7 @@ def server_env(tmp: Path) -> dict[str, str]:
         "SECURE_SSL_REDIRECT": "0",
         "THROTTLE_USER": "100000000/hour",
         "LOG_LEVEL": "WARNING",
-        "DJANGO_SETTINGS_MODULE": "chatbot.settings",
+        "DJANGO_SETTINGS_MODULE": "chatbot.project.settings",
     }
 
 
@@ -221,8 +221,8 @@ def wait_healthy(port: int, timeout: float = 180) -> None:
 
 def server_command(server: str, port: int) -> list[str]:
     if server == "daphne":
-        return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "chatbot.asgi:application"]
-    return [sys.executable, "-m", "uvicorn", "chatbot.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+        return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "chatbot.project.asgi:application"]
+    return [sys.executable, "-m", "uvicorn", "chatbot.project.asgi:application", "--host", "127.0.0.1", "--port", str(port),
             "--http", "httptools", "--loop", "uvloop", "--no-access-log"]
 
 

@@ -16,11 +16,12 @@ from typing import Any, Callable
 from channels.exceptions import StopConsumer
 
 from chatbot import broadcast, selectors, services
-from chatbot.conf import setting
-from chatbot.errors import AgentAccessError
+from chatbot.chat_db import batcher, db_call, db_run, posts_store
+from chatbot.core.conf import setting
+from chatbot.core.errors import AgentAccessError
+from chatbot.frames import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, JsonFrameConsumer
 from chatbot.models import Conversation, Message
 from chatbot.signals import agent_group
-from chatbot.ws_base import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, JsonFrameConsumer, batcher, db_call, db_run, posts_store
 
 logger = logging.getLogger(__name__)
 # A teammate not heard from for this many heartbeats is taken for gone (see AgentConsumer).
@@ -45,7 +46,7 @@ def _history_payload(user, conversation: Conversation) -> dict[str, Any]:
 
 
 def _reassign(team_slug: object) -> Callable:
-    from finetune.services import team_get_by_slug
+    from routing.selectors import team_get_by_slug
 
     return lambda user, c: services.conversation_reassign(conversation=c, team=team_get_by_slug(slug=team_slug), user=user)
 

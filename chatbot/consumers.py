@@ -1,7 +1,7 @@
 """The customer's websocket, ``/ws/chat/`` (the agents' is in chatbot.agent_consumer).
 
 Frames are JSON objects with a ``type``. Consumers parse, call one service or selector on a
-chat database thread (``db_run``/``db_call``, see chatbot.ws_base), and render; bad input gets
+chat database thread (``db_run``/``db_call``, see chatbot.chat_db), and render; bad input gets
 an ``error`` frame and the connection stays up, except for gross abuse (see FrameGuard).
 """
 
@@ -13,10 +13,11 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from chatbot import broadcast, selectors, services
+from chatbot.chat_db import batcher, db_run, posts_store
+from chatbot.frames import CLOSE_ABUSE, CLOSE_FORBIDDEN, JsonFrameConsumer
 from chatbot.handshakes import handshake_allowed
 from chatbot.live_routing import ROUTE_BATCH_MAX, conversations_route
 from chatbot.models import Conversation
-from chatbot.ws_base import CLOSE_ABUSE, CLOSE_FORBIDDEN, JsonFrameConsumer, batcher, db_run, posts_store
 
 logger = logging.getLogger(__name__)
 

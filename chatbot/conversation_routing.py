@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from chatbot import selectors
 from chatbot.broadcast import WAITING_GROUP, broadcast_on_commit, inbox_group
-from chatbot.conf import setting
+from chatbot.core.conf import setting
 from chatbot.models import Conversation, Message, RoutingEvent
 from chatbot.services import assignment_broadcast, conversations_lock
 from routing.conversation import MAX_TURNS, turns_join

@@ -12,7 +12,7 @@ import time
 
 from django.core.cache import cache
 
-from chatbot.conf import setting
+from chatbot.core.conf import setting
 
 WINDOW_SECONDS = 60
 

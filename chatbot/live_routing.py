@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from chatbot import broadcast, conversation_routing, selectors
-from chatbot.errors import NoModelError
-from chatbot.ws_base import db_call
+from chatbot import broadcast, conversation_routing
+from chatbot.core.errors import NoModelError
+from chatbot.events import conversations_routed
+from chatbot.chat_db import db_call
 from routing.conversation import carries_intent, turns_answer
-from routing.models import ModelVersion
 
 logger = logging.getLogger(__name__)
 # Conversations routed together at most: one inference over this many texts (memory grows with it).
@@ -79,36 +79,25 @@ async def _decisions(inputs: list[conversation_routing.RoutingInput]) -> list[co
 
 
 async def conversations_route(conversation_ids: list[int]) -> list[None]:
-    """``Batcher`` work: read, score and place these conversations; then the shadow scores them."""
+    """``Batcher`` work: read, score and place these conversations; then tell the learning loop."""
     inputs, _ = await db_call(conversation_routing.routing_inputs, conversation_ids=list(dict.fromkeys(conversation_ids)))
     if inputs:
         requests = await _decisions(inputs)
         _, broadcasts = await db_call(conversation_routing.conversations_route, requests=requests)
         await broadcast.broadcasts_send(broadcasts)
-        # Off the routing path: the next batch need not wait for the shadow's check and scoring.
-        task = asyncio.create_task(_shadow_score([item.conversation_id for item in inputs]))
-        _shadow_tasks.add(task)
-        task.add_done_callback(_shadow_tasks.discard)
+        if conversations_routed.has_listeners():
+            # Off the routing path: the next batch need not wait for the learning loop's work.
+            task = asyncio.create_task(_after_routing([item.conversation_id for item in inputs]))
+            _after_routing_tasks.add(task)
+            task.add_done_callback(_after_routing_tasks.discard)
     return [None] * len(conversation_ids)
 
 
-_shadow_tasks: set[asyncio.Task] = set()
+_after_routing_tasks: set[asyncio.Task] = set()
 
 
-def _shadow_score_all(conversation_ids: list[int]) -> None:
-    from routing.shadow import shadow_score  # late: it loads onnxruntime
-
-    if not ModelVersion.objects.filter(state=ModelVersion.State.SHADOW).exists():
-        return  # one query per batch instead of one per conversation
-    for conversation_id in conversation_ids:
-        text, message_id = selectors.conversation_text(conversation_id=conversation_id)
-        if text:
-            shadow_score(conversation_id=conversation_id, message_id=message_id, text=text)
-
-
-async def _shadow_score(conversation_ids: list[int]) -> None:
+async def _after_routing(conversation_ids: list[int]) -> None:
     try:
-        await db_call(_shadow_score_all, conversation_ids)
+        await db_call(conversations_routed.send, sender=None, conversation_ids=conversation_ids)
     except Exception:
-        logger.exception("chat: shadow scoring failed")
-
+        logger.exception("chat: a conversations_routed receiver (shadow scoring) failed")

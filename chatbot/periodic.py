@@ -14,7 +14,7 @@ import logging
 from apscheduler.schedulers.blocking import BlockingScheduler
 from django.utils.module_loading import import_string
 
-from chatbot.conf import setting
+from chatbot.core.conf import setting
 
 logger = logging.getLogger(__name__)
 

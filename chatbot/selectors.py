@@ -17,7 +17,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils.crypto import constant_time_compare
 
-from chatbot.errors import AgentAccessError, NotFoundError
+from chatbot.core.errors import AgentAccessError, NotFoundError
 from chatbot.models import Conversation, Message
 from routing.conversation import MAX_TURNS, turns_join
 from routing.models import Team

@@ -28,10 +28,11 @@ from chatbot.broadcast import (
     deliver_all,
     inbox_group,
 )
-from chatbot.conf import setting
-from chatbot.errors import ConflictError, SwitchboardError
+from chatbot.core.conf import setting
+from chatbot.core.errors import ConflictError, SwitchboardError
+from chatbot.core.text import ticket_text_validate
 from chatbot.models import Conversation, Message
-from finetune.services import ticket_record_correction, ticket_text_validate
+from finetune.services import ticket_record_correction
 from routing.models import Team
 
 CLIENT_ID_MAX_CHARS = 64
@@ -298,6 +299,22 @@ def conversation_close(*, conversation: Conversation, user: AbstractBaseUser | N
     summary = selectors.conversation_summary(conversation=locked)
     broadcast_on_commit(inbox_group(locked), {"type": "conversation.updated", "conversation": summary})
     return locked
+
+
+def conversations_move_team(*, team: Team, into: Team) -> int:
+    """Move ``team``'s open conversations to ``into``'s inbox (a team merge); its agents are told."""
+    moved = list(
+        Conversation.objects.select_for_update()
+        .filter(team=team)
+        .exclude(status=Conversation.Status.CLOSED)
+        .select_related("team")
+    )
+    Conversation.objects.filter(pk__in=[c.pk for c in moved]).update(team=into, assigned_agent=None)
+    for conversation in moved:
+        conversation.team, conversation.assigned_agent = into, None
+        messages = selectors.conversation_messages(conversation=conversation)
+        assignment_broadcast(conversation, messages, selectors.conversation_first_customer_text(conversation=conversation))
+    return len(moved)
 
 
 def conversations_purge_empty(*, older_than_seconds: float) -> int:

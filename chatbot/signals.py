@@ -18,8 +18,9 @@ from django.contrib.auth.models import Group
 from django.contrib.sessions.models import Session
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_delete
 
-from chatbot import broadcast
+from chatbot import broadcast, services
 from routing.models import Team
+from routing.teams import team_merged
 
 AGENT_ACCESS_EVENT = "agent.access_changed"
 # A user save that names only other fields (update_fields, e.g. last_login at login) changes no access.
@@ -100,6 +101,10 @@ def _links_changed(sender, instance, action: str, model, pk_set: set | None, **k
         agent_access_changed(user_ids=_users_affected(instance, model, pk_set))
 
 
+def _team_merged(sender, team, into, **kwargs: Any) -> None:
+    services.conversations_move_team(team=team, into=into)
+
+
 def receivers_connect() -> None:
     """Connect the receivers (ChatbotConfig.ready); connecting twice changes nothing."""
     user_model = get_user_model()
@@ -107,6 +112,7 @@ def receivers_connect() -> None:
     post_delete.connect(_user_deleted, sender=user_model, dispatch_uid="agent_access_user_deleted")
     post_delete.connect(_session_deleted, sender=Session, dispatch_uid="agent_access_session_deleted")
     user_logged_out.connect(_logged_out, dispatch_uid="agent_access_logged_out")
+    team_merged.connect(_team_merged, dispatch_uid="chat_team_merged")
     post_save.connect(_team_changed, sender=Team, dispatch_uid="agent_access_team_saved")
     pre_delete.connect(_team_changed, sender=Team, dispatch_uid="agent_access_team_deleted")  # members still there
     links = [Team.members.through, Group.permissions.through]

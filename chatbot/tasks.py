@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django_tasks import task
 
-from chatbot.conf import setting
 from chatbot.conversation_routing import conversations_triage_waiting
+from chatbot.core.conf import setting
 from chatbot.services import conversations_purge_empty
 
 

@@ -20,5 +20,10 @@ def agent_console(request: HttpRequest) -> HttpResponse:
     if access.refusal:
         raise PermissionDenied(selectors.ACCESS_REFUSALS[access.refusal])
     teams = [{"slug": team.slug, "name": team.name} for team in access.teams]
-    all_teams = [{"slug": team.slug, "name": team.name} for team in selectors.team_choices()]
-    return render(request, "chatbot/agent.html", {"teams": teams, "all_teams": all_teams})
+    # The move-to list in two groups: with 150 teams an agent finds their own first.
+    member_of = set(request.user.teams.values_list("pk", flat=True))
+    choices = selectors.team_choices()
+    groups = [("Your teams", [t for t in choices if t.pk in member_of]),
+              ("Other teams", [t for t in choices if t.pk not in member_of])]
+    team_groups = [(label, [{"slug": t.slug, "name": t.name} for t in group]) for label, group in groups if group]
+    return render(request, "chatbot/agent.html", {"teams": teams, "team_groups": team_groups})

@@ -1,4 +1,4 @@
-"""Websocket URL patterns, each under its own origin policy (chatbot.asgi mounts them)."""
+"""Websocket URL patterns, each under its own origin policy (chatbot.project.asgi mounts them)."""
 
 from channels.auth import AuthMiddlewareStack
 from channels.security.websocket import AllowedHostsOriginValidator, OriginValidator

@@ -16,9 +16,9 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
 
-from chatbot.errors import ConflictError, SwitchboardError
+from chatbot.core.errors import ConflictError, SwitchboardError
 from finetune.models import TrainingRun
-from finetune.training import training_run_cancel, training_run_start
+from finetune.training_queue import training_run_cancel, training_run_start
 from finetune.training_selectors import training_run_in_progress, training_run_progress
 
 START_PERMISSION = "finetune.add_trainingrun"

@@ -17,13 +17,13 @@ from django.urls import path, reverse
 from django.utils.text import Truncator
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
-from chatbot.conf import setting
-from chatbot.errors import SwitchboardError
+from chatbot.core.conf import setting
+from chatbot.core.errors import SwitchboardError
+from chatbot.core.text import text_hash, ticket_text_validate
 from finetune.importing import FORMATS, team_map_load, tickets_import
 from finetune.models import Ticket
 from finetune.selectors import csv_lines, team_label_counts, ticket_export_rows, training_readiness
-from finetune.services import ticket_text_validate, tickets_label, tickets_set_excluded
-from finetune.text import text_hash
+from finetune.services import tickets_label, tickets_set_excluded
 from routing.models import Team
 
 # Room for the form's other fields on top of the file itself.

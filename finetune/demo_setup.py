@@ -16,7 +16,7 @@ from django.contrib.auth.models import Permission
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 
-from chatbot.errors import SwitchboardError
+from chatbot.core.errors import SwitchboardError
 from finetune.importing import ImportReport, tickets_import
 from finetune.models import Ticket
 from routing.models import Team

@@ -22,11 +22,10 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from chatbot.conf import setting
-from chatbot.errors import SwitchboardError
+from chatbot.core.conf import setting
+from chatbot.core.errors import SwitchboardError
+from chatbot.core.text import text_hash, ticket_text_validate
 from finetune.models import Ticket
-from finetune.services import ticket_text_validate
-from finetune.text import text_hash
 from routing.models import Team
 
 FORMATS = ("csv", "jsonl")

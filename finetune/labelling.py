@@ -1,21 +1,20 @@
 """Label next: which unlabelled ticket teaches the model most, and recording the answer.
 
-The selection math (``score_margins``, ``select_uncertain``, ``text_features``) is pure numpy /
-scikit-learn so ``bench/active_learning.py`` measures exactly what the admin uses without Django.
-The Django half imports models inside its functions for the same reason.
+The selection maths is finetune.ml.selection; this module scores pending tickets with the
+serving model (cached per version) and records the agent's answer.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy import sparse
-from sklearn.feature_extraction.text import TfidfVectorizer
+
+from finetune.ml.selection import score_margins, select_uncertain, text_features
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -24,76 +23,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# Cosine above which two texts count as near-duplicates (TF-IDF, word 1-2 grams).
-NEAR_DUPLICATE = 0.9
 # Unscored tickets (oldest first) the model scores per page view; scores are cached per version.
 SCORE_BATCH = 200
 # Most-uncertain scored tickets the near-duplicate spreading chooses among.
 CANDIDATES = 50
-
-
-def score_margins(probabilities: np.ndarray) -> np.ndarray:
-    """Top-1 minus top-2 probability per row: small means the model hesitates between two teams."""
-    probabilities = np.asarray(probabilities, dtype=np.float64)
-    if probabilities.ndim != 2 or probabilities.shape[1] < 2:
-        raise ValueError(f"probabilities must be [n, >=2], got shape {probabilities.shape}")
-    top_two = np.sort(probabilities, axis=1)[:, -2:]
-    return top_two[:, 1] - top_two[:, 0]
-
-
-def text_features(texts: Sequence[str]) -> sparse.csr_matrix:
-    """L2-normalised TF-IDF rows (word 1-2 grams, sublinear): row dot products are cosines."""
-    vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, lowercase=True)
-    try:
-        return vectorizer.fit_transform(list(texts)).tocsr()
-    except ValueError:  # every text empty or stop-words only: nothing is similar to anything
-        return sparse.csr_matrix((len(texts), 1))
-
-
-def _cosines(rows, columns) -> np.ndarray:
-    product = rows @ columns.T
-    return product.toarray() if sparse.issparse(product) else np.asarray(product)
-
-
-def select_uncertain(
-    *,
-    margins: np.ndarray,
-    features,
-    count: int,
-    candidates: int | None = None,
-    max_similarity: float = NEAR_DUPLICATE,
-    avoid=None,
-) -> list[int]:
-    """Indices of ``count`` items to label, most uncertain first, near-duplicates spread out.
-
-    Greedy over the ``candidates`` smallest margins (default 4 x count): each pick is the lowest
-    margin whose cosine to every earlier pick (and to each row of ``avoid``, e.g. the ticket just
-    shown) is at most ``max_similarity``; only when every remaining candidate is a near-duplicate
-    does the least similar one go next. ``features`` rows must be L2-normalised.
-    """
-    margins = np.asarray(margins, dtype=np.float64)
-    if features.shape[0] != len(margins):
-        raise ValueError(f"{features.shape[0]} feature rows for {len(margins)} margins")
-    pool = min(len(margins), max(count, candidates or 4 * count))
-    order = np.argsort(margins, kind="stable")[:pool]
-    rows = features[order]
-    similarity = _cosines(rows, rows)
-    nearest = np.zeros(pool)
-    if avoid is not None and avoid.shape[0]:
-        nearest = _cosines(rows, avoid).max(axis=1)
-    remaining = np.ones(pool, dtype=bool)
-    picked: list[int] = []
-    for _ in range(min(count, pool)):
-        fresh = np.flatnonzero(remaining & (nearest <= max_similarity))
-        if len(fresh):
-            choice = fresh[0]  # order is by margin, so the first fresh one is the most uncertain
-        else:
-            left = np.flatnonzero(remaining)
-            choice = left[np.argmin(nearest[left])]
-        picked.append(int(order[choice]))
-        remaining[choice] = False
-        nearest = np.maximum(nearest, similarity[choice])
-    return picked
 
 
 @dataclass(frozen=True)
@@ -142,8 +75,8 @@ score_cache = _ScoreCache()
 
 
 def _score_batch(version: str, texts: dict[int, str]) -> tuple[str, dict[int, TicketScore]]:
-    from chatbot.errors import SwitchboardError
-    from finetune.services import ticket_text_validate
+    from chatbot.core.errors import SwitchboardError
+    from chatbot.core.text import ticket_text_validate
     from routing.router import get_router
 
     scores, routable = {}, {}
@@ -195,7 +128,7 @@ def label_next_pick(*, skipped: Collection[int] = (), last_shown_id: int | None 
     Lowest margin first among the scored tickets, never a near-duplicate of ``last_shown_id``;
     in arrival order when no model serves.
     """
-    from chatbot.errors import SwitchboardError
+    from chatbot.core.errors import SwitchboardError
     from finetune.models import Ticket
     from routing.models import ModelVersion
 
@@ -221,7 +154,7 @@ def label_next_pick(*, skipped: Collection[int] = (), last_shown_id: int | None 
 
 
 def _ticket_get(ticket_id: int) -> Ticket:
-    from chatbot.errors import NotFoundError
+    from chatbot.core.errors import NotFoundError
     from finetune.models import Ticket
 
     ticket = Ticket.objects.filter(pk=ticket_id).first()
@@ -233,7 +166,8 @@ def _ticket_get(ticket_id: int) -> Ticket:
 def ticket_label_one(*, ticket_id: int, team_slug: str, user: AbstractBaseUser) -> Ticket:
     """Label one ticket with a team (records who and when)."""
     from finetune.models import Ticket
-    from finetune.services import team_get_by_slug, tickets_label
+    from finetune.services import tickets_label
+    from routing.selectors import team_get_by_slug
 
     ticket = _ticket_get(ticket_id)
     team = team_get_by_slug(slug=team_slug)

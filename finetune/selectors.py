@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from django.db.models import Count, Q, QuerySet
 
-from chatbot.conf import setting
+from chatbot.core.conf import setting
 from finetune.models import Ticket
 from routing.models import Team
 

@@ -1,10 +1,13 @@
-"""DRF serializers for training runs (input validation and output shape)."""
+"""DRF serializers for ticket ingest and training runs (input validation and output shape)."""
 
 from __future__ import annotations
 
 from rest_framework import serializers
 
 from finetune.models import TrainingRun
+from routing.serializers import StrictCharField
+
+MAX_TICKET_BATCH = 500
 
 
 class TrainingRunStartSerializer(serializers.Serializer):
@@ -43,3 +46,28 @@ class TrainingRunSerializer(serializers.ModelSerializer):
             "heartbeat_at",
         ]
         read_only_fields = fields
+
+
+class TicketInputSerializer(serializers.Serializer):
+    text = StrictCharField()
+    team = StrictCharField(required=False, allow_null=True, help_text="Team slug, when the ticket is labelled.")
+    external_id = StrictCharField(
+        required=False, allow_null=True, max_length=255, help_text="Your helpdesk's id: a resend is a no-op."
+    )
+
+
+class TicketBulkInputSerializer(serializers.Serializer):
+    tickets = TicketInputSerializer(many=True, allow_empty=False, max_length=MAX_TICKET_BATCH)
+
+
+class TicketResultSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    created = serializers.BooleanField(help_text="False when this external_id was already ingested.")
+    team = serializers.CharField(allow_null=True)
+    external_id = serializers.CharField(allow_null=True)
+
+
+class TicketBulkResultSerializer(serializers.Serializer):
+    results = TicketResultSerializer(many=True)
+    created = serializers.IntegerField()
+    existing = serializers.IntegerField()

@@ -1,4 +1,4 @@
-"""Writes to tickets: create, ingest, label, exclude, record agent corrections."""
+"""Writes to tickets: create, ingest (one or a batch, all or nothing), label, exclude, record agent corrections."""
 
 from __future__ import annotations
 
@@ -8,39 +8,18 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from chatbot.conf import setting
-from chatbot.errors import NotFoundError, SwitchboardError
+from chatbot.core.errors import SwitchboardError
+from chatbot.core.text import text_hash, ticket_text_validate
 from finetune.models import Ticket
-from finetune.text import clean_text, text_hash
 from routing.models import ModelVersion, Team
+from routing.selectors import team_get_by_slug
 
 
-def ticket_text_validate(*, text: object, limit: int | None = None) -> str:
-    """Return the cleaned text or raise a SwitchboardError saying what is wrong with it.
 
-    ``limit`` (characters) defaults to MAX_TEXT_CHARS; over it the answer is 413 naming the limit.
-    """
-    if not isinstance(text, str):
-        raise SwitchboardError(f"text must be a string, got {type(text).__name__}.", code="invalid_text")
-    cleaned = clean_text(text)
-    if not cleaned:
-        raise SwitchboardError("text is empty: send the customer's message.", code="empty_text")
-    limit = int(setting("MAX_TEXT_CHARS") if limit is None else limit)
-    if len(cleaned) > limit:
-        raise SwitchboardError(
-            f"text is {len(cleaned)} characters; the limit is {limit}.", code="text_too_long", http_status=413
-        )
-    return cleaned
-
-
-def team_get_by_slug(*, slug: object) -> Team:
-    if not isinstance(slug, str) or not slug:
-        raise SwitchboardError("team must be a team slug string.", code="invalid_team")
-    team = Team.objects.filter(slug=slug).first()
-    if team is None:
-        known = ", ".join(Team.objects.order_by("slug").values_list("slug", flat=True)) or "none"
-        raise NotFoundError(f"Unknown team '{slug}'. Known teams: {known}.", code="unknown_team")
-    return team
+def tickets_move_team(*, team: Team, into: Team) -> int:
+    """Relabel ``team``'s tickets (and corrections from it) to ``into``: the next run learns one class."""
+    Ticket.objects.filter(corrected_from=team).update(corrected_from=into)
+    return Ticket.objects.filter(team=team).update(team=into)
 
 
 @dataclass(frozen=True)
@@ -79,6 +58,45 @@ def ticket_ingest(
             raise
         return IngestResult(ticket=existing, created=False)
     return IngestResult(ticket=ticket, created=True)
+
+
+class TicketBatchError(SwitchboardError):
+    """Some items of a bulk ingest are invalid; ``errors`` maps each item's index to why."""
+
+    code = "invalid_tickets"
+
+    def __init__(self, errors: dict[str, dict[str, str]], total: int):
+        super().__init__(f"{len(errors)} of {total} tickets are invalid; nothing was written.")
+        self.errors = errors
+
+
+def tickets_ingest_many(*, items: list[dict], user: AbstractBaseUser | None) -> list[IngestResult]:
+    """Ingest ``[{"text", "team"?, "external_id"?}, ...]`` all or nothing, idempotent per external id.
+
+    Every item is validated before anything is written, so a helpdesk export with one bad row
+    can be fixed and resent whole without creating half of it twice.
+    """
+    errors: dict[str, dict[str, str]] = {}
+    for index, item in enumerate(items):
+        try:
+            ticket_text_validate(text=item.get("text"))
+            if item.get("team"):
+                team_get_by_slug(slug=item["team"])
+        except SwitchboardError as exc:
+            errors[str(index)] = {"code": exc.code, "detail": exc.message}
+    if errors:
+        raise TicketBatchError(errors, total=len(items))
+    with transaction.atomic():
+        return [
+            ticket_ingest(
+                text=item["text"],
+                team_slug=item.get("team") or None,
+                source=Ticket.Source.API,
+                external_id=item.get("external_id") or None,
+                user=user,
+            )
+            for item in items
+        ]
 
 
 def tickets_label(*, tickets, team: Team | None, user: AbstractBaseUser) -> int:

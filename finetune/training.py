@@ -1,4 +1,8 @@
-"""Writes to training runs: start, cancel, fail the dead ones, and execute one (in a worker or a terminal)."""
+"""Writes to training runs: execute one (in a worker or a terminal), fail the dead ones.
+
+Starting and cancelling a run is finetune.training_queue (the web side), which enqueues
+finetune.tasks.train_model, which executes the run here.
+"""
 
 from __future__ import annotations
 
@@ -10,22 +14,20 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, connection
 from django.utils import timezone
 from django.utils.crypto import get_random_string
 
-from chatbot.conf import base_model_path, model_store, setting
-from chatbot.errors import ConflictError, SwitchboardError
+from chatbot.core.conf import base_model_path, model_store, setting
+from chatbot.core.errors import SwitchboardError
 from finetune.ml.config import TrainConfig
 from finetune.ml.errors import Cancelled, ConfigError, PipelineError
 from finetune.ml.split import assign_splits
 from finetune.models import Ticket, TrainingRun
-from finetune.selectors import training_readiness
-from finetune.training_selectors import training_run_ids_alive, training_run_in_progress, training_runs_stale
+from finetune.training_selectors import training_run_ids_alive, training_runs_stale
 from routing.models import ModelVersion, Team
 
 if TYPE_CHECKING:  # the pipeline imports torch: web processes load it only when they train
@@ -66,58 +68,6 @@ def training_config_build(*, overrides: dict | None = None) -> TrainConfig:
             code="invalid_config",
         )
     return config
-
-
-def _user_or_none(user):
-    return user if user is not None and getattr(user, "is_authenticated", False) else None
-
-
-def training_run_start(*, user, config: dict | None = None, enqueue: bool = True) -> TrainingRun:
-    """Queue a run (one at a time); with ``enqueue=False`` the caller executes it inline."""
-    training_config_build(overrides=config)
-    readiness = training_readiness()
-    if not readiness.ok:
-        raise SwitchboardError(readiness.message, code="not_enough_data")
-    training_runs_fail_stale()
-    with transaction.atomic():
-        # Locking the newest run makes concurrent starts queue up here on PostgreSQL, so the
-        # second one sees the first one's run (SQLite's IMMEDIATE transactions already do).
-        list(TrainingRun.objects.select_for_update().order_by("-id").values_list("id", flat=True)[:1])
-        busy = training_run_in_progress()
-        if busy is not None:
-            stage = busy.stage or "waiting for a worker"
-            raise ConflictError(
-                f"Run #{busy.pk} is already {busy.status} ({stage}, {busy.percent:.0f}%). "
-                "Wait for it or cancel it.",
-                code="run_in_progress",
-            )
-        run = TrainingRun.objects.create(config=config or {}, started_by=_user_or_none(user))
-        if enqueue:
-            transaction.on_commit(partial(_training_run_enqueue, run_id=run.pk))
-    return run
-
-
-def _training_run_enqueue(*, run_id: int) -> None:
-    from finetune.tasks import train_model
-
-    result = train_model.enqueue(run_id=run_id)
-    TrainingRun.objects.filter(pk=run_id).update(task_id=str(result.id))
-
-
-def training_run_cancel(*, run: TrainingRun, user) -> TrainingRun:
-    """A queued run is cancelled at once; a running one is asked to stop at its next step."""
-    now = timezone.now()
-    line = f"{now:%H:%M:%S} cancel requested by {_user_or_none(user) or 'the system'}\n"
-    if TrainingRun.objects.filter(pk=run.pk, status=Status.QUEUED).update(
-        status=Status.CANCELLED, cancel_requested=True, finished_at=now, log=run.log + line
-    ):
-        run.refresh_from_db()
-        return run
-    if not TrainingRun.objects.filter(pk=run.pk, status=Status.RUNNING).update(cancel_requested=True):
-        run.refresh_from_db()
-        raise ConflictError(f"Run #{run.pk} is {run.status}: only a queued or running run can be cancelled.")
-    run.refresh_from_db()
-    return run
 
 
 def training_runs_fail_stale() -> list[TrainingRun]:

@@ -9,7 +9,7 @@ from django.utils import timezone
 from django_tasks import TaskResultStatus
 from django_tasks_db.models import DBTaskResult
 
-from chatbot.conf import setting
+from chatbot.core.conf import setting
 from finetune.models import TrainingRun
 
 IN_PROGRESS = (TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING)

@@ -16,10 +16,9 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from chatbot.errors import SwitchboardError
-from routing.admin_learning import put_in_shadow
+from chatbot.core.errors import SwitchboardError
 from routing.models import ModelVersion
-from routing.services import model_version_promote
+from routing.services import model_version_promote, model_version_set_shadow
 
 MODEL_ROWS = (
     ("baseline", "TF-IDF + logistic regression"),
@@ -60,6 +59,21 @@ def promote(modeladmin, request: HttpRequest, queryset) -> None:
 @admin.action(description="Roll back to this version", permissions=["change"])
 def roll_back_to(modeladmin, request: HttpRequest, queryset) -> None:
     _promote(modeladmin, request, queryset, "Rolled back to")
+
+
+# Its report is a learning-loop page, reached by URL name: routing does not import the loop.
+@admin.action(description="Put in shadow (score live traffic beside the active model)", permissions=["change"])
+def put_in_shadow(modeladmin, request: HttpRequest, queryset) -> None:
+    if queryset.count() != 1:
+        modeladmin.message_user(request, "Select exactly one model version to shadow.", messages.ERROR)
+        return
+    try:
+        version = model_version_set_shadow(version=queryset.get(), user=request.user)
+    except SwitchboardError as exc:
+        modeladmin.message_user(request, exc.message, messages.ERROR)
+        return
+    report_url = reverse("learning:shadow") + f"?version={version.pk}"
+    modeladmin.message_user(request, format_html('v{} is now in shadow: <a href="{}">see its report</a>.', version.pk, report_url))
 
 
 def evaluation_rows(metrics: dict) -> list[dict]:

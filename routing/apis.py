@@ -1,4 +1,4 @@
-"""REST API under /api/v1/: route, teams, tickets, models (list, detail, promote, roll back), health.
+"""REST API under /api/v1/: route, teams, models (list, detail, promote, roll back), health.
 
 Views validate with a serializer, call one service or selector, and render. Errors of every kind
 are rendered by ``exception_handler`` as ``{"code", "detail"[, "errors"]}``.
@@ -16,14 +16,12 @@ from rest_framework.permissions import AllowAny, IsAdminUser, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from chatbot.errors import NoModelError
-from finetune.services import ticket_ingest
+from chatbot.core.errors import NoModelError
+from chatbot.core.rest import AnonThrottle, CachedTokenAuthentication, LimitedJSONParser, UserThrottle
 from routing import selectors, serializers as s
-from routing.api_support import AnonThrottle, CachedTokenAuthentication, CanIngestTickets, LimitedJSONParser, UserThrottle
-from routing.api_support import exception_handler  # noqa: F401  (settings.REST_FRAMEWORK points here)
 from routing.conversation import conversation_predict
 from routing.router import get_router
-from routing.services import model_version_promote, model_version_rollback, tickets_ingest_many
+from routing.services import model_version_promote, model_version_rollback
 
 ERRORS = {code: s.ErrorSerializer for code in (400, 401, 403, 404, 409, 413, 429, 503)}
 
@@ -32,19 +30,10 @@ RouteResult = PolymorphicProxySerializer(
     serializers=[s.PredictionSerializer, s.RouteBatchSerializer],
     resource_type_field_name=None,
 )
-TicketInput = PolymorphicProxySerializer(
-    component_name="TicketIngest",
-    serializers=[s.TicketInputSerializer, s.TicketBulkInputSerializer],
-    resource_type_field_name=None,
-)
-TicketResult = PolymorphicProxySerializer(
-    component_name="TicketIngestResult",
-    serializers=[s.TicketResultSerializer, s.TicketBulkResultSerializer],
-    resource_type_field_name=None,
-)
 
 
-def _validated(serializer_class, data) -> dict:
+def validated(serializer_class, data) -> dict:
+    """The serializer's validated data (raises DRF's ValidationError, a 400)."""
     serializer = serializer_class(data=data)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
@@ -59,7 +48,7 @@ class ApiView(APIView):
 
 def validated_route_input(data) -> dict:
     """The route request body, validated (raises DRF's ValidationError)."""
-    return _validated(s.RouteInputSerializer, data)
+    return validated(s.RouteInputSerializer, data)
 
 
 NO_MODEL_ANSWER = {
@@ -105,39 +94,6 @@ class TeamListApi(ApiView):
     @extend_schema(responses={200: s.TeamSerializer(many=True), **ERRORS})
     def get(self, request):
         return Response(s.TeamSerializer(selectors.team_list(), many=True).data)
-
-
-def _ticket_result(result) -> dict:
-    ticket = result.ticket
-    team = ticket.team.slug if ticket.team_id else None
-    return {"id": ticket.pk, "created": result.created, "team": team, "external_id": ticket.external_id}
-
-
-class TicketIngestApi(ApiView):
-    permission_classes = [IsAuthenticated, CanIngestTickets]
-
-    @extend_schema(request=TicketInput, responses={200: TicketResult, 201: TicketResult, **ERRORS})
-    def post(self, request):
-        """Ingest one ticket or `{"tickets": [...]}` (up to 500, all or nothing); idempotent on external_id.
-
-        201 when anything was created, 200 when every ticket already existed. The token's user
-        needs the `finetune.add_ticket` permission (403 `ingest_not_allowed` otherwise).
-        """
-        if isinstance(request.data, dict) and "tickets" in request.data:
-            items = _validated(s.TicketBulkInputSerializer, request.data)["tickets"]
-            results = [_ticket_result(r) for r in tickets_ingest_many(items=items, user=request.user)]
-            created = sum(r["created"] for r in results)
-            body = {"results": results, "created": created, "existing": len(results) - created}
-        else:
-            item = _validated(s.TicketInputSerializer, request.data)
-            result = ticket_ingest(
-                text=item["text"],
-                team_slug=item.get("team") or None,
-                external_id=item.get("external_id") or None,
-                user=request.user,
-            )
-            body, created = _ticket_result(result), result.created
-        return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
 class ModelListApi(ApiView):

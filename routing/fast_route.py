@@ -36,9 +36,9 @@ from rest_framework.response import Response
 from rest_framework.utils import json
 from rest_framework.views import set_rollback
 
-from chatbot.errors import SwitchboardError
-from chatbot.jsonsafe import json_loads_guarded
-from routing.api_support import CachedTokenAuthentication, exception_handler
+from chatbot.core.errors import SwitchboardError
+from chatbot.core.jsonsafe import json_loads_guarded
+from chatbot.core.rest import CachedTokenAuthentication, exception_handler
 from routing.apis import RouteApi, route_body, validated_route_input
 from routing.router import get_router
 

@@ -16,8 +16,8 @@ import onnxruntime as ort
 from django.conf import settings
 from tokenizers import Tokenizer
 
-from chatbot.conf import model_store, setting
-from chatbot.errors import SwitchboardError
+from chatbot.core.conf import model_store, setting
+from chatbot.core.errors import SwitchboardError
 from finetune.ml.artifact_format import Serving, read_serving
 from finetune.ml.artifacts import verify_checksums
 from finetune.ml.errors import ArtifactFormatError, ChecksumError
@@ -67,6 +67,8 @@ class TeamInfo:
     triage_threshold: float | None
     # An inactive team has no inbox: a message predicted for it always goes to triage.
     active: bool = True
+    # A merged team's label routes to the team it was merged into (routing.teams.team_merge).
+    routes_to: str | None = None
 
 
 def artifact_dir(version: ModelVersion) -> Path:
@@ -227,7 +229,7 @@ class LoadedModel:
 
     def _decide(self, text: str, row: np.ndarray, in_scope: float | None, teams, model_threshold: float) -> Prediction:
         no_intent = self.serving.no_intent_label
-        scores = {label: float(p) for label, p in zip(self.labels, row) if label != no_intent}
+        scores = team_scores(self.labels, row, no_intent, teams)
         slug = max(scores, key=scores.get)
         confidence, info = scores[slug], teams.get(slug)
         language, supported = language_check(text, self.serving.languages)
@@ -248,6 +250,19 @@ class LoadedModel:
             confidence=confidence, triage=reason not in ("routed", "no_intent"), reason=reason,
             language=language, scores=scores, model_version=self.version,
         )
+
+
+def team_scores(labels: tuple[str, ...], row: np.ndarray, no_intent: str | None,
+                teams: Mapping[str, TeamInfo]) -> dict[str, float]:
+    """Probability per team slug (reserved labels left out); a merged team's adds to its target's."""
+    scores: dict[str, float] = {}
+    for label, probability in zip(labels, row):
+        if label == no_intent:
+            continue
+        info = teams.get(label)
+        slug = info.routes_to if info is not None and info.routes_to else label
+        scores[slug] = scores.get(slug, 0.0) + float(probability)
+    return scores
 
 
 def language_check(text: str, languages: dict | None, detect=None) -> tuple[str | None, bool]:

@@ -15,6 +15,10 @@ class Team(models.Model):
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="teams")
     # Per-team confidence below which a message goes to triage; None means the global value.
     triage_threshold = models.FloatField(null=True, blank=True)
+    # Set by a merge (routing.teams.team_merge): the model's label for this team routes there.
+    merged_into = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="merged_from"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

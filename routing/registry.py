@@ -7,7 +7,7 @@ from pathlib import Path
 
 from django.utils.crypto import get_random_string
 
-from chatbot.conf import model_store, setting
+from chatbot.core.conf import model_store, setting
 from finetune.ml.artifacts import publish, verify_checksums
 from routing.models import ModelVersion
 

@@ -18,12 +18,13 @@ from typing import Mapping
 from asgiref.sync import sync_to_async
 from django.db import DatabaseError
 
-from chatbot.conf import setting
-from chatbot.errors import NoModelError, SwitchboardError
-from finetune.services import ticket_text_validate
+from chatbot.core.conf import setting
+from chatbot.core.errors import NoModelError, SwitchboardError
+from chatbot.core.text import ticket_text_validate
 from routing.loaded_model import LoadedModel, Prediction, TeamInfo
 from routing.model_loading import ModelLoader, VersionKey
-from routing.models import ModelVersion, Team
+from routing.models import ModelVersion
+from routing.teams import team_directory
 
 logger = logging.getLogger(__name__)
 
@@ -113,10 +114,7 @@ class Router:
 
     def _next_state(self, current: RouterState) -> RouterState:
         row = ModelVersion.objects.filter(state=ModelVersion.State.ACTIVE).values_list("pk", "sha256").first()
-        teams = {
-            slug: TeamInfo(name=name, triage_threshold=threshold, active=active)
-            for slug, name, threshold, active in Team.objects.values_list("slug", "name", "triage_threshold", "active")
-        }
+        teams = team_directory()
         if row is None:
             return RouterState(model=None, teams=teams, problem=NO_MODEL_MESSAGE)
         active: VersionKey = (row[0], row[1])

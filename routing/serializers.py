@@ -9,7 +9,6 @@ from routing.models import ModelVersion, Team
 MAX_ROUTE_BATCH = 64
 MAX_CONVERSATION_TURNS = 200
 REASONS = ["routed", "no_intent", "out_of_scope", "unsupported_language", "low_confidence", "no_model"]
-MAX_TICKET_BATCH = 500
 
 
 class StrictCharField(serializers.CharField):
@@ -89,31 +88,6 @@ class TeamSerializer(serializers.ModelSerializer):
     class Meta:
         model = Team
         fields = ["slug", "name", "description", "active", "triage_threshold"]
-
-
-class TicketInputSerializer(serializers.Serializer):
-    text = StrictCharField()
-    team = StrictCharField(required=False, allow_null=True, help_text="Team slug, when the ticket is labelled.")
-    external_id = StrictCharField(
-        required=False, allow_null=True, max_length=255, help_text="Your helpdesk's id: a resend is a no-op."
-    )
-
-
-class TicketBulkInputSerializer(serializers.Serializer):
-    tickets = TicketInputSerializer(many=True, allow_empty=False, max_length=MAX_TICKET_BATCH)
-
-
-class TicketResultSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    created = serializers.BooleanField(help_text="False when this external_id was already ingested.")
-    team = serializers.CharField(allow_null=True)
-    external_id = serializers.CharField(allow_null=True)
-
-
-class TicketBulkResultSerializer(serializers.Serializer):
-    results = TicketResultSerializer(many=True)
-    created = serializers.IntegerField()
-    existing = serializers.IntegerField()
 
 
 class ModelVersionSerializer(serializers.ModelSerializer):

@@ -1,4 +1,4 @@
-"""Writes behind the REST API: model versions (promote, roll back, shadow) and bulk ticket ingest.
+"""Writes to model versions: promote, roll back, shadow.
 
 Every path that lets a version serve verifies its artifact first.
 """
@@ -11,9 +11,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
-from chatbot.errors import ConflictError, SwitchboardError
-from finetune.models import Ticket
-from finetune.services import IngestResult, team_get_by_slug, ticket_ingest, ticket_text_validate
+from chatbot.core.errors import ConflictError
 from routing.loaded_model import ArtifactError, artifact_verify
 from routing.models import ModelVersion
 
@@ -106,42 +104,3 @@ def model_version_clear_shadow() -> ModelVersion | None:
     shadow.shadow_since = None
     shadow.save(update_fields=["state", "shadow_since"])
     return shadow
-
-
-class TicketBatchError(SwitchboardError):
-    """Some items of a bulk ingest are invalid; ``errors`` maps each item's index to why."""
-
-    code = "invalid_tickets"
-
-    def __init__(self, errors: dict[str, dict[str, str]], total: int):
-        super().__init__(f"{len(errors)} of {total} tickets are invalid; nothing was written.")
-        self.errors = errors
-
-
-def tickets_ingest_many(*, items: list[dict], user: AbstractBaseUser | None) -> list[IngestResult]:
-    """Ingest ``[{"text", "team"?, "external_id"?}, ...]`` all or nothing, idempotent per external id.
-
-    Every item is validated before anything is written, so a helpdesk export with one bad row
-    can be fixed and resent whole without creating half of it twice.
-    """
-    errors: dict[str, dict[str, str]] = {}
-    for index, item in enumerate(items):
-        try:
-            ticket_text_validate(text=item.get("text"))
-            if item.get("team"):
-                team_get_by_slug(slug=item["team"])
-        except SwitchboardError as exc:
-            errors[str(index)] = {"code": exc.code, "detail": exc.message}
-    if errors:
-        raise TicketBatchError(errors, total=len(items))
-    with transaction.atomic():
-        return [
-            ticket_ingest(
-                text=item["text"],
-                team_slug=item.get("team") or None,
-                source=Ticket.Source.API,
-                external_id=item.get("external_id") or None,
-                user=user,
-            )
-            for item in items
-        ]

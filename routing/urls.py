@@ -5,7 +5,6 @@ from routing import apis
 urlpatterns = [
     path("route", apis.RouteApi.as_view(), name="route"),
     path("teams", apis.TeamListApi.as_view(), name="team-list"),
-    path("tickets", apis.TicketIngestApi.as_view(), name="ticket-ingest"),
     path("models", apis.ModelListApi.as_view(), name="model-list"),
     path("models/rollback", apis.ModelRollbackApi.as_view(), name="model-rollback"),
     path("models/<int:pk>", apis.ModelDetailApi.as_view(), name="model-detail"),

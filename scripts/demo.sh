@@ -38,4 +38,4 @@ echo "    agent console      http://$ADDR/agent/"
 echo "    admin              http://$ADDR/admin/   (credentials printed above)"
 echo "    API docs           http://$ADDR/api/docs/"
 # The same app server as production (uvicorn; see README "At scale").
-$PY -m uvicorn chatbot.asgi:application --host "$HOST" --port "$PORT" --http httptools --loop uvloop --ws websockets --ws-max-size 65536
+$PY -m uvicorn chatbot.project.asgi:application --host "$HOST" --port "$PORT" --http httptools --loop uvloop --ws websockets --ws-max-size 65536

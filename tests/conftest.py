@@ -53,8 +53,8 @@ def chat_db_threads_drained():
     background writes can outlive the test); otherwise PostgreSQL's flush of a transactional
     test can deadlock with it. Set up after pytest-django's db fixtures, so torn down before."""
     yield
-    from chatbot import ws_base
+    from chatbot import chat_db
 
-    pool, ws_base._db_pool = ws_base._db_pool, None
+    pool, chat_db._db_pool = chat_db._db_pool, None
     if pool is not None:
         pool.shutdown(wait=True)

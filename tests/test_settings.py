@@ -38,7 +38,7 @@ def _run(tmp_path, code: str | None = None, args: list[str] | None = None, **env
         for key, value in os.environ.items()
         if key not in {"DATABASE_URL", "REDIS_URL", "DEBUG", "SECRET_KEY", "ALLOWED_HOSTS"}
     }
-    environ.update(DJANGO_SETTINGS_MODULE="chatbot.settings", SWITCHBOARD_VAR=str(tmp_path), **env)
+    environ.update(DJANGO_SETTINGS_MODULE="chatbot.project.settings", SWITCHBOARD_VAR=str(tmp_path), **env)
     command = [sys.executable, "-c", code] if code is not None else [sys.executable, "manage.py", *args]
     return subprocess.run(command, cwd=ROOT, env=environ, capture_output=True, text=True, timeout=120)
 

@@ -9,7 +9,7 @@ from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.test import Client
 
-from chatbot.errors import NoModelError
+from chatbot.core.errors import NoModelError
 from routing.loaded_model import Prediction
 
 KEYWORDS = {"invoice": "billing", "refund": "billing", "password": "accounts", "crash": "bugs"}
@@ -79,7 +79,7 @@ def _session_cookie(user) -> str:
 
 
 def communicator(path: str, cookie: str | None = None) -> WebsocketCommunicator:
-    from chatbot.asgi import application
+    from chatbot.project.asgi import application
 
     headers = [(b"origin", b"http://testserver"), (b"host", b"testserver")]
     if cookie:

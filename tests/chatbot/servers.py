@@ -19,7 +19,7 @@ from django.db import connection
 def server_command(port: int) -> list[str]:
     """The app server as the README runs it: uvicorn with httptools, uvloop and websockets."""
     return [
-        sys.executable, "-m", "uvicorn", "chatbot.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+        sys.executable, "-m", "uvicorn", "chatbot.project.asgi:application", "--host", "127.0.0.1", "--port", str(port),
         "--http", "httptools", "--loop", "uvloop", "--ws", "websockets", "--ws-max-size", "65536", "--no-access-log",
     ]
 
@@ -59,7 +59,7 @@ def asgi_servers(log_dir: Path, names: list[str], **env: str) -> Iterator[list[s
     full_env = {
         **os.environ,
         "DATABASE_URL": test_database_url(),
-        "DJANGO_SETTINGS_MODULE": "chatbot.settings",
+        "DJANGO_SETTINGS_MODULE": "chatbot.project.settings",
         "DEBUG": "1",
         "PYTHONUNBUFFERED": "1",
         **env,

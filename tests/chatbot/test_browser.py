@@ -133,3 +133,29 @@ def test_a_greeting_waits_in_the_console_then_the_question_moves_it_to_its_team(
 
     conversation = Conversation.objects.select_related("team").get()
     assert conversation.team.slug == "billing" and conversation.routing_reason == "routed"
+
+
+def test_a_staff_agent_of_many_teams_sees_only_the_inboxes_with_conversations(tmp_path, served_model):
+    """With 40 teams the console folds the empty team inboxes into one line; the team a customer's
+    question reaches appears with it (screenshot)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    for slug in LABELS:
+        Team.objects.create(slug=slug, name=slug.title())
+    Team.objects.bulk_create([Team(slug=f"product-{i}", name=f"Product {i}") for i in range(37)])
+    get_user_model().objects.create_user("lead", "lead@example.com", "lead-pass-123", is_staff=True)
+    artifacts = Path(settings.BASE_DIR) / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+
+    with asgi_servers(tmp_path, ["web"], MODEL_STORE=str(served_model)) as (server,):
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            console, shop = _console_and_widget(browser, server, "lead")
+            expect(console.locator(".ag-quiet")).to_have_text("40 more team inboxes are empty", timeout=15000)
+            shop.fill(".sb-input", CUSTOMER_TEXT)
+            shop.press(".sb-input", "Enter")
+            expect(console.locator('[data-inbox="billing"] .ag-item')).to_contain_text("Refund", timeout=15000)
+            expect(console.locator(".ag-quiet")).to_have_text("39 more team inboxes are empty")
+            assert console.locator(".ag-inbox").count() == 3  # billing, triage, waiting
+            console.screenshot(path=str(artifacts / "agent-console-many-teams.png"))
+            browser.close()

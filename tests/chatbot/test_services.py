@@ -10,7 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from chatbot import broadcast, services
-from chatbot.errors import SwitchboardError
+from chatbot.core.errors import SwitchboardError
 from chatbot.models import Conversation, Message
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -11,8 +11,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import override_settings
 from django.urls import reverse
 
+from chatbot.core.text import text_hash
 from finetune.models import Ticket
-from finetune.text import text_hash
 from routing.models import Team
 
 pytestmark = pytest.mark.django_db

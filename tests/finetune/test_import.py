@@ -10,9 +10,9 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.test import override_settings
 
+from chatbot.core.text import text_hash
 from finetune.importing import tickets_import
 from finetune.models import Ticket
-from finetune.text import text_hash
 from routing.models import Team
 
 pytestmark = pytest.mark.django_db

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from django.db import IntegrityError, transaction
 
+from chatbot.core.text import text_hash
 from finetune.models import Ticket, TrainingRun
-from finetune.text import text_hash
 from routing.models import Team
 
 

@@ -9,11 +9,12 @@ from django.core.management import call_command
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
-from chatbot.errors import ConflictError, SwitchboardError
+from chatbot.core.errors import ConflictError, SwitchboardError
 from finetune.ml.artifact_format import NO_INTENT
 from finetune.ml.artifacts import verify_checksums
 from finetune.models import Ticket, TrainingRun
-from finetune.training import training_run_cancel, training_run_execute, training_run_start
+from finetune.training import training_run_execute
+from finetune.training_queue import training_run_cancel, training_run_start
 from routing.models import ModelVersion, Team
 from tests.ml_fixtures import BARELY_TRAINED, NEAR_TIE_LABELS, NEAR_TIE_SEED
 from tests.finetune.test_training_support import FAST_CONFIG, add_tickets, labelled, store, tiny_base  # noqa: F401

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from chatbot.core.text import text_hash
 from finetune.ml.config import TrainConfig
 from finetune.models import Ticket
-from finetune.text import text_hash
 from finetune.training import training_examples_collect
 
 

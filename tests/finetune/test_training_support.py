@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from chatbot.core.text import text_hash
 from finetune.models import Ticket, TrainingRun
-from finetune.text import text_hash
 from finetune.training import RunTracker
 from tests.ml_fixtures import make_tiny_base_model, synthetic_tickets
 

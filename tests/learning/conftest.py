@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from chatbot.core.text import text_hash
+from chatbot.learning.shadow import shadow_models
 from chatbot.models import Conversation, RoutingEvent
 from finetune.labelling import score_cache
 from finetune.models import Ticket
-from finetune.text import text_hash
 from routing.loaded_model import Prediction
 from routing.models import ModelVersion, Team
-from routing.shadow import shadow_models
 from tests.ml_fixtures import make_tiny_artifact
 
 

@@ -9,8 +9,8 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
+from chatbot.learning.drift import drift_check, drift_daily, drift_warnings, labels_since_last_model
 from finetune.models import Ticket, TrainingRun
-from routing.drift import drift_check, drift_daily, drift_warnings, labels_since_last_model
 from routing.models import ModelVersion
 from tests.learning.conftest import routed
 

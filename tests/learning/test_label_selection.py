@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from finetune.labelling import score_margins, select_uncertain, text_features
+from finetune.ml.selection import score_margins, select_uncertain, text_features
 
 
 def test_margin_is_top_one_minus_top_two():
@@ -70,7 +70,7 @@ def test_feature_rows_must_match_margins():
 def test_selection_imports_without_django():
     """The benchmark imports the admin's selection function without configuring Django."""
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-    code = "import sys, finetune.labelling; print(sorted(m for m in sys.modules if m.split('.')[0] == 'django'))"
+    code = "import sys, finetune.ml.selection; print(sorted(m for m in sys.modules if m.split('.')[0] == 'django'))"
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2], env=env,
         capture_output=True, text=True, timeout=120,

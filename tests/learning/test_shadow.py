@@ -13,13 +13,13 @@ from django.contrib.messages.storage.fallback import FallbackStorage
 from django.test import RequestFactory
 from django.utils import timezone
 
+from chatbot.learning.shadow import ashadow_score, shadow_report, shadow_score
 from chatbot.models import Conversation, Message, RoutingEvent
 from finetune.models import Ticket
 from finetune.services import ticket_record_correction
-from routing.admin_learning import put_in_shadow
+from routing.admin_models import put_in_shadow
 from routing.loaded_model import LoadedModel
 from routing.models import ModelVersion
-from routing.shadow import ashadow_score, shadow_report, shadow_score
 from tests.learning.conftest import routed
 
 

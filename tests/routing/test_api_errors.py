@@ -101,7 +101,7 @@ def test_throttle_window_slides_and_retry_after_says_when(settings):
 
     from django.core.cache import cache
 
-    from routing.api_support import UserThrottle
+    from chatbot.core.rest import UserThrottle
 
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"anon": "9/min", "user": "3/min"}}
     caller = SimpleNamespace(user=SimpleNamespace(pk=42, is_authenticated=True))

@@ -12,8 +12,8 @@ from asgiref.sync import markcoroutinefunction, sync_to_async
 from django.core.handlers.asgi import ASGIHandler
 from rest_framework.authtoken.models import Token
 
+from chatbot.core.rest import SlottedRateThrottle
 from routing.apis import RouteApi
-from routing.api_support import SlottedRateThrottle
 from routing.fast_route import RouteFastPath
 
 pytestmark = pytest.mark.django_db(transaction=True)

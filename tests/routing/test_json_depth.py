@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from chatbot.errors import SwitchboardError
-from chatbot.jsonsafe import MAX_DEPTH, json_depth, json_loads_guarded
+from chatbot.core.errors import SwitchboardError
+from chatbot.core.jsonsafe import MAX_DEPTH, json_depth, json_loads_guarded
 from finetune.models import Ticket, TrainingRun
 
 pytestmark = pytest.mark.django_db

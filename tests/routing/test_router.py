@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from chatbot.errors import NoModelError, SwitchboardError
+from chatbot.core.errors import NoModelError, SwitchboardError
 from routing.loaded_model import LoadedModel
 from routing.models import Team
 from tests.ml_fixtures import FILLER

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chatbot.errors import ConflictError
+from chatbot.core.errors import ConflictError
 from routing.loaded_model import ArtifactError
 from routing.models import ModelVersion
 from routing.services import (

@@ -6,6 +6,7 @@
 
   var myTeams = JSON.parse(document.getElementById("ag-teams").textContent);
   var mayTriage = true; // until the socket's inbox frame says
+  var MANY_TEAMS = 8; // beyond this many teams, empty team inboxes are folded away
   var socketUrl = window.location.origin.replace(/^http/, "ws") + "/ws/agent/";
   var conversations = {}; // id -> summary
   var messages = {}; // id -> [message]
@@ -68,6 +69,18 @@
     if (mayTriage) sections.push({ key: "triage", title: "Triage", team: null });
     // No intent yet (a greeting, "are you there?"): in no team's inbox until the customer says more.
     if (mayTriage) sections.push({ key: "waiting", title: "Waiting", team: null, waiting: true });
+    // Many teams (a staff agent works them all): empty team inboxes fold into one line.
+    var quiet = [];
+    if (myTeams.length > MANY_TEAMS) {
+      sections = sections.filter(function (section) {
+        var keep = !section.team || Object.keys(conversations).some(function (id) {
+          var c = conversations[id];
+          return isMine(c) && c.team === section.team && !c.triage && !c.waiting;
+        });
+        if (!keep) quiet.push(section.title);
+        return keep;
+      });
+    }
     sections.forEach(function (section) {
       var box = el("div", "ag-inbox");
       box.setAttribute("data-inbox", section.key);
@@ -95,6 +108,11 @@
       box.appendChild(list);
       nav.appendChild(box);
     });
+    if (quiet.length) {
+      var folded = el("div", "ag-quiet", quiet.length + " more team inboxes are empty");
+      folded.setAttribute("title", quiet.join(", "));
+      nav.appendChild(folded);
+    }
   }
 
   function renderItem(summary) {

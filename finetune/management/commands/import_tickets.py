@@ -6,7 +6,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from chatbot.errors import SwitchboardError
+from chatbot.core.errors import SwitchboardError
 from finetune.importing import FORMATS, team_map_load, tickets_import
 from finetune.models import Ticket
 

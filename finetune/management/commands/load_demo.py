@@ -6,7 +6,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from chatbot.errors import SwitchboardError
+from chatbot.core.errors import SwitchboardError
 from finetune.demo_setup import DEFAULT_DATA_DIR, DemoResult, demo_load
 
 

@@ -14,8 +14,9 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from chatbot.errors import SwitchboardError
-from finetune.training import training_run_execute, training_run_start, training_runs_fail_stale
+from chatbot.core.errors import SwitchboardError
+from finetune.training import training_run_execute, training_runs_fail_stale
+from finetune.training_queue import training_run_start
 
 ROWS = (("baseline", "TF-IDF + LR baseline"), ("teacher", "teacher"), ("student", "student"), ("int8", "int8 ONNX (served)"))
 

@@ -20,8 +20,8 @@ from rest_framework.settings import api_settings
 from rest_framework.throttling import AnonRateThrottle, SimpleRateThrottle, UserRateThrottle
 from rest_framework.utils import json
 
-from chatbot.errors import SwitchboardError
-from chatbot.jsonsafe import json_loads_guarded
+from chatbot.core.errors import SwitchboardError
+from chatbot.core.jsonsafe import json_loads_guarded
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class PayloadTooLarge(exceptions.APIException):
 
 class LimitedJSONParser(JSONParser):
     """JSONParser that enforces DATA_UPLOAD_MAX_MEMORY_SIZE (DRF reads the stream, bypassing Django's
-    check) and parses with the nesting limit of chatbot.jsonsafe (too deep: 400 ``too_deep``)."""
+    check) and parses with the nesting limit of chatbot.core.jsonsafe (too deep: 400 ``too_deep``)."""
 
     def parse(self, stream, media_type=None, parser_context=None):
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE

@@ -1,7 +1,7 @@
 """Admin "label next": one ticket at a time, most informative first, driven from the keyboard.
 
 Mounted by the project URLconf before the admin site:
-``path("admin/finetune/label-next/", include("finetune.admin_label_next"))``.
+``path("admin/finetune/label-next/", include("chatbot.learning.label_next"))``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
 
-from chatbot.errors import SwitchboardError
+from chatbot.core.errors import SwitchboardError
 from finetune.labelling import label_next_pick, ticket_exclude_one, ticket_label_one
 from routing.models import Team
 

@@ -1,7 +1,7 @@
 """Admin pages for the learning loop: the shadow report (one-click promote) and the drift dashboard.
 
 Mounted by the project URLconf before the admin site, so it also serves the admin index with
-the drift warnings on top: ``path("admin/", include("routing.admin_learning"))``.
+the drift warnings on top: ``path("admin/", include("chatbot.learning.admin_pages"))``.
 """
 
 from __future__ import annotations
@@ -15,30 +15,16 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from chatbot.errors import SwitchboardError
-from finetune.training import training_run_start
-from routing.drift import DriftDay, drift_daily, drift_warnings
+from chatbot.core.errors import SwitchboardError
+from chatbot.learning.drift import DriftDay, drift_daily, drift_warnings
+from chatbot.learning.shadow import shadow_report, shadow_version
+from finetune.training_queue import training_run_start
 from routing.models import ModelVersion
-from routing.services import model_version_clear_shadow, model_version_promote, model_version_set_shadow
-from routing.shadow import shadow_report, shadow_version
+from routing.services import model_version_clear_shadow, model_version_promote
 
 app_name = "learning"
 
 CHART_WIDTH, CHART_HEIGHT, CHART_PAD = 720, 220, 36
-
-
-@admin.action(description="Put in shadow (score live traffic beside the active model)", permissions=["change"])
-def put_in_shadow(modeladmin, request: HttpRequest, queryset) -> None:
-    if queryset.count() != 1:
-        modeladmin.message_user(request, "Select exactly one model version to shadow.", messages.ERROR)
-        return
-    try:
-        version = model_version_set_shadow(version=queryset.get(), user=request.user)
-    except SwitchboardError as exc:
-        modeladmin.message_user(request, exc.message, messages.ERROR)
-        return
-    report_url = reverse("learning:shadow") + f"?version={version.pk}"
-    modeladmin.message_user(request, format_html('v{} is now in shadow: <a href="{}">see its report</a>.', version.pk, report_url))
 
 
 def _require(request: HttpRequest, permission: str) -> None:

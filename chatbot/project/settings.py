@@ -12,7 +12,7 @@ from pathlib import Path
 
 import dj_database_url
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(os.environ.get("SWITCHBOARD_VAR", BASE_DIR / "var"))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "routing",
     "finetune",
     "chatbot",
+    "chatbot.learning",
 ]
 
 MIDDLEWARE = [
@@ -73,8 +74,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
-ROOT_URLCONF = "chatbot.urls"
-ASGI_APPLICATION = "chatbot.asgi.application"
+ROOT_URLCONF = "chatbot.project.urls"
+ASGI_APPLICATION = "chatbot.project.asgi.application"
 WSGI_APPLICATION = None
 
 TEMPLATES = [
@@ -164,21 +165,21 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "routing.api_support.CachedTokenAuthentication",
+        "chatbot.core.rest.CachedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PARSER_CLASSES": ["routing.api_support.LimitedJSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["chatbot.core.rest.LimitedJSONParser"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_THROTTLE_CLASSES": [
-        "routing.api_support.AnonThrottle",
-        "routing.api_support.UserThrottle",
+        "chatbot.core.rest.AnonThrottle",
+        "chatbot.core.rest.UserThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
         "anon": os.environ.get("THROTTLE_ANON", "30/min"),
         "user": os.environ.get("THROTTLE_USER", "100000/hour"),
     },
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "routing.apis.exception_handler",
+    "EXCEPTION_HANDLER": "chatbot.core.rest.exception_handler",
 }
 
 SPECTACULAR_SETTINGS = {

@@ -12,7 +12,7 @@ import json
 import re
 from typing import Any, Callable
 
-from chatbot.errors import SwitchboardError
+from chatbot.core.errors import SwitchboardError
 
 # Deeper than any payload this API accepts (a route or ticket body is 3 levels deep).
 MAX_DEPTH = 32

@@ -17,13 +17,14 @@ from datetime import datetime
 from asgiref.sync import sync_to_async
 from django.db.models import Subquery
 
-from chatbot.conf import setting
+from chatbot.core.conf import setting
+from chatbot.core.text import ticket_text_validate
 from chatbot.models import Conversation, RoutingEvent
 from finetune.models import Ticket
-from finetune.services import ticket_text_validate
-from routing.loaded_model import LoadedModel, TeamInfo
+from routing.loaded_model import LoadedModel
 from routing.model_loading import ModelLoader
 from routing.models import ModelVersion, Team
+from routing.teams import team_directory
 
 logger = logging.getLogger(__name__)
 
@@ -58,11 +59,6 @@ class _ShadowModelCache:
 shadow_models = _ShadowModelCache()
 
 
-def _team_directory() -> dict[str, TeamInfo]:
-    rows = Team.objects.values_list("slug", "name", "triage_threshold", "active")
-    return {slug: TeamInfo(name=name, triage_threshold=threshold, active=active) for slug, name, threshold, active in rows}
-
-
 def _score(*, conversation_id: int, message_id: int | None, text: str) -> RoutingEvent | None:
     version = ModelVersion.objects.filter(state=ModelVersion.State.SHADOW).first()
     if version is None:
@@ -72,7 +68,7 @@ def _score(*, conversation_id: int, message_id: int | None, text: str) -> Routin
         return None
     cleaned = ticket_text_validate(text=text)
     prediction = model.predict(
-        [cleaned], teams=_team_directory(), default_threshold=float(setting("TRIAGE_THRESHOLD"))
+        [cleaned], teams=team_directory(), default_threshold=float(setting("TRIAGE_THRESHOLD"))
     )[0]
     return RoutingEvent.objects.create(
         conversation_id=conversation_id,

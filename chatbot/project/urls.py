@@ -7,8 +7,8 @@ admin.site.site_title = "Switchboard"
 admin.site.index_title = "Label, train, promote"
 
 urlpatterns = [
-    path("admin/finetune/label-next/", include("finetune.admin_label_next")),
-    path("admin/", include("routing.admin_learning")),
+    path("admin/finetune/label-next/", include("chatbot.learning.label_next")),
+    path("admin/", include("chatbot.learning.admin_pages")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("routing.urls")),
     path("api/v1/", include("finetune.urls")),

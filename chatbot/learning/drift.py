@@ -17,11 +17,11 @@ from django.db.models import Count, Q
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from chatbot.conf import setting
-from chatbot.errors import SwitchboardError
+from chatbot.core.conf import setting
+from chatbot.core.errors import SwitchboardError
 from chatbot.models import RoutingEvent
 from finetune.models import Ticket, TrainingRun
-from finetune.training import training_run_start
+from finetune.training_queue import training_run_start
 from routing.models import ModelVersion, Team
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
-from routing.drift import drift_check
+from chatbot.learning.drift import drift_check
 
 
 class Command(BaseCommand):

@@ -1,0 +1,1 @@
+"""manage.py drift_check."""
