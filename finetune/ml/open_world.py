@@ -15,8 +15,21 @@ from .config import TrainConfig
 from .data import collate, length_sorted_batches
 from .language import languages_summary, supported_languages
 from .model import MeanPooledClassifier
-from .no_intent import OFF_TOPIC_CORPUS, Corpus, claimed_by_labelled, corpus_split, load_corpus
-from .ood import auroc, fit_mahalanobis, fpr_at_recall, in_scope_scores, pass_threshold, unit_rows
+from .no_intent import (
+    OFF_TOPIC_CORPUS,
+    Corpus,
+    claimed_by_labelled,
+    corpus_split,
+    load_corpus,
+)
+from .ood import (
+    auroc,
+    fit_mahalanobis,
+    fpr_at_recall,
+    in_scope_scores,
+    pass_threshold,
+    unit_rows,
+)
 
 
 @torch.no_grad()
@@ -104,7 +117,7 @@ def evaluate_open_world(config: TrainConfig, data, session, pad_id: int, calibra
     from .calibrate import softmax
 
     labels, n = data.labels, data.labelled_train
-    outputs = lambda ids: onnx_outputs(session, ids, pad_id, len(labels))  # noqa: E731
+    outputs = lambda ids: onnx_outputs(session, ids, pad_id, len(labels))
     train = (outputs(data.ids["train"][:n])[1], data.y["train"][:n])
     ood = ood_check(config, outputs(data.ids["val"]), train, labels)
     figures = {"ood": None if ood is None else {"method": ood.method, "threshold": ood.threshold,

@@ -7,7 +7,13 @@ import pytest
 
 from finetune.ml.artifact_format import NO_INTENT, OodCheck
 from finetune.ml.config import TrainConfig
-from finetune.ml.no_intent import claimed_by_labelled, corpus_split, load_corpus, normalise, with_small_talk
+from finetune.ml.no_intent import (
+    claimed_by_labelled,
+    corpus_split,
+    load_corpus,
+    normalise,
+    with_small_talk,
+)
 from finetune.ml.open_world import held_back_share, ood_check
 
 
@@ -25,7 +31,7 @@ def test_labelled_tickets_claim_equal_lines_after_normalising():
 def test_labelled_tickets_claim_similar_lines_by_cosine():
     """A line at or above the threshold to any labelled text is dropped; below it stays."""
     table = {"hello there": [1.0, 0.0], "ok": [0.0, 1.0], "hi there friend": [0.95, np.sqrt(1 - 0.95**2)]}
-    vectors = lambda texts: np.array([table[t] for t in texts])  # noqa: E731
+    vectors = lambda texts: np.array([table[t] for t in texts])
     assert claimed_by_labelled(["hello there", "ok"], ["hi there friend"], vectors, 0.9) == [True, False]
     assert claimed_by_labelled(["hello there", "ok"], ["hi there friend"], vectors, 0.96) == [False, False]
 

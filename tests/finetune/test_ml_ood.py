@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from finetune.ml.artifact_format import CENTROIDS_FILE, WHITENER_FILE, NO_INTENT, OodCheck, Serving, read_serving, write_serving
+from finetune.ml.artifact_format import (
+    CENTROIDS_FILE,
+    NO_INTENT,
+    WHITENER_FILE,
+    OodCheck,
+    Serving,
+    read_serving,
+    write_serving,
+)
 from finetune.ml.config import TrainConfig
 from finetune.ml.errors import ArtifactFormatError, ConfigError
 from finetune.ml.ood import auroc, fit_mahalanobis, fpr_at_recall, in_scope_scores
