@@ -26,7 +26,7 @@ SERVING_FILE = "serving.json"
 LABELS_FILE = "labels.json"
 CENTROIDS_FILE = "ood_centroids.npy"
 WHITENER_FILE = "ood_whitener.npy"
-OOD_METHODS = ("max_logit", "centroid_cosine", "mahalanobis")
+OOD_METHODS = ("max_logit", "centroid_cosine", "mahalanobis", "mahalanobis_max_logit")
 # The reserved label of "no request in this message" (greetings, thanks, chit-chat). "~" cannot
 # occur in a team slug ([-a-zA-Z0-9_]+) and sorts after every slug character: labels stay sorted.
 NO_INTENT = "~no_intent"
@@ -38,7 +38,8 @@ class OodCheck:
 
     The score (finetune.ml.ood): "max_logit", the largest raw logit; "centroid_cosine", the pooled
     vector's best cosine to a class centroid (needs `centroids`); "mahalanobis", minus the smallest
-    squared distance of the whitened pooled vector to a whitened team mean (needs both arrays).
+    squared distance of the whitened pooled vector to a whitened team mean (needs both arrays);
+    "mahalanobis_max_logit", that and the max logit, each weighted by `mix` (z-scored on validation).
     """
 
     method: str  # one of OOD_METHODS
@@ -46,6 +47,8 @@ class OodCheck:
     in_scope_pass: float  # the share of in-scope validation texts at or above the threshold
     centroids: np.ndarray | None = field(default=None, compare=False, repr=False)
     whitener: np.ndarray | None = field(default=None, compare=False, repr=False)  # mahalanobis only
+    # mahalanobis_max_logit: the weights of the two scores (1 / their validation standard deviations)
+    mix: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -80,8 +83,10 @@ def write_serving(directory: Path, serving: Serving) -> None:
 def _write_ood_arrays(directory: Path, check: OodCheck) -> dict:
     """The check's arrays as .npy files; its serving.json block names them."""
     block = {"method": check.method, "threshold": check.threshold, "in_scope_pass": check.in_scope_pass}
-    arrays = {"centroid_cosine": {"file": ("centroids", CENTROIDS_FILE)},
-              "mahalanobis": {"file": ("centroids", CENTROIDS_FILE), "whitener_file": ("whitener", WHITENER_FILE)}}
+    if check.mix is not None:
+        block["mix"] = list(check.mix)
+    pair = {"file": ("centroids", CENTROIDS_FILE), "whitener_file": ("whitener", WHITENER_FILE)}
+    arrays = {"centroid_cosine": {"file": ("centroids", CENTROIDS_FILE)}, "mahalanobis": pair, "mahalanobis_max_logit": pair}
     for key, (name, filename) in arrays.get(check.method, {}).items():
         if getattr(check, name) is None:
             raise ArtifactFormatError(f"The {check.method} OOD check has no {name} to write.")
@@ -115,14 +120,15 @@ def _read_ood(directory: Path, block: dict | None, labels: list[str]) -> OodChec
     try:
         centroids = np.load(directory / block["file"], allow_pickle=False)
         whitener = np.load(directory / block["whitener_file"], allow_pickle=False) if "whitener_file" in block else None
-        check = OodCheck(block["method"], float(block["threshold"]), float(block["in_scope_pass"]), centroids, whitener)
+        mix = tuple(float(w) for w in block["mix"]) if "mix" in block else None
+        check = OodCheck(block["method"], float(block["threshold"]), float(block["in_scope_pass"]), centroids, whitener, mix)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ArtifactFormatError(f"{directory}: the ood block of serving.json is unreadable: {exc!r}") from exc
     if not _arrays_fit(check, len(labels)):
         shapes = f"centroids {centroids.shape}" + ("" if whitener is None else f", whitener {whitener.shape}")
         raise ArtifactFormatError(
             f"{directory}: ood method {check.method!r} with {shapes}; expected 'max_logit', 'centroid_cosine' "
-            f"with {len(labels)} rows, or 'mahalanobis' with at most {len(labels)} rows and a square whitener as wide"
+            f"with {len(labels)} rows, or 'mahalanobis' (+ '_max_logit' with a mix of 2 weights) with at most {len(labels)} rows and a square whitener as wide"
         )
     return check
 
@@ -131,7 +137,9 @@ def _arrays_fit(check: OodCheck, labels: int) -> bool:
     centroids, whitener = check.centroids, check.whitener
     if check.method == "centroid_cosine":
         return centroids.ndim == 2 and len(centroids) == labels and whitener is None
-    return (check.method == "mahalanobis" and whitener is not None and centroids.ndim == 2 and whitener.ndim == 2
+    if check.method == "mahalanobis_max_logit" and (check.mix is None or len(check.mix) != 2):
+        return False
+    return (check.method in ("mahalanobis", "mahalanobis_max_logit") and whitener is not None and centroids.ndim == 2 and whitener.ndim == 2
             and 0 < len(centroids) <= labels and whitener.shape == (centroids.shape[1],) * 2)
 
 

@@ -4,7 +4,8 @@ A check's score is higher the more a text looks like the training tickets; below
 threshold the text is out of scope. "mahalanobis": minus the smallest squared Mahalanobis distance
 of the ONNX model's pooled vector to a team's mean, under one covariance shared by all teams
 (stored pre-whitened: ``whitener`` W with W Wᵀ = Σ⁻¹, and the means times W, so a text costs one
-[hidden x hidden] product). "centroid_cosine": the best cosine to a team's unit mean.
+[hidden x hidden] product). "mahalanobis_max_logit": that score and the largest raw logit, each
+divided by its standard deviation on validation, summed. "centroid_cosine": the best cosine to a team's unit mean.
 "max_logit": the largest raw logit.
 """
 
@@ -14,7 +15,7 @@ import numpy as np
 
 from .artifact_format import OodCheck
 
-POOLED_METHODS = ("centroid_cosine", "mahalanobis")  # the checks that read the ONNX model's pooled output
+POOLED_METHODS = ("centroid_cosine", "mahalanobis", "mahalanobis_max_logit")  # the checks that read the ONNX model's pooled output
 
 
 def unit_rows(vectors: np.ndarray) -> np.ndarray:
@@ -27,12 +28,19 @@ def in_scope_scores(check: OodCheck, logits: np.ndarray, pooled: np.ndarray | No
         return logits.max(axis=1).astype(np.float64)
     if check.method == "centroid_cosine":
         return (unit_rows(pooled) @ check.centroids.T).max(axis=1).astype(np.float64)
-    if check.method == "mahalanobis":  # float32 like the stored arrays: no per-call copy of W
-        z = pooled.astype(np.float32) @ check.whitener
-        means = check.centroids
-        squared = (z * z).sum(axis=1, keepdims=True) - 2 * z @ means.T + (means * means).sum(axis=1)
-        return -squared.min(axis=1).astype(np.float64)
+    if check.method == "mahalanobis":
+        return mahalanobis_scores(check, pooled)
+    if check.method == "mahalanobis_max_logit":
+        return check.mix[0] * mahalanobis_scores(check, pooled) + check.mix[1] * logits.max(axis=1).astype(np.float64)
     raise ValueError(f"unknown OOD method {check.method!r}")
+
+
+def mahalanobis_scores(check: OodCheck, pooled: np.ndarray) -> np.ndarray:
+    """Minus the smallest squared distance of whitened `pooled` rows to the whitened team means."""
+    z = pooled.astype(np.float32) @ check.whitener  # float32 like the stored arrays: no per-call copy of W
+    means = check.centroids
+    squared = (z * z).sum(axis=1, keepdims=True) - 2 * z @ means.T + (means * means).sum(axis=1)
+    return -squared.min(axis=1).astype(np.float64)
 
 
 def fit_mahalanobis(vectors: np.ndarray, classes: np.ndarray, shrinkage: float) -> tuple[np.ndarray, np.ndarray]:
@@ -69,3 +77,17 @@ def auroc(in_scope: np.ndarray, out_of_scope: np.ndarray) -> float:
 def fpr_at_recall(in_scope: np.ndarray, out_of_scope: np.ndarray, recall: float = 0.95) -> float:
     """Share of out-of-scope texts passing the threshold that passes `recall` of the in-scope ones."""
     return float((out_of_scope >= pass_threshold(in_scope, recall)[0]).mean())
+
+
+def loss_threshold(scores: np.ndarray, correct: np.ndarray, max_loss: float) -> float:
+    """The highest threshold that holds back at most `max_loss` (a share of all texts) of correctly routed ones.
+
+    Texts scoring at or above the threshold pass; held-back wrong answers cost nothing, so this
+    spends the accuracy budget on the texts the model gets wrong anyway.
+    """
+    order = np.argsort(scores, kind="stable")
+    ordered, lost = scores[order], np.cumsum(correct[order])  # lost[i]: correct ones at or below ordered[i]
+    allowed = np.flatnonzero(lost <= max_loss * len(scores) + 1e-9)
+    # Holding back everything below ordered[k] loses lost[k-1]; ties must go together.
+    candidates = [ordered[0]] + [ordered[k + 1] for k in allowed if k + 1 < len(ordered) and ordered[k + 1] > ordered[k]]
+    return float(max(candidates))

@@ -27,6 +27,8 @@ from .ood import (
     fit_mahalanobis,
     fpr_at_recall,
     in_scope_scores,
+    loss_threshold,
+    mahalanobis_scores,
     pass_threshold,
     unit_rows,
 )
@@ -59,25 +61,38 @@ def no_intent_corpus(config: TrainConfig, labelled: list[str], encode_texts, pad
 
 
 def ood_check(config: TrainConfig, val: tuple, train: tuple | None, labels: list[str]) -> OodCheck | None:
-    """The configured check, its threshold passing `ood_in_scope_pass` of the in-scope validation texts.
+    """The configured check, calibrated on in-scope validation texts only (see TrainConfig.ood_*).
 
-    val = (logits, pooled) of the validation texts; train = (pooled, label indices) of the labelled
-    train tickets, the Mahalanobis fit's data (team labels only). Mahalanobis was chosen by CLINC150
-    AUROC / recall at <= 1 point of accuracy (docs/experiments.md). None without validation.
+    val = (logits, pooled, correct) of the validation texts (correct: the argmax is the gold label;
+    None for a pass-share threshold); train = (pooled, label indices) of the labelled train tickets,
+    the Mahalanobis fit's data (team labels only). The default method was chosen on CLINC150
+    (docs/experiments.md). None without validation or with ood_in_scope_pass = 1.
     """
-    val_logits, val_pooled = val
+    val_logits, val_pooled, correct = val
     if len(val_logits) == 0 or config.ood_in_scope_pass >= 1:
         return None
-    check = OodCheck(config.ood_method, 0.0, 1.0)
+    check = fitted_check(config, val_logits, val_pooled, train, labels)
+    scores = in_scope_scores(check, val_logits, val_pooled)
+    if config.ood_max_accuracy_loss > 0 and correct is not None:
+        threshold = loss_threshold(scores, np.asarray(correct, bool), config.ood_max_accuracy_loss)
+    else:
+        threshold = pass_threshold(scores, config.ood_in_scope_pass)[0]
+    return replace(check, threshold=threshold, in_scope_pass=float((scores >= threshold).mean()))
+
+
+def fitted_check(config: TrainConfig, val_logits, val_pooled, train, labels: list[str]) -> OodCheck:
+    """The check's arrays (and for the mix, each score's weight: 1 / its validation deviation); no threshold yet."""
+    if config.ood_method == "max_logit":
+        return OodCheck("max_logit", 0.0, 1.0)
+    if config.ood_method == "centroid_cosine":
+        return OodCheck("centroid_cosine", 0.0, 1.0, class_centroids(unit_rows(train[0]), np.asarray(train[1]), len(labels)))
+    teams = np.asarray(train[1]) != (labels.index(NO_INTENT) if NO_INTENT in labels else -1)
+    means, whitener = fit_mahalanobis(train[0][teams], np.asarray(train[1])[teams], config.ood_shrinkage)
+    check = OodCheck("mahalanobis", 0.0, 1.0, means, whitener)
     if config.ood_method == "mahalanobis":
-        teams = np.asarray(train[1]) != (labels.index(NO_INTENT) if NO_INTENT in labels else -1)
-        means, whitener = fit_mahalanobis(train[0][teams], np.asarray(train[1])[teams], config.ood_shrinkage)
-        check = OodCheck("mahalanobis", 0.0, 1.0, means, whitener)
-    elif config.ood_method == "centroid_cosine":
-        vectors, y = unit_rows(train[0]), np.asarray(train[1])
-        check = OodCheck("centroid_cosine", 0.0, 1.0, class_centroids(vectors, y, len(labels)))
-    threshold, passed = pass_threshold(in_scope_scores(check, val_logits, val_pooled), config.ood_in_scope_pass)
-    return replace(check, threshold=threshold, in_scope_pass=passed)
+        return check
+    spread = [mahalanobis_scores(check, val_pooled).std(), val_logits.max(axis=1).std()]
+    return replace(check, method="mahalanobis_max_logit", mix=tuple(1 / max(float(s), 1e-12) for s in spread))
 
 
 def class_centroids(vectors: np.ndarray, y: np.ndarray, count: int) -> np.ndarray:
@@ -119,7 +134,9 @@ def evaluate_open_world(config: TrainConfig, data, session, pad_id: int, calibra
     labels, n = data.labels, data.labelled_train
     outputs = lambda ids: onnx_outputs(session, ids, pad_id, len(labels))
     train = (outputs(data.ids["train"][:n])[1], data.y["train"][:n])
-    ood = ood_check(config, outputs(data.ids["val"]), train, labels)
+    val_logits, val_pooled = outputs(data.ids["val"])
+    correct = val_logits.argmax(axis=1) == np.asarray(data.y["val"], dtype=np.int64)
+    ood = ood_check(config, (val_logits, val_pooled, correct), train, labels)
     figures = {"ood": None if ood is None else {"method": ood.method, "threshold": ood.threshold,
                                                   "val_in_scope_pass": ood.in_scope_pass}}
     scores = {}

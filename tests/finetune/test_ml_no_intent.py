@@ -59,13 +59,13 @@ def test_a_max_logit_check_passes_the_configured_share_of_validation():
     """ood_method="max_logit" needs no train vectors: its threshold passes the share of validation max logits."""
     val_logits = np.random.default_rng(0).normal(size=(400, 5))
     for share in (0.8, 0.95):
-        config = TrainConfig(base_model="unused", ood_method="max_logit", ood_in_scope_pass=share)
-        check = ood_check(config, (val_logits, None), None, list("abcde"))
+        config = TrainConfig(base_model="unused", ood_method="max_logit", ood_in_scope_pass=share, ood_max_accuracy_loss=0)
+        check = ood_check(config, (val_logits, None, None), None, list("abcde"))
         passed = (val_logits.max(axis=1) >= check.threshold).mean()
         assert check.method == "max_logit"
         assert passed == pytest.approx(share, abs=0.01) and check.in_scope_pass == pytest.approx(passed)
     config = TrainConfig(base_model="unused", ood_method="max_logit", ood_in_scope_pass=1.0)
-    assert ood_check(config, (val_logits, None), None, list("abcde")) is None
+    assert ood_check(config, (val_logits, None, None), None, list("abcde")) is None
 
 
 def test_held_back_counts_no_intent_out_of_scope_and_low_confidence():

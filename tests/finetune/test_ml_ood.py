@@ -16,7 +16,7 @@ from finetune.ml.artifact_format import (
 )
 from finetune.ml.config import TrainConfig
 from finetune.ml.errors import ArtifactFormatError, ConfigError
-from finetune.ml.ood import auroc, fit_mahalanobis, fpr_at_recall, in_scope_scores
+from finetune.ml.ood import auroc, fit_mahalanobis, fpr_at_recall, in_scope_scores, loss_threshold
 from finetune.ml.open_world import ood_check
 
 LABELS = ["billing", "bugs", "shipping", NO_INTENT]
@@ -83,12 +83,37 @@ def test_calibration_passes_the_configured_share_of_validation_texts(share):
     vectors, y = clusters(seed=5, per=300)
     train, val = (vectors[::2], y[::2]), vectors[1::2].astype(np.float32)
     labels_y = np.where(np.arange(len(train[1])) % 10 == 0, LABELS.index(NO_INTENT), train[1])  # a few no-intent rows
-    config = TrainConfig(base_model="unused", ood_in_scope_pass=share)
-    check = ood_check(config, (np.zeros((len(val), 4)), val), (train[0], labels_y), LABELS)
+    config = TrainConfig(base_model="unused", ood_method="mahalanobis", ood_in_scope_pass=share, ood_max_accuracy_loss=0)
+    check = ood_check(config, (np.zeros((len(val), 4)), val, None), (train[0], labels_y), LABELS)
     passed = (in_scope_scores(check, np.zeros((len(val), 4)), val) >= check.threshold).mean()
     assert check.method == "mahalanobis" and check.centroids.shape == (3, 6) and check.whitener.shape == (6, 6)
     assert passed == pytest.approx(share, abs=0.01) and check.in_scope_pass == pytest.approx(passed)
-    assert ood_check(config, (np.zeros((0, 4)), val[:0]), train, LABELS) is None
+    assert ood_check(config, (np.zeros((0, 4)), val[:0], None), train, LABELS) is None
+
+
+def test_the_accuracy_budget_holds_back_at_most_that_share_of_correct_texts():
+    """With ood_max_accuracy_loss, the threshold is the highest losing at most that share of correct texts."""
+    rng = np.random.default_rng(6)
+    scores, correct = rng.normal(size=1000), rng.random(1000) < 0.9
+    for budget in (0.01, 0.05):
+        threshold = loss_threshold(scores, correct, budget)
+        assert (correct & (scores < threshold)).mean() <= budget
+        above = scores[scores > threshold].min()  # the next threshold up loses more than the budget
+        assert (correct & (scores < above)).mean() > budget
+
+
+def test_the_mix_adds_both_scores_each_over_its_validation_deviation():
+    """mahalanobis_max_logit = maha / sd_val(maha) + max_logit / sd_val(max_logit), calibrated to the budget."""
+    vectors, y = clusters(seed=7, per=300)
+    rng = np.random.default_rng(8)
+    val, val_logits = vectors[1::2].astype(np.float32), rng.normal(size=(450, 4))
+    correct = rng.random(450) < 0.9
+    check = ood_check(TrainConfig(base_model="unused"), (val_logits, val, correct), (vectors[::2], y[::2]), LABELS)
+    maha = reference_scores(vectors[::2], y[::2], val, 0.3)
+    expected = maha / maha.std() + val_logits.max(1) / val_logits.max(1).std()
+    got = in_scope_scores(check, val_logits, val)
+    assert check.method == "mahalanobis_max_logit" and got == pytest.approx(expected, rel=1e-3, abs=1e-3)
+    assert (correct & (got < check.threshold)).mean() <= 0.01 and (got < check.threshold).any()
 
 
 def test_an_unknown_method_or_shrinkage_is_refused():
@@ -101,7 +126,7 @@ def test_an_unknown_method_or_shrinkage_is_refused():
 
 def mahalanobis_serving() -> Serving:
     vectors, y = clusters()
-    check = OodCheck("mahalanobis", -12.5, 0.95, *fit_mahalanobis(vectors, y, 0.01))
+    check = OodCheck("mahalanobis_max_logit", -12.5, 0.95, *fit_mahalanobis(vectors, y, 0.01), mix=(0.1, 2.0))
     return Serving(2, 64, 1.0, 0.5, LABELS, NO_INTENT, check, None, 0.75)
 
 
@@ -110,7 +135,7 @@ def test_a_mahalanobis_check_round_trips_with_both_arrays(tmp_path):
     serving = mahalanobis_serving()
     write_serving(tmp_path, serving)
     back = read_serving(tmp_path)
-    assert back == serving and back.ood.method == "mahalanobis"
+    assert back == serving and back.ood.method == "mahalanobis_max_logit" and back.ood.mix == (0.1, 2.0)
     assert np.array_equal(back.ood.centroids, serving.ood.centroids) and np.array_equal(back.ood.whitener, serving.ood.whitener)
     assert (tmp_path / CENTROIDS_FILE).is_file() and (tmp_path / WHITENER_FILE).is_file()
 

@@ -48,7 +48,7 @@ def test_labels_and_serving_config(tiny_run):
     }
     assert "en" in serving["languages"]["supported"] and serving["languages"]["min_confidence"] == 0.75
     assert sum(serving["languages"]["counts"].values()) == len(tiny_examples(TINY_LABELS)[0])
-    assert ood["method"] == "mahalanobis" and 0 < ood["in_scope_pass"] <= 1
+    assert ood["method"] == "mahalanobis_max_logit" and 0 < ood["in_scope_pass"] <= 1 and len(ood["mix"]) == 2
     assert (ood["file"], ood["whitener_file"]) == ("ood_centroids.npy", "ood_whitener.npy")
     assert np.load(result.artifact_dir / "ood_whitener.npy").shape == (64, 64)
     assert result.temperature > 0 and 0 < result.proposed_threshold <= 1

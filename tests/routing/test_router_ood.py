@@ -1,4 +1,4 @@
-"""The router serves the Mahalanobis out-of-scope score exactly as the training pipeline calibrated it."""
+"""The router serves the Mahalanobis + max-logit out-of-scope score exactly as the training pipeline calibrated it."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def test_served_scores_equal_the_training_time_scores(install_version):
     version = install_version("v1")
     model = LoadedModel.from_version(version)
     check = model.serving.ood
-    assert check.method == "mahalanobis" and check.whitener.shape == (64, 64) and len(check.centroids) == len(LABELS_V1)
+    assert check.method == "mahalanobis_max_logit" and check.whitener.shape == (64, 64) and len(check.centroids) == len(LABELS_V1)
     tokenizer = AutoTokenizer.from_pretrained(artifact_dir(version))
     ids = encode(tokenizer, TEXTS, model.serving.max_length, model.serving.window_head)
     outputs = lambda rows: onnx_outputs(model.session, rows, model.pad_id, len(model.labels))
