@@ -5,7 +5,8 @@ no-intent label, an ``ood`` block, a ``languages`` block, ``window_head``). The 
 ``max_logit`` (no array); a ``centroid_cosine`` check also reads ``ood_centroids.npy`` (float32
 [labels, hidden], unit-length class means of the ONNX model's ``pooled`` output); a ``mahalanobis``
 check reads ``ood_centroids.npy`` (float32 [teams, hidden], whitened team means) and
-``ood_whitener.npy`` (float32 [hidden, hidden]); finetune.ml.ood computes the scores. A release
+``ood_whitener.npy`` (float32 [hidden, hidden]); ``mahalanobis_max_logit`` reads both and a
+``mix`` of two weights; finetune.ml.ood computes the scores. A release
 that predates a method refuses the artifact naming it, so the method needs no format bump.
 Format 1 (older artifacts) still loads: no reserved label, no OOD check, no languages.
 A newer format is refused: this release cannot know what it would have to check.

@@ -60,13 +60,19 @@ def no_intent_corpus(config: TrainConfig, labelled: list[str], encode_texts, pad
     return corpus_split(lines, claimed, holdout=config.no_intent_holdout, seed=config.seed)
 
 
+# Mahalanobis needs this many labelled train tickets per pooled dimension (768 for MiniLM's 384):
+# with fewer, the check falls back to the max logit (a tiny model's few tickets scored in-scope texts out).
+MIN_FIT_PER_DIMENSION = 2
+
+
 def ood_check(config: TrainConfig, val: tuple, train: tuple | None, labels: list[str]) -> OodCheck | None:
     """The configured check, calibrated on in-scope validation texts only (see TrainConfig.ood_*).
 
     val = (logits, pooled, correct) of the validation texts (correct: the argmax is the gold label;
     None for a pass-share threshold); train = (pooled, label indices) of the labelled train tickets,
-    the Mahalanobis fit's data (team labels only). The default method was chosen on CLINC150
-    (docs/experiments.md). None without validation or with ood_in_scope_pass = 1.
+    the Mahalanobis fit's data (team labels only; too few of them and the check is max_logit). The
+    default method was chosen on CLINC150 (docs/experiments.md). None without validation or with
+    ood_in_scope_pass = 1.
     """
     val_logits, val_pooled, correct = val
     if len(val_logits) == 0 or config.ood_in_scope_pass >= 1:
@@ -87,6 +93,8 @@ def fitted_check(config: TrainConfig, val_logits, val_pooled, train, labels: lis
     if config.ood_method == "centroid_cosine":
         return OodCheck("centroid_cosine", 0.0, 1.0, class_centroids(unit_rows(train[0]), np.asarray(train[1]), len(labels)))
     teams = np.asarray(train[1]) != (labels.index(NO_INTENT) if NO_INTENT in labels else -1)
+    if teams.sum() < MIN_FIT_PER_DIMENSION * train[0].shape[1]:  # too few tickets for a covariance
+        return OodCheck("max_logit", 0.0, 1.0)
     means, whitener = fit_mahalanobis(train[0][teams], np.asarray(train[1])[teams], config.ood_shrinkage)
     check = OodCheck("mahalanobis", 0.0, 1.0, means, whitener)
     if config.ood_method == "mahalanobis":

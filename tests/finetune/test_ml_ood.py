@@ -16,7 +16,13 @@ from finetune.ml.artifact_format import (
 )
 from finetune.ml.config import TrainConfig
 from finetune.ml.errors import ArtifactFormatError, ConfigError
-from finetune.ml.ood import auroc, fit_mahalanobis, fpr_at_recall, in_scope_scores, loss_threshold
+from finetune.ml.ood import (
+    auroc,
+    fit_mahalanobis,
+    fpr_at_recall,
+    in_scope_scores,
+    loss_threshold,
+)
 from finetune.ml.open_world import ood_check
 
 LABELS = ["billing", "bugs", "shipping", NO_INTENT]
@@ -151,3 +157,11 @@ def test_a_mahalanobis_check_with_a_missing_or_misshapen_whitener_is_refused(tmp
         read_serving(tmp_path)
     with pytest.raises(ArtifactFormatError, match="no whitener"):
         write_serving(tmp_path, Serving(2, 64, 1.0, 0.5, LABELS, NO_INTENT, OodCheck("mahalanobis", 0, 1, np.eye(3, 6)), None))
+
+
+def test_too_few_train_tickets_for_a_covariance_fall_back_to_max_logit():
+    """Fewer labelled train vectors than 2 per dimension: the check is max_logit, calibrated all the same."""
+    vectors, y = clusters(seed=9, per=3)  # 9 vectors in 6 dimensions
+    logits = np.random.default_rng(10).normal(size=(9, 4))
+    check = ood_check(TrainConfig(base_model="unused"), (logits, vectors, np.ones(9, bool)), (vectors, y), LABELS)
+    assert check.method == "max_logit" and check.whitener is None and check.threshold <= logits.max(1).min()

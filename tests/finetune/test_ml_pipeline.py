@@ -48,9 +48,8 @@ def test_labels_and_serving_config(tiny_run):
     }
     assert "en" in serving["languages"]["supported"] and serving["languages"]["min_confidence"] == 0.75
     assert sum(serving["languages"]["counts"].values()) == len(tiny_examples(TINY_LABELS)[0])
-    assert ood["method"] == "mahalanobis_max_logit" and 0 < ood["in_scope_pass"] <= 1 and len(ood["mix"]) == 2
-    assert (ood["file"], ood["whitener_file"]) == ("ood_centroids.npy", "ood_whitener.npy")
-    assert np.load(result.artifact_dir / "ood_whitener.npy").shape == (64, 64)
+    # Fewer labelled train tickets than 2 per pooled dimension (64): the max-logit fallback, no arrays.
+    assert ood["method"] == "max_logit" and 0 < ood["in_scope_pass"] <= 1 and not (result.artifact_dir / "ood_whitener.npy").exists()
     assert result.temperature > 0 and 0 < result.proposed_threshold <= 1
 
 
