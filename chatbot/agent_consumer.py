@@ -15,12 +15,14 @@ from typing import Any, Callable
 
 from channels.exceptions import StopConsumer
 
-from chatbot import broadcast, selectors, services
+from chatbot import broadcast, live_routing, selectors, services
 from chatbot.chat_db import batcher, db_call, db_run, posts_store
+from chatbot.core import metrics
 from chatbot.core.conf import setting
 from chatbot.core.errors import AgentAccessError
 from chatbot.frames import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, JsonFrameConsumer
 from chatbot.models import Conversation, Message
+from chatbot.not_a_request import message_mark_not_a_request
 from chatbot.signals import agent_group
 
 logger = logging.getLogger(__name__)
@@ -42,7 +44,12 @@ def _history_payload(user, conversation: Conversation) -> dict[str, Any]:
     return {
         "conversation": selectors.conversation_summary(conversation=conversation),
         "messages": selectors.conversation_messages(conversation=conversation),
+        "no_intent_ids": selectors.conversation_no_intent_ids(conversation=conversation),
     }
+
+
+def _mark(message_id: object) -> Callable:
+    return lambda user, c: message_mark_not_a_request(conversation=c, message_id=message_id, user=user)
 
 
 def _reassign(team_slug: object) -> Callable:
@@ -79,8 +86,9 @@ class AgentConsumer(JsonFrameConsumer):
     event type would end older processes' consumers: they raised on unknown events.)
     """
 
-    frame_types = frozenset({"open", "reply", "reassign", "close", "typing"})
-    write_types = frozenset({"reply", "reassign", "close"})
+    frame_types = frozenset({"open", "reply", "reassign", "close", "typing", "not_a_request"})
+    write_types = frozenset({"reply", "reassign", "close", "not_a_request"})
+    socket_kind = "agent"
     heartbeat: asyncio.Task | None = None
     access: selectors.AgentAccess | None = None
 
@@ -187,6 +195,7 @@ class AgentConsumer(JsonFrameConsumer):
         await self.send_json({"type": "history", **history})
 
     async def frame_reply(self, frame):
+        started = time.perf_counter()
         (user, conversation_id), _ = await self._act(frame.get("conversation_id"), lambda user, c: (user, c.pk))
         request = services.PostRequest(
             conversation_id=conversation_id, text=frame.get("text"), client_id=frame.get("client_id"),
@@ -197,6 +206,7 @@ class AgentConsumer(JsonFrameConsumer):
             "type": "ack", "client_id": result.message.client_id, "message_id": result.message.pk,
             "conversation_id": result.message.conversation_id,
         })
+        metrics.ACK_SECONDS.labels("agent").observe(time.perf_counter() - started)
         await broadcast.broadcasts_send(broadcasts)
 
     async def frame_reassign(self, frame):
@@ -207,6 +217,23 @@ class AgentConsumer(JsonFrameConsumer):
         close = lambda user, c: services.conversation_close(conversation=c, user=user)  # noqa: E731
         _, broadcasts = await self._act(frame.get("conversation_id"), close)
         await broadcast.broadcasts_send(broadcasts)
+
+    async def frame_not_a_request(self, frame):
+        # Re-placed before the answer, so this console's next reply comes after the move.
+        result, broadcasts = await self._act(frame.get("conversation_id"), _mark(frame.get("message_id")))
+        await broadcast.broadcasts_send(broadcasts)
+        if result.reevaluate:
+            try:
+                await live_routing.conversation_reevaluate(result.conversation_id)
+            except Exception:  # the mark is committed; the customer's next message places it again
+                logger.exception("chat: re-placing conversation %s after a mark failed", result.conversation_id)
+        await self.send_json({
+            "type": "marked", "conversation_id": result.conversation_id, "message_id": result.message_id,
+            "ticket_id": result.ticket_id, "created": result.created,
+        })
+
+    async def message_marked(self, event):
+        await self.send_json({"type": "message.marked", **{key: event[key] for key in ("conversation_id", "message_id")}})
 
     async def frame_typing(self, frame):
         groups, _ = await self._act(

@@ -11,6 +11,7 @@ database thread never waits on the channel layer.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Awaitable, Callable
 from weakref import WeakKeyDictionary
@@ -71,7 +72,8 @@ class Batcher:
         future = asyncio.get_running_loop().create_future()
         self._waiting.append((item, future))
         if self._writer is None:
-            self._writer = asyncio.create_task(self._write())
+            # A fresh context: the batch is every socket's, not the log context of the first one.
+            self._writer = asyncio.create_task(self._write(), context=contextvars.Context())
         outcome = await future
         if isinstance(outcome, Exception):
             raise outcome

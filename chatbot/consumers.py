@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 from urllib.parse import parse_qs
 
 from chatbot import broadcast, selectors, services
 from chatbot.chat_db import batcher, db_run, posts_store
 from chatbot.frames import CLOSE_ABUSE, CLOSE_FORBIDDEN, JsonFrameConsumer
+from chatbot.core import metrics
 from chatbot.handshakes import handshake_allowed
 from chatbot.live_routing import ROUTE_BATCH_MAX, conversations_route
 from chatbot.models import Conversation
@@ -78,17 +80,21 @@ class CustomerChatConsumer(JsonFrameConsumer):
                 await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def frame_message(self, frame: dict[str, Any]) -> None:
+        started = time.perf_counter()
         conversation_id = self.conversation.pk if self.conversation is not None else None
         request = services.PostRequest(
-            conversation_id=conversation_id, text=frame.get("text"), client_id=frame.get("client_id")
+            conversation_id=conversation_id, text=frame.get("text"), client_id=frame.get("client_id"),
+            conversation_key=frame.get("conversation_key"),
         )
         result, broadcasts = await batcher(posts_store).submit(request)
-        if result.started:
+        # Started by this message, or found by its conversation key (a resend whose answer was lost).
+        if self.conversation is None:
             await self._bind(result.conversation)
             conversation = result.conversation
             await self.send_json({"type": "conversation", "id": conversation.pk, "token": conversation.token})
         # Stored and committed: ack first, then tell the other sockets (in this socket's order).
         await self.send_json({"type": "ack", "client_id": result.message.client_id, "message_id": result.message.pk})
+        metrics.ACK_SECONDS.labels("customer").observe(time.perf_counter() - started)
         await broadcast.broadcasts_send(broadcasts, origin=self.channel_name)
         # Every customer message may move a conversation the model still routes (no agent reply
         # yet). Routing runs beside this socket's next messages; one in flight at a time per

@@ -23,7 +23,8 @@ from django.db.models import Count
 from django.utils import timezone
 
 from chatbot import selectors
-from chatbot.broadcast import WAITING_GROUP, broadcast_on_commit, inbox_group
+from chatbot.broadcast import WAITING_GROUP, broadcast_on_commit, conversation_group, inbox_group
+from chatbot.core import metrics
 from chatbot.core.conf import setting
 from chatbot.models import Conversation, Message, RoutingEvent
 from chatbot.services import assignment_broadcast, conversations_lock
@@ -94,6 +95,7 @@ def conversations_route(*, requests: list[RouteRequest]) -> list[Conversation | 
         counts = _customer_counts(ids)
         teams, versions = _lookups(requests)
         changed: list[tuple[Conversation, str | None, bool]] = []
+        decisions: list[tuple[str, Conversation]] = []
         for request in requests:
             conversation = locked.get(request.conversation_id)
             if conversation is None or conversation.agent_replied_at or conversation.status != Conversation.Status.OPEN:
@@ -105,16 +107,30 @@ def conversations_route(*, requests: list[RouteRequest]) -> list[Conversation | 
                 first_wait = outcome == "wait" and not conversation.routing_reason
                 _apply(conversation, request.prediction, outcome, teams, versions)
                 changed.append((conversation, old_group, first_wait))
+                decisions.append((DECISION_OUTCOMES[outcome], conversation))
         _changes_save([c for c, _, _ in changed], requests)
         _changes_broadcast(changed)
+    _decisions_count(decisions)
     return [locked.get(r.conversation_id) for r in requests]
+
+
+# _decide's outcomes as the metrics name them.
+DECISION_OUTCOMES = {"team": "routed", "triage": "triaged", "wait": "held_back"}
+
+
+def _decisions_count(decisions: list[tuple[str, Conversation]]) -> None:
+    """Counted once committed (a rolled-back batch raised before this)."""
+    for outcome, conversation in decisions:
+        team = conversation.team.slug if conversation.team_id else None
+        metrics.conversation_decision(outcome=outcome, team=team, reason=conversation.routing_reason)
 
 
 def _scores_save(requests: list[RouteRequest]) -> None:
     for value in (True, False):
         ids = [pk for r in requests for pk, carries in r.scored.items() if carries is value]
         if ids:
-            Message.objects.filter(pk__in=ids).update(carries_intent=value)
+            # Only still unscored: a message an agent marked "not a request" meanwhile stays marked.
+            Message.objects.filter(pk__in=ids, carries_intent__isnull=True).update(carries_intent=value)
 
 
 def _customer_counts(ids: list[int]) -> dict[int, int]:
@@ -229,4 +245,46 @@ def conversations_triage_waiting(*, older_than_seconds: float) -> int:
                 changed.append((conversation, old_group, False))
         _changes_save([c for c, _, _ in changed], [])
         _changes_broadcast(changed)
+    _decisions_count([("triaged", conversation) for conversation, _, _ in changed])
     return len(changed)
+
+
+def reevaluation_turns(*, conversation_id: int) -> list[str] | None:
+    """The intent-carrying turns (oldest first, the newest MAX_TURNS) of a conversation the model
+    still places (open, no agent reply), after an agent marked one of them "not a request"; else None."""
+    routable = Conversation.objects.filter(
+        pk=conversation_id, status=Conversation.Status.OPEN, agent_replied_at__isnull=True
+    ).exists()
+    if not routable:
+        return None
+    turns = Message.objects.filter(conversation_id=conversation_id, sender=Message.Sender.CUSTOMER, carries_intent=True)
+    return list(reversed(turns.order_by("-id").values_list("text", flat=True)[:MAX_TURNS]))
+
+
+def conversation_unroute(*, conversation_id: int) -> bool:
+    """Back to waiting: a routed conversation none of whose turns carries an intent any more (an
+    agent marked the one it was routed on "not a request"), as if the model had read it right.
+
+    Its inbox and the customer are told; the waiting limits (counted from its start) apply again.
+    Returns whether it moved.
+    """
+    with transaction.atomic():
+        rows = conversations_lock([conversation_id])
+        conversation = rows[0] if rows else None
+        if conversation is None or conversation.routed_at is None or conversation.agent_replied_at:
+            return False
+        still = conversation.messages.filter(sender=Message.Sender.CUSTOMER, carries_intent=True).exists()
+        if still or conversation.status != Conversation.Status.OPEN:
+            return False
+        old_group = inbox_group(conversation)
+        conversation.team = conversation.predicted_team = conversation.model_version = None
+        conversation.confidence, conversation.routed_at = None, None
+        conversation.routing_reason, conversation.updated_at = "no_intent", timezone.now()
+        _changes_save([conversation], [])
+        messages, first_text = _histories([conversation.pk])[conversation.pk]
+        summary = selectors.conversation_summary(conversation=conversation, first_text=first_text)
+        broadcast_on_commit(old_group, {"type": "conversation.updated", "conversation": summary})
+        broadcast_on_commit(WAITING_GROUP, {"type": "conversation.waiting", "conversation": summary, "messages": messages})
+        routed = {"type": "chat.routed", **selectors.conversation_team_payload(conversation=conversation)}
+        broadcast_on_commit(conversation_group(conversation.pk), routed)
+    return True

@@ -11,9 +11,11 @@ from typing import Any
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from chatbot.core import metrics
 from chatbot.core.conf import setting
 from chatbot.core.errors import SwitchboardError
 from chatbot.core.jsonsafe import json_loads_guarded
+from chatbot.core.logs import log_bound
 
 logger = logging.getLogger(__name__)
 
@@ -98,13 +100,27 @@ class JsonFrameConsumer(AsyncWebsocketConsumer):
 
     frame_types: frozenset[str] = frozenset()
     write_types: frozenset[str] = frozenset()
+    socket_kind = "customer"  # the chat_sockets_open label
 
     async def websocket_connect(self, message):
+        self.counted_open = False
         self.guard = FrameGuard(
             max_bytes=int(setting("CHAT_MAX_FRAME_BYTES")),
             writes_per_window=int(setting("CHAT_MESSAGES_PER_10S")),
         )
         await super().websocket_connect(message)
+
+    async def accept(self, subprotocol=None, headers=None):
+        await super().accept(subprotocol, headers)
+        if not self.counted_open:
+            self.counted_open = True
+            metrics.CHAT_SOCKETS.labels(self.socket_kind).inc()
+
+    async def websocket_disconnect(self, message):
+        if getattr(self, "counted_open", False):
+            self.counted_open = False
+            metrics.CHAT_SOCKETS.labels(self.socket_kind).dec()
+        await super().websocket_disconnect(message)
 
     async def dispatch(self, message):
         # Channels runs close_old_connections on its single sync thread before every frame and
@@ -132,13 +148,20 @@ class JsonFrameConsumer(AsyncWebsocketConsumer):
                 self.guard.check_write()
             if kind == "typing" and not self.guard.typing_due():
                 return
-            await getattr(self, f"frame_{kind}")(frame)
+            with log_bound(conversation_id=self.frame_conversation_id(frame)):
+                await getattr(self, f"frame_{kind}")(frame)
         except SwitchboardError as exc:
             # Naming the refused message lets the client stop resending it.
             client_id = frame.get("client_id") if isinstance(frame, dict) else None
             await self.send_error(exc.code, exc.message, client_id=client_id if isinstance(client_id, str) else None)
             if self.guard.gross:
                 await self.close(code=CLOSE_ABUSE)
+
+    def frame_conversation_id(self, frame: dict[str, Any]) -> int | None:
+        """The conversation a frame is about, for its log lines: the socket's own, or the one it names."""
+        own = getattr(self, "conversation", None)
+        named = frame.get("conversation_id")
+        return own.pk if own is not None else named if isinstance(named, int) else None
 
     async def send_json(self, content: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(content))

@@ -14,7 +14,7 @@ from chatbot import broadcast, conversation_routing
 from chatbot.core.errors import NoModelError
 from chatbot.events import conversations_routed
 from chatbot.chat_db import db_call
-from routing.conversation import carries_intent, turns_answer
+from routing.conversation import carries_intent, turns_answer, turns_join
 
 logger = logging.getLogger(__name__)
 # Conversations routed together at most: one inference over this many texts (memory grows with it).
@@ -85,12 +85,32 @@ async def conversations_route(conversation_ids: list[int]) -> list[None]:
         requests = await _decisions(inputs)
         _, broadcasts = await db_call(conversation_routing.conversations_route, requests=requests)
         await broadcast.broadcasts_send(broadcasts)
-        if conversations_routed.has_listeners():
-            # Off the routing path: the next batch need not wait for the learning loop's work.
-            task = asyncio.create_task(_after_routing([item.conversation_id for item in inputs]))
-            _after_routing_tasks.add(task)
-            task.add_done_callback(_after_routing_tasks.discard)
+        _learning_loop_tell([item.conversation_id for item in inputs])
     return [None] * len(conversation_ids)
+
+
+async def conversation_reevaluate(conversation_id: int) -> None:
+    """An agent marked a turn "not a request": place the conversation on the turns still carrying
+    an intent, by the usual rule (conversation_routing.conversations_route); back to waiting if none."""
+    turns, _ = await db_call(conversation_routing.reevaluation_turns, conversation_id=conversation_id)
+    if turns is None:
+        return
+    if turns:
+        [prediction] = await _predict([turns_join(turns)])
+        request = conversation_routing.RouteRequest(conversation_id=conversation_id, prediction=prediction)
+        _, broadcasts = await db_call(conversation_routing.conversations_route, requests=[request])
+    else:
+        _, broadcasts = await db_call(conversation_routing.conversation_unroute, conversation_id=conversation_id)
+    await broadcast.broadcasts_send(broadcasts)
+    _learning_loop_tell([conversation_id])  # its text changed: the shadow scores it again
+
+
+def _learning_loop_tell(conversation_ids: list[int]) -> None:
+    if conversations_routed.has_listeners():
+        # Off the routing path: the next batch need not wait for the learning loop's work.
+        task = asyncio.create_task(_after_routing(conversation_ids))
+        _after_routing_tasks.add(task)
+        task.add_done_callback(_after_routing_tasks.discard)
 
 
 _after_routing_tasks: set[asyncio.Task] = set()

@@ -21,6 +21,9 @@ class Conversation(models.Model):
 
     # The customer's secret: whoever holds it reads and writes this conversation, nobody else.
     token = models.CharField(max_length=64, unique=True, default=new_conversation_token)
+    # sha256 of the widget's secret conversation key, sent with its first message: a resend of
+    # that message from a socket without the token (the answer was lost) finds this conversation.
+    start_key_hash = models.CharField(max_length=64, unique=True, null=True, blank=True, editable=False)
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.OPEN)
     team = models.ForeignKey(
         "routing.Team", null=True, blank=True, on_delete=models.SET_NULL, related_name="conversations"

@@ -51,6 +51,13 @@ def conversation_messages(*, conversation: Conversation, limit: int = HISTORY_LI
     return [message_payload(message=message) for message in reversed(list(newest))]
 
 
+def conversation_no_intent_ids(*, conversation: Conversation, limit: int = HISTORY_LIMIT) -> list[int]:
+    """Ids of the customer messages among the last ``limit`` that carry no intent (the model's
+    answer, or an agent's "not a request"), for the console to show them so."""
+    newest = conversation.messages.filter(sender=Message.Sender.CUSTOMER, carries_intent=False).order_by("-id")
+    return sorted(newest.values_list("pk", flat=True)[:limit])
+
+
 def conversation_first_customer_text(*, conversation: Conversation) -> str:
     """The customer's first message: the text the router decided on ('' if none yet)."""
     first = (

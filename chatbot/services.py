@@ -19,6 +19,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from chatbot import selectors
+from chatbot.core import metrics
 from chatbot.broadcast import (
     WAITING_GROUP,
     Events,
@@ -28,6 +29,7 @@ from chatbot.broadcast import (
     deliver_all,
     inbox_group,
 )
+from chatbot.conversation_keys import conversation_ids_by_key, conversation_key_hash
 from chatbot.core.conf import setting
 from chatbot.core.errors import ConflictError, SwitchboardError
 from chatbot.core.text import ticket_text_validate
@@ -46,7 +48,8 @@ UPDATED_AT_RESOLUTION_SECONDS = 5.0
 class PostRequest:
     """One message for ``messages_post``, as received (validated there).
 
-    ``conversation_id`` None: a customer's first message, which starts a new conversation.
+    ``conversation_id`` None: a customer's first message, which starts a new conversation, or,
+    with the ``conversation_key`` that started one, goes to it (chatbot.conversation_keys).
     """
 
     conversation_id: int | None
@@ -54,6 +57,7 @@ class PostRequest:
     client_id: object
     sender: str = Message.Sender.CUSTOMER
     author: AbstractBaseUser | None = None
+    conversation_key: object = None
 
 
 @dataclass(frozen=True)
@@ -135,30 +139,39 @@ def messages_post(*, requests: list[PostRequest]) -> list[Outcome]:
     broadcasts its commit produced. An invalid message starts no conversation.
     """
     cleaned: dict[int, tuple[str, str]] = {}
+    keys: dict[int, str] = {}
     outcomes: list[Outcome | None] = [None] * len(requests)
     limit = int(setting("CHAT_MAX_TEXT_CHARS"))
     for index, request in enumerate(requests):
         try:
             text = ticket_text_validate(text=request.text, limit=limit)
-            cleaned[index] = (text, client_id_validate(client_id=request.client_id))
+            client_id = client_id_validate(client_id=request.client_id)
+            key = conversation_key_hash(key=request.conversation_key) if request.conversation_id is None else None
+            cleaned[index] = (text, client_id)
         except SwitchboardError as exc:
             outcomes[index] = (exc, [])
+            continue
+        if key is not None:
+            keys[index] = key
     if cleaned:
         try:
-            stored = _posts_store(requests, cleaned, check_resends=False)
+            stored = _posts_store(requests, cleaned, keys, check_resends=False)
         except IntegrityError:
-            # A resend of a stored client_id (rare: reconnects): again, looking them up first.
-            stored = _posts_store(requests, cleaned, check_resends=True)
+            # A resend of a stored client_id or conversation key (rare: reconnects): again, looking them up first.
+            stored = _posts_store(requests, cleaned, keys, check_resends=True)
         for index, outcome in stored.items():
             outcomes[index] = outcome
+            if isinstance(outcome[0], PostResult) and outcome[0].created:  # committed by now: a rolled-back batch raised above
+                metrics.MESSAGES_STORED.labels(outcome[0].message.sender).inc()
     return outcomes  # type: ignore[return-value]
 
 
-def _posts_store(requests: list[PostRequest], cleaned: dict[int, tuple[str, str]], *, check_resends: bool):
+def _posts_store(requests: list[PostRequest], cleaned: dict[int, tuple[str, str]], keys: dict[int, str], *,
+                 check_resends: bool):
     outboxes = {index: Outbox() for index in cleaned}
     try:
         with transaction.atomic():
-            targets, started = _targets(requests, list(cleaned))
+            targets, started = _targets(requests, list(cleaned), keys)
             seen = _stored_by_client_id(targets, cleaned) if check_resends else {}
             results, new = _new_messages(requests, cleaned, targets, seen, started)
             Message.objects.bulk_create(new.values())
@@ -171,14 +184,21 @@ def _posts_store(requests: list[PostRequest], cleaned: dict[int, tuple[str, str]
     return {index: (results[index], outboxes[index].events) for index in cleaned}
 
 
-def _targets(requests: list[PostRequest], indices: list[int]) -> tuple[dict[int, Conversation | None], set[int]]:
-    """Each request's conversation: the existing ones locked, new ones started for first messages."""
-    wanted = sorted({requests[i].conversation_id for i in indices if requests[i].conversation_id is not None})
-    locked = {c.pk: c for c in conversations_lock(wanted)}
-    starting = [i for i in indices if requests[i].conversation_id is None]
-    created = Conversation.objects.bulk_create([Conversation() for _ in starting])
+def _targets(requests: list[PostRequest], indices: list[int], keys: dict[int, str]):
+    """Each request's conversation: the existing ones locked; for first messages the one their key
+    started, else a new one (one per key). Returns them and the indices whose conversation is new."""
+    first = [i for i in indices if requests[i].conversation_id is None]
+    keyed = conversation_ids_by_key(key_hashes={keys[i] for i in first if i in keys})
+    wanted = {requests[i].conversation_id for i in indices if requests[i].conversation_id is not None}
+    # One lock, in id order, for the named and the keyed rows: concurrent batches cannot deadlock.
+    locked = {c.pk: c for c in conversations_lock(sorted(wanted | set(keyed.values())))}
     targets: dict[int, Conversation | None] = {i: locked.get(requests[i].conversation_id) for i in indices}
-    targets.update(zip(starting, created))
+    starting = [i for i in first if keyed.get(keys.get(i)) not in locked]
+    # A keyless first message starts a conversation of its own (slot -1 - index); keyed ones share one per key.
+    new = {keys.get(i, -1 - i): Conversation(start_key_hash=keys.get(i)) for i in starting}
+    Conversation.objects.bulk_create(new.values())
+    for i in first:
+        targets[i] = locked.get(keyed.get(keys.get(i))) or new[keys.get(i, -1 - i)]
     return targets, set(starting)
 
 
@@ -188,7 +208,7 @@ def _new_messages(requests, cleaned, targets, seen, started):
     for index, (text, client_id) in cleaned.items():
         request, conversation = requests[index], targets[index]
         if conversation is None or conversation.status == Conversation.Status.CLOSED:
-            results[index] = _closed_error(request.conversation_id)
+            results[index] = _closed_error(request.conversation_id or conversation.pk)
             continue
         routed = conversation.routed_at is not None
         key = (conversation.pk, client_id)

@@ -11,6 +11,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -23,7 +24,7 @@ from chatbot.core.text import text_hash, ticket_text_validate
 from finetune.importing import FORMATS, team_map_load, tickets_import
 from finetune.models import Ticket
 from finetune.selectors import csv_lines, team_label_counts, ticket_export_rows, training_readiness
-from finetune.services import tickets_label, tickets_set_excluded
+from finetune.services import tickets_label, tickets_label_no_intent, tickets_set_excluded
 from routing.models import Team
 
 # Room for the form's other fields on top of the file itself.
@@ -35,26 +36,35 @@ class LabelledFilter(admin.SimpleListFilter):
     parameter_name = "labelled"
 
     def lookups(self, request, model_admin):
-        return [("no", "Unlabelled"), ("yes", "Labelled")]
+        return [("no", "Unlabelled"), ("yes", "Labelled"), ("no_intent", "Not a request (no intent)")]
 
     def queryset(self, request, queryset):
         if self.value() == "no":
-            return queryset.filter(team__isnull=True)
+            return queryset.filter(team__isnull=True, no_intent=False)
         if self.value() == "yes":
-            return queryset.filter(team__isnull=False)
+            return queryset.filter(Q(team__isnull=False) | Q(no_intent=True))
+        if self.value() == "no_intent":
+            return queryset.filter(team__isnull=True, no_intent=True)
         return queryset
 
 
 class TicketForm(forms.ModelForm):
     class Meta:
         model = Ticket
-        fields = ["text", "team", "source", "external_id", "excluded"]
+        fields = ["text", "team", "no_intent", "source", "external_id", "excluded"]
+        help_texts = {"no_intent": "The model's reserved no-intent label (small talk), not a team: leave the team empty."}
 
     def clean_text(self) -> str:
         try:
             return ticket_text_validate(text=self.cleaned_data.get("text", ""))
         except SwitchboardError as exc:
             raise ValidationError(exc.message, code=exc.code)
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("team") and cleaned.get("no_intent"):
+            raise ValidationError("A ticket is labelled with a team or as 'not a request', not both: clear one.")
+        return cleaned
 
 
 class TicketImportForm(forms.Form):
@@ -100,12 +110,13 @@ def _label_action(team: Team):
 class TicketAdmin(admin.ModelAdmin):
     form = TicketForm
     change_list_template = "admin/finetune/ticket/change_list.html"
-    list_display = ["id", "short_text", "team", "source", "excluded", "split", "labelled_by", "labelled_at"]
+    list_display = ["id", "short_text", "team", "label_kind", "source", "excluded", "split", "labelled_by", "labelled_at"]
     list_display_links = ["id"]
     list_editable = ["team"]
     list_filter = [
         LabelledFilter,
         "team",
+        "no_intent",
         "source",
         ("labelled_by", admin.RelatedOnlyFieldListFilter),
         "excluded",
@@ -117,12 +128,18 @@ class TicketAdmin(admin.ModelAdmin):
     show_full_result_count = False
     readonly_fields = ["text_hash", "labelled_by", "labelled_at", "split", "corrected_from",
                        "model_version", "meta", "created_at"]
-    actions = ["unlabel_tickets", "exclude_tickets", "include_tickets", "export_csv"]
+    actions = ["label_not_a_request", "unlabel_tickets", "exclude_tickets", "include_tickets", "export_csv"]
 
     @admin.display(description="text")
     def short_text(self, obj: Ticket) -> str:
         # Returned as a plain str, so the admin escapes it: hostile HTML shows as text.
         return Truncator(obj.text).chars(140)
+
+    @admin.display(description="label")
+    def label_kind(self, obj: Ticket) -> str:
+        if obj.team_id:
+            return "team"
+        return "not a request (no intent)" if obj.no_intent else "unlabelled"
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         formfield = super().formfield_for_foreignkey(db_field, request, **kwargs)
@@ -140,6 +157,8 @@ class TicketAdmin(admin.ModelAdmin):
         if "team" in form.changed_data:
             # Through the one labelling service, so list edits stamp who labelled and when.
             tickets_label(tickets=Ticket.objects.filter(pk=obj.pk), team=obj.team, user=request.user)
+        if "no_intent" in form.changed_data and obj.no_intent:
+            tickets_label_no_intent(tickets=Ticket.objects.filter(pk=obj.pk), user=request.user)
 
     def get_actions(self, request):
         actions = super().get_actions(request)
@@ -149,6 +168,11 @@ class TicketAdmin(admin.ModelAdmin):
             name = f"label_as_{team.slug}"
             actions[name] = (_label_action(team), name, f"Label as {team.name}")
         return actions
+
+    @admin.action(description="Label selected as not a request (no intent, no team)", permissions=["change"])
+    def label_not_a_request(self, request, queryset):
+        count = tickets_label_no_intent(tickets=queryset, user=request.user)
+        self.message_user(request, f"Labelled {count} tickets as not a request (no intent).", messages.SUCCESS)
 
     @admin.action(description="Unlabel selected tickets", permissions=["change"])
     def unlabel_tickets(self, request, queryset):
@@ -174,7 +198,7 @@ class TicketAdmin(admin.ModelAdmin):
             **(extra_context or {}),
             "readiness": training_readiness(),
             "team_counts": team_label_counts(),
-            "unlabelled_count": Ticket.objects.filter(team__isnull=True, excluded=False).count(),
+            "unlabelled_count": Ticket.objects.filter(team__isnull=True, no_intent=False, excluded=False).count(),
         }
         return super().changelist_view(request, extra_context)
 

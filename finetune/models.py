@@ -6,7 +6,12 @@ from django.db.models import Q
 
 
 class Ticket(models.Model):
-    """A support message, labelled with the team it belongs to (or not yet)."""
+    """A support message, labelled with the team it belongs to, or as "not a request" (or not yet).
+
+    "Not a request" (``no_intent``, team None) is the model's reserved no-intent label, not a
+    team: it trains the no-intent class beside the shipped corpus and appears in no inbox,
+    reassign list or per-team minimum.
+    """
 
     class Source(models.TextChoices):
         IMPORT = "import", "Import"
@@ -14,6 +19,7 @@ class Ticket(models.Model):
         CHAT = "chat", "Chat"
         CORRECTION = "correction", "Agent correction"
         DEMO = "demo", "Demo"
+        NOT_A_REQUEST = "not_a_request", "Agent: not a request"
 
     class Split(models.TextChoices):
         NONE = "", "Not yet split"
@@ -27,6 +33,8 @@ class Ticket(models.Model):
     team = models.ForeignKey(
         "routing.Team", null=True, blank=True, on_delete=models.PROTECT, related_name="tickets"
     )
+    # Labelled "not a request": trains the no-intent label. Only with team None (a team wins).
+    no_intent = models.BooleanField(default=False, verbose_name="not a request")
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.IMPORT)
     external_id = models.CharField(max_length=255, null=True, blank=True)
     labelled_by = models.ForeignKey(

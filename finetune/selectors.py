@@ -73,6 +73,13 @@ def training_readiness() -> TrainingReadiness:
     return TrainingReadiness(ok=True, message=message, counts=by_slug, minimum=minimum)
 
 
+def ticket_no_intent_texts() -> list[str]:
+    """Texts labelled "not a request" (no team, not excluded), oldest first: the no-intent class's
+    own lines beside the shipped corpus."""
+    rows = Ticket.objects.filter(no_intent=True, team__isnull=True, excluded=False).order_by("id")
+    return list(rows.values_list("text", flat=True))
+
+
 def csv_safe_cell(value: object) -> str:
     """Render a value for CSV, defusing spreadsheet formula injection."""
     if value is None:

@@ -103,7 +103,38 @@ def tickets_label(*, tickets, team: Team | None, user: AbstractBaseUser) -> int:
     """Set the team of many tickets at once (None unlabels). Returns how many changed."""
     now = timezone.now() if team is not None else None
     by = user if team is not None else None
-    return tickets.update(team=team, labelled_by=by, labelled_at=now)
+    return tickets.update(team=team, no_intent=False, labelled_by=by, labelled_at=now)
+
+
+def tickets_label_no_intent(*, tickets, user: AbstractBaseUser) -> int:
+    """Label many tickets "not a request" (the model's no-intent label; no team). Returns how many."""
+    return tickets.update(team=None, no_intent=True, labelled_by=user, labelled_at=timezone.now())
+
+
+def ticket_record_not_a_request(
+    *, text: str, message_id: int, conversation_id: int, user: AbstractBaseUser | None,
+    model_version: ModelVersion | None,
+) -> tuple[Ticket, bool]:
+    """An agent marked a customer message "not a request": a no-intent ticket for the next run.
+
+    One ticket per message (external id ``message-<id>``): a second mark returns it, (ticket, False).
+    """
+    cleaned = ticket_text_validate(text=text)
+    external_id = f"message-{message_id}"
+    existing = Ticket.objects.filter(source=Ticket.Source.NOT_A_REQUEST, external_id=external_id).first()
+    if existing is not None:
+        return existing, False
+    ticket = Ticket(
+        text=cleaned, text_hash=text_hash(cleaned), source=Ticket.Source.NOT_A_REQUEST, external_id=external_id,
+        no_intent=True, labelled_by=user, labelled_at=timezone.now(), model_version=model_version,
+        meta={"conversation_id": conversation_id, "message_id": message_id},
+    )
+    try:
+        with transaction.atomic():
+            ticket.save()
+    except IntegrityError:  # the same mark from another console between the check and the insert
+        return Ticket.objects.get(source=Ticket.Source.NOT_A_REQUEST, external_id=external_id), False
+    return ticket, True
 
 
 def tickets_set_excluded(*, tickets, excluded: bool) -> int:

@@ -23,10 +23,12 @@ from django.utils.crypto import get_random_string
 
 from chatbot.core.conf import base_model_path, model_store, setting
 from chatbot.core.errors import SwitchboardError
+from chatbot.core.metrics import TRAINING_RUNS, TRAINING_SECONDS
 from finetune.ml.config import TrainConfig
 from finetune.ml.errors import Cancelled, ConfigError, PipelineError
 from finetune.ml.split import assign_splits
 from finetune.models import Ticket, TrainingRun
+from finetune.selectors import ticket_no_intent_texts
 from finetune.training_selectors import training_run_ids_alive, training_runs_stale
 from routing.models import ModelVersion, Team
 
@@ -55,6 +57,7 @@ def training_config_build(*, overrides: dict | None = None) -> TrainConfig:
         "base_model": base_model_path(),
         "min_per_team": setting("MIN_TICKETS_PER_TEAM"),
         "target_precision": setting("TRIAGE_TARGET_PRECISION"),
+        "device": setting("TRAINING_DEVICE"),
         **(overrides or {}),
     }
     try:
@@ -127,7 +130,7 @@ def training_examples_collect(*, config: TrainConfig) -> tuple[list[LabelledText
 
     examples = [LabelledText(text=t.text, label=t.team.slug, split=t.split) for t in tickets]
     unlabelled = list(
-        Ticket.objects.filter(team__isnull=True, excluded=False)
+        Ticket.objects.filter(team__isnull=True, no_intent=False, excluded=False)
         .order_by("-id")
         .values_list("text", flat=True)[: config.max_unlabelled]
     )
@@ -265,12 +268,16 @@ def _train_and_register(run: TrainingRun, tracker: RunTracker, work_dir: Path) -
 
     config = training_config_build(overrides=run.config)
     examples, unlabelled, teams = training_examples_collect(config=config)
-    tracker.line(f"{len(examples)} labelled tickets, {len(unlabelled)} unlabelled texts, teams: {', '.join(teams)}")
+    no_intent = ticket_no_intent_texts()
+    tracker.line(
+        f"{len(examples)} labelled tickets, {len(no_intent)} 'not a request', {len(unlabelled)} unlabelled texts, "
+        f"teams: {', '.join(teams)}"
+    )
     TrainingRun.objects.filter(pk=run.pk).update(config=config.to_dict())
     work_dir.parent.mkdir(parents=True, exist_ok=True)
     result = run_pipeline(
         config=config, examples=examples, unlabelled=unlabelled, work_dir=work_dir,
-        progress=tracker.progress, should_cancel=tracker.should_cancel, teams=teams,
+        progress=tracker.progress, should_cancel=tracker.should_cancel, teams=teams, no_intent=no_intent,
     )
     version = model_version_register(run=run, result=result)
     tracker.line(f"registered model version v{version.pk}")
@@ -310,4 +317,7 @@ def _finish(run, tracker, status, *, error="", version=None, metrics=None) -> Tr
         fields.update(stage="done", percent=100.0, model_version=version, metrics=metrics or {})
     TrainingRun.objects.filter(pk=run.pk).update(log=tracker.log[-50_000:], heartbeat_at=timezone.now(), **fields)
     run.refresh_from_db()
+    TRAINING_RUNS.labels(status).inc()
+    if run.started_at is not None:
+        TRAINING_SECONDS.labels(status).observe((run.finished_at - run.started_at).total_seconds())
     return run

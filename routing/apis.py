@@ -6,6 +6,7 @@ are rendered by ``exception_handler`` as ``{"code", "detail"[, "errors"]}``.
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict
 
 from django.db import DatabaseError
@@ -16,11 +17,12 @@ from rest_framework.permissions import AllowAny, IsAdminUser, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from chatbot.core import metrics
 from chatbot.core.errors import NoModelError
 from chatbot.core.rest import AnonThrottle, CachedTokenAuthentication, LimitedJSONParser, UserThrottle
 from routing import selectors, serializers as s
 from routing.conversation import conversation_predict
-from routing.router import get_router
+from routing.router import get_router, texts_validate
 from routing.services import model_version_promote, model_version_rollback
 
 ERRORS = {code: s.ErrorSerializer for code in (400, 401, 403, 404, 409, 413, 429, 503)}
@@ -61,12 +63,23 @@ def route_body(router, data: dict) -> dict:
     """The route response body for a validated request (``routing.fast_route`` answers with it too).
 
     With no model serving every answer is ``reason: no_model`` (200): the caller's own fallback
-    (a human queue) takes it, as the chat's triage does.
+    (a human queue) takes it, as the chat's triage does. Recorded here, so for both paths: the
+    latency and each answer's decision (chatbot.core.metrics).
     """
+    started = time.perf_counter()
+    body = _route_answer(router, data)
+    kind = "texts" if "texts" in data else "messages" if "messages" in data else "text"
+    answers = body["results"] if kind == "texts" else [body]
+    metrics.route_observe(kind=kind, seconds=time.perf_counter() - started, answers=answers)
+    return body
+
+
+def _route_answer(router, data: dict) -> dict:
     try:
         if "messages" in data:
-            return asdict(conversation_predict(router, data["messages"]))
-        predictions = router.predict([data["text"]] if "text" in data else data["texts"])
+            # Every turn is checked, not only the newest ones the rule reads: a bad one is named.
+            return asdict(conversation_predict(router, texts_validate(data["messages"], field="messages")))
+        predictions = router.predict([data["text"]]) if "text" in data else router.predict(data["texts"], field="texts")
     except NoModelError:
         if "texts" in data:
             return {"results": [dict(NO_MODEL_ANSWER) for _ in data["texts"]], "model_version": None}

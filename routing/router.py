@@ -18,8 +18,10 @@ from typing import Mapping
 from asgiref.sync import sync_to_async
 from django.db import DatabaseError
 
+from chatbot.core import metrics
 from chatbot.core.conf import setting
 from chatbot.core.errors import NoModelError, SwitchboardError
+from chatbot.core.logs import log_bound
 from chatbot.core.text import ticket_text_validate
 from routing.loaded_model import LoadedModel, Prediction, TeamInfo
 from routing.model_loading import ModelLoader, VersionKey
@@ -41,18 +43,23 @@ class RouterState:
     problem: str | None = None
 
 
-def texts_validate(texts: list[str]) -> list[str]:
-    """Clean each text; refuse empty ones and any over MAX_TEXT_CHARS (longer token runs are truncated)."""
+def texts_validate(texts: list[str], *, field: str | None = None) -> list[str]:
+    """Clean each text; refuse empty ones and any over MAX_TEXT_CHARS (longer token runs are truncated).
+
+    A refusal names the text as ``field[i]`` (``texts[i]`` when several come without a field name)
+    and keeps the text's own status (413 for too long).
+    """
     if not texts:
-        raise SwitchboardError("texts is empty: send at least one message.", code="empty_batch")
-    if len(texts) == 1:
+        raise SwitchboardError(f"{field or 'texts'} is empty: send at least one message.", code="empty_batch")
+    if len(texts) == 1 and field is None:
         return [ticket_text_validate(text=texts[0])]
     cleaned = []
     for index, text in enumerate(texts):
         try:
             cleaned.append(ticket_text_validate(text=text))
         except SwitchboardError as exc:
-            raise SwitchboardError(f"texts[{index}]: {exc.message}", code=exc.code) from exc
+            message = f"{field or 'texts'}[{index}]: {exc.message}"
+            raise SwitchboardError(message, code=exc.code, http_status=exc.http_status) from exc
     return cleaned
 
 
@@ -63,9 +70,9 @@ class Router:
         self._checked_at = float("-inf")
         self._loader = ModelLoader("router: refusing")
 
-    def predict(self, texts: list[str]) -> list[Prediction]:
-        """Route a batch; all of it is answered by one model version."""
-        cleaned = texts_validate(texts)
+    def predict(self, texts: list[str], *, field: str | None = None) -> list[Prediction]:
+        """Route a batch; all of it is answered by one model version (``field``: see texts_validate)."""
+        cleaned = texts_validate(texts, field=field)
         state = self.state()
         if state.model is None:
             raise NoModelError(_no_model_message(state))
@@ -104,7 +111,10 @@ class Router:
             return
         try:
             self._checked_at = time.monotonic()
-            self._state = self._next_state(self._state)
+            self._state = state = self._next_state(self._state)
+            metrics.model_versions_set(
+                serving=state.model.version if state.model else None, active=str(state.active[0]) if state.active else None
+            )
         except DatabaseError:
             if self._state.model is None:
                 raise
@@ -129,9 +139,10 @@ class Router:
         version = ModelVersion.objects.filter(pk=key[0], sha256=key[1]).first()
         if version is None:  # changed between the two queries; the next check sees the new row
             return None
-        model = self._loader.load(version)
-        if model is not None:
-            logger.info("router: now serving model version %s", model.version)
+        with log_bound(model_version=str(version.pk)):
+            model = self._loader.load(version)
+            if model is not None:
+                logger.info("router: now serving model version %s", model.version)
         return model
 
 

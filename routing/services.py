@@ -42,7 +42,8 @@ def model_version_promote(*, version: ModelVersion, user: AbstractBaseUser | Non
     version.promoted_at = timezone.now()
     version.promoted_by = user if user is not None and user.is_authenticated else None
     version.save(update_fields=["state", "shadow_since", "promoted_at", "promoted_by"])
-    logger.info("model version %s promoted by %s", version.pk, version.promoted_by or "the promotion gate")
+    logger.info("model version %s promoted by %s", version.pk, version.promoted_by or "the promotion gate",
+                extra={"model_version": str(version.pk)})
     return version
 
 
@@ -68,7 +69,7 @@ def model_version_rollback(*, user: AbstractBaseUser | None) -> ModelVersion:
             continue
         _activate(version=candidate)
         candidate.save(update_fields=["state", "shadow_since"])
-        logger.info("rolled back to model version %s by %s", candidate.pk, user)
+        logger.info("rolled back to model version %s by %s", candidate.pk, user, extra={"model_version": str(candidate.pk)})
         return candidate
     reason = f" ({'; '.join(refused)})" if refused else ""
     raise ConflictError(
@@ -90,7 +91,7 @@ def model_version_set_shadow(*, version: ModelVersion, user: AbstractBaseUser | 
     version.state = ModelVersion.State.SHADOW
     version.shadow_since = timezone.now()
     version.save(update_fields=["state", "shadow_since"])
-    logger.info("model version %s set as shadow by %s", version.pk, user)
+    logger.info("model version %s set as shadow by %s", version.pk, user, extra={"model_version": str(version.pk)})
     return version
 
 

@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
-# Create .venv in the repo root (if missing) and install the pinned requirements.
+# Create .venv in the repo root (if missing) and install the locked requirements: every
+# transitive dependency at the version and sha256 in requirements.lock / requirements-dev.lock
+# (made from the top-level pins in requirements*.txt by scripts/lock.sh).
 # Usage: scripts/bootstrap.sh [requirements file]   (default: requirements.txt)
+# torch is the CPU build (2.13.0+cpu): where it is not in a local wheel store, set
+# PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REQS="${1:-requirements.txt}"
@@ -15,10 +19,16 @@ if [ ! -x .venv/bin/python ]; then
   echo "==> creating .venv with $($PYTHON --version)"
   "$PYTHON" -m venv .venv
 fi
-STAMP=".venv/.installed-$(basename "$REQS")"
-if [ ! -f "$STAMP" ] || [ "$REQS" -nt "$STAMP" ] || [ requirements.txt -nt "$STAMP" ]; then
-  echo "==> installing $REQS into .venv"
-  .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -r "$REQS"
+LOCK="${REQS%.txt}.lock"
+if [ ! -f "$LOCK" ]; then
+  echo "No lock file $LOCK for $REQS: run scripts/lock.sh." >&2
+  exit 1
+fi
+STAMP=".venv/.installed-$(basename "$LOCK")"
+if [ ! -f "$STAMP" ] || [ "$LOCK" -nt "$STAMP" ]; then
+  echo "==> installing $LOCK into .venv (hashes checked)"
+  # --no-deps: the lock lists every dependency; anything missing from it is an error, not a download.
+  .venv/bin/python -m pip install --quiet --require-hashes --no-deps -r "$LOCK"
+  .venv/bin/python -m pip check
   touch "$STAMP"
 fi

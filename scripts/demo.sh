@@ -6,6 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh requirements.txt
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+# Plain log lines for a person at a terminal (production writes JSON lines: docs/operations.md).
+export LOG_FORMAT="${LOG_FORMAT:-text}"
+# Metrics in multiprocess mode: every process below writes its samples here, GET /metrics sums
+# them. The directory must start empty (samples of processes from an earlier run would count).
+export PROMETHEUS_MULTIPROC_DIR="$PWD/var/prometheus"
+rm -rf "$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
 PY=.venv/bin/python
 ADDR="${DEMO_ADDR:-127.0.0.1:8000}"
 HOST="${ADDR%:*}" PORT="${ADDR##*:}"
@@ -37,5 +43,6 @@ echo "    chat widget demo   http://$ADDR/"
 echo "    agent console      http://$ADDR/agent/"
 echo "    admin              http://$ADDR/admin/   (credentials printed above)"
 echo "    API docs           http://$ADDR/api/docs/"
+echo "    metrics            curl -H 'Authorization: Token <the API token printed above>' http://$ADDR/metrics"
 # The same app server as production (uvicorn; see README "At scale").
 $PY -m uvicorn chatbot.project.asgi:application --host "$HOST" --port "$PORT" --http httptools --loop uvloop --ws websockets --ws-max-size 65536

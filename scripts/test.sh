@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Set up (.venv, pinned requirements, headless Chromium) and run the whole test suite.
 # Extra arguments go to pytest, e.g. scripts/test.sh tests/routing -x
+# Without PostgreSQL and Redis on 127.0.0.1 the scale tests that need them are skipped and listed
+# at the end, with how to enable them; SWITCHBOARD_REQUIRE_SERVICES=1 (.ci/run) fails them instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh requirements-dev.txt

@@ -7,6 +7,9 @@ from django.contrib.auth import get_user_model
 
 from routing.models import Team
 
+# The scale tests' services (skip where absent, fail in CI); pytester tests that rule.
+pytest_plugins = ["tests.services", "pytester"]
+
 TEAM_SLUGS = ["billing", "accounts", "bugs"]
 
 

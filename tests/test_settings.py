@@ -74,7 +74,7 @@ def test_postgres_and_redis_urls_switch_backends(tmp_path):
     assert values["cache"].endswith("RedisCache")
 
 
-@pytest.mark.scale
+@pytest.mark.scale("postgres")
 def test_really_connects_to_postgresql(tmp_path):
     """With DATABASE_URL pointing at the 'test' database, Django runs a query on PostgreSQL."""
     code = (
@@ -89,7 +89,7 @@ def test_really_connects_to_postgresql(tmp_path):
     assert result.stdout.split()[-3:] == ["postgresql", "test", "42"]
 
 
-@pytest.mark.scale
+@pytest.mark.scale("redis")
 def test_really_round_trips_through_redis_channel_layer(tmp_path):
     """With REDIS_URL set, a message sent on the channel layer comes back through Redis."""
     code = (

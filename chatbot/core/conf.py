@@ -43,6 +43,10 @@ DEFAULTS: dict[str, Any] = {
     "CHAT_MESSAGES_PER_10S": 20,
     # Customer socket handshakes per client address per minute (0 = no limit).
     "CHAT_HANDSHAKES_PER_MINUTE": 60,
+    # Where training runs: "auto" (a CUDA GPU when the worker has one), "cpu" or "cuda"; a run's config may override it.
+    "TRAINING_DEVICE": "auto",
+    # Bearer token for GET /metrics ("": only staff API tokens may read it).
+    "METRICS_TOKEN": "",
     # Proxies in front of the servers that append to X-Forwarded-For (0 = trust no such header).
     "TRUSTED_PROXY_COUNT": 0,
     # Conversations without a message older than this (seconds) are purged (periodic job).

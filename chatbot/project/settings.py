@@ -12,6 +12,8 @@ from pathlib import Path
 
 import dj_database_url
 
+from chatbot.core.logs import logging_config
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(os.environ.get("SWITCHBOARD_VAR", BASE_DIR / "var"))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
@@ -65,6 +67,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so every line the request logs carries its id (chatbot.core.logs).
+    "chatbot.core.logs.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -212,6 +216,10 @@ SWITCHBOARD = {
 }
 if os.environ.get("CHAT_HANDSHAKES_PER_MINUTE"):
     SWITCHBOARD["CHAT_HANDSHAKES_PER_MINUTE"] = int(os.environ["CHAT_HANDSHAKES_PER_MINUTE"])
+if os.environ.get("TRAINING_DEVICE"):
+    SWITCHBOARD["TRAINING_DEVICE"] = os.environ["TRAINING_DEVICE"]
+if os.environ.get("METRICS_TOKEN"):
+    SWITCHBOARD["METRICS_TOKEN"] = os.environ["METRICS_TOKEN"]
 if os.environ.get("BASE_MODEL"):
     SWITCHBOARD["BASE_MODEL"] = os.environ["BASE_MODEL"]
 
@@ -225,10 +233,5 @@ if not DEBUG:
     SECURE_HSTS_PRELOAD = True
     SECURE_CONTENT_TYPE_NOSNIFF = True
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"daphne": {"level": "WARNING"}, "django.channels.server": {"level": "WARNING"}},
-}
+# JSON lines by default (chatbot.core.logs); LOG_FORMAT=text for a human at a terminal.
+LOGGING = logging_config(level=os.environ.get("LOG_LEVEL", "INFO"), fmt=os.environ.get("LOG_FORMAT", "json"))

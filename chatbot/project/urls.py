@@ -2,6 +2,8 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from chatbot import views
+
 admin.site.site_header = "Switchboard admin"
 admin.site.site_title = "Switchboard"
 admin.site.index_title = "Label, train, promote"
@@ -14,5 +16,7 @@ urlpatterns = [
     path("api/v1/", include("finetune.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # Prometheus scrapes this (token-protected; chatbot.core.metrics).
+    path("metrics", views.metrics_page, name="metrics"),
     path("", include("chatbot.web_urls")),
 ]

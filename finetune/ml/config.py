@@ -25,6 +25,30 @@ def native_bf16() -> bool:
     return any(check is not None and check() for check in checks)
 
 
+def training_device(requested: str) -> str:
+    """The device a run trains on: "auto" is "cuda" when this process sees a CUDA GPU, else "cpu".
+
+    "cuda" is kept even where no GPU is seen: the web process that validates a run need not
+    have the worker's GPU (run_pipeline refuses it on a worker without one).
+    """
+    import torch
+
+    if requested not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda', got {requested!r}")
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return requested
+
+
+def bf16_native(device: str) -> bool:
+    """True when ``device`` has bfloat16 arithmetic in hardware (Ampere or newer GPUs; see native_bf16)."""
+    import torch
+
+    if device == "cuda":
+        return torch.cuda.is_available() and bool(torch.cuda.is_bf16_supported())
+    return native_bf16()
+
+
 @dataclass
 class TrainConfig:
     # Each default was chosen by measurement; the figures behind them are in docs/experiments.md.
@@ -67,7 +91,10 @@ class TrainConfig:
     label_smoothing: float = 0.0  # teacher CE label smoothing in [0, 1); smoothing did not help
     class_weighting: str = "balanced"  # or "none"; the two measured alike (within noise)
     threads: int = 0  # torch CPU threads; 0 = all cores
-    # "bf16" autocast (float32 weights), "fp32", or "auto": bf16 only where the CPU has it natively (emulated
+    # "auto": a CUDA GPU when the worker has one, else the CPU; "cpu" or "cuda" to insist. The student
+    # is exported (and its parity checked) on the CPU, where it is served, whatever trained it.
+    device: str = "auto"
+    # "bf16" autocast (float32 weights), "fp32", or "auto": bf16 only where the device has it natively (emulated
     # it is slower). The teacher's inference follows it; student evaluation, parity and export stay float32.
     precision: str = "auto"
     target_precision: float = 0.95  # the proposed triage threshold aims at this precision
@@ -150,8 +177,9 @@ class TrainConfig:
             self.threads = os.cpu_count() or 1
         if self.precision not in ("auto", "bf16", "fp32"):
             raise ConfigError(f"precision must be 'auto', 'bf16' or 'fp32', got {self.precision!r}")
+        self.device = training_device(self.device)
         if self.precision == "auto":
-            self.precision = "bf16" if native_bf16() else "fp32"
+            self.precision = "bf16" if bf16_native(self.device) else "fp32"
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:

@@ -53,9 +53,14 @@ def length_sorted_batches(ids: list[list[int]], batch_size: int) -> list[list[in
     return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
 
-def autocast(bf16: bool):
-    """bfloat16 autocast on the CPU when asked; otherwise the block runs in float32."""
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
+def autocast(bf16: bool, device: torch.device | str = "cpu"):
+    """bfloat16 autocast on ``device`` (cpu or cuda) when asked; otherwise the block runs in float32."""
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16)
+
+
+def device_of(model: torch.nn.Module) -> torch.device:
+    """Where the model's weights are: its batches go there."""
+    return next(model.parameters()).device
 
 
 @torch.no_grad()
@@ -68,12 +73,13 @@ def predict_logits(
     bf16: compute under bfloat16 autocast (the teacher's inference; see TrainConfig.precision).
     """
     model.eval()
+    device = device_of(model)
     out = np.zeros((len(ids), model.num_labels), dtype=np.float32)
     done = 0
     for idx in length_sorted_batches(ids, batch_size):
-        input_ids, mask = collate([ids[i] for i in idx], pad_id)
-        with autocast(bf16):
-            out[idx] = model(input_ids=input_ids, attention_mask=mask).float().numpy()
+        input_ids, mask = (t.to(device) for t in collate([ids[i] for i in idx], pad_id))
+        with autocast(bf16, device):
+            out[idx] = model(input_ids=input_ids, attention_mask=mask).float().cpu().numpy()
         done += len(idx)
         if on_batch is not None:
             on_batch(done / len(ids), f"scored {done}/{len(ids)} texts")

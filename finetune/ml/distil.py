@@ -54,11 +54,11 @@ def train_student(
         student.freeze_word_embeddings()
     else:
         student.sparse_word_embeddings(True)
-    soft = torch.from_numpy(teacher_logits)
-    gold_t = torch.tensor(gold, dtype=torch.long)
+    soft = torch.from_numpy(teacher_logits).to(config.device)
+    gold_t = torch.tensor(gold, dtype=torch.long, device=config.device)
 
     def batch_loss(m: torch.nn.Module, batch: list[int]) -> torch.Tensor:
-        input_ids, mask = collate([ids[i] for i in batch], pad_id)
+        input_ids, mask = (t.to(config.device) for t in collate([ids[i] for i in batch], pad_id))
         logits = m(input_ids=input_ids, attention_mask=mask)
         return distil_loss(
             logits, soft[batch], gold_t[batch], temperature=config.kd_temperature, alpha=config.kd_alpha

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +42,7 @@ class Corpus:
     train: list[str]
     heldout: list[str]  # never trained on: the report's held-back share
     dropped: list[str]  # lines a labelled ticket claimed (equal or similar)
+    helpdesk: list[str] = field(default_factory=list)  # the helpdesk's own "not a request" lines, in train
 
 
 def claimed_by_labelled(lines: list[str], labelled: list[str], vectors, threshold: float) -> list[bool]:

@@ -12,7 +12,7 @@ import torch
 
 from .artifact_format import NO_INTENT, OodCheck
 from .config import TrainConfig
-from .data import collate, length_sorted_batches
+from .data import collate, device_of, length_sorted_batches
 from .language import languages_summary, supported_languages
 from .model import MeanPooledClassifier
 from .no_intent import (
@@ -21,6 +21,8 @@ from .no_intent import (
     claimed_by_labelled,
     corpus_split,
     load_corpus,
+    normalise,
+    with_small_talk,
 )
 from .ood import (
     auroc,
@@ -38,9 +40,10 @@ from .ood import (
 def pooled_vectors(model: MeanPooledClassifier, ids: list[list[int]], pad_id: int) -> np.ndarray:
     """Unit-length mean-pooled vectors of `model` for every text, in input order."""
     model.eval()
+    device = device_of(model)
     out = np.zeros((len(ids), model.classifier.in_features), dtype=np.float32)
     for idx in length_sorted_batches(ids, 128):
-        out[idx] = model.pooled(*collate([ids[i] for i in idx], pad_id)).float().numpy()
+        out[idx] = model.pooled(*(t.to(device) for t in collate([ids[i] for i in idx], pad_id))).float().cpu().numpy()
     return unit_rows(out)
 
 
@@ -58,6 +61,34 @@ def no_intent_corpus(config: TrainConfig, labelled: list[str], encode_texts, pad
     vectors = frozen_encoder(config, encode_texts, pad_id) if config.no_intent_similarity <= 1 else None
     claimed = claimed_by_labelled(lines, labelled, vectors, config.no_intent_similarity)
     return corpus_split(lines, claimed, holdout=config.no_intent_holdout, seed=config.seed)
+
+
+def add_no_intent(config: TrainConfig, data, labelled: list[str], helpdesk: list[str], encode_texts, pad_id: int) -> None:
+    """The reserved label in train: the helpdesk's "not a request" lines, then corpus lines, plus
+    labelled texts with small talk attached. `data` is the pipeline's Prepared, changed in place."""
+    data.labelled_train = len(data.texts["train"])
+    corpus = no_intent_corpus(config, labelled, encode_texts, pad_id)
+    if corpus is None:
+        if helpdesk:
+            data.notes.append(f"{len(helpdesk)} 'not a request' tickets were not trained on: no_intent is off.")
+        return
+    # A text labelled to a team wins over the same text marked "not a request", as over the corpus.
+    teams_say = {normalise(text) for text in labelled}
+    corpus.helpdesk = [text for text in dict.fromkeys(helpdesk) if normalise(text) not in teams_say]
+    # At most as many corpus lines as labelled train tickets (the helpdesk's own lines always go in):
+    # a small helpdesk's teams are not drowned.
+    corpus.train = corpus.helpdesk + corpus.train[: max(0, data.labelled_train - len(corpus.helpdesk))]
+    old = data.labels
+    data.labels = sorted(set(old) | {NO_INTENT})
+    data.y = {s: [data.labels.index(old[i]) for i in y] for s, y in data.y.items()}
+    data.corpus = corpus
+    extra_texts, extra_y = with_small_talk(
+        data.texts["train"], data.y["train"], corpus.train, share=config.small_talk_share, seed=config.seed
+    )
+    data.texts["train"] += extra_texts + corpus.train
+    data.y["train"] += extra_y + [data.labels.index(NO_INTENT)] * len(corpus.train)
+    if corpus.dropped:
+        data.notes.append(f"{len(corpus.dropped)} no-intent corpus lines were dropped: labelled tickets match them.")
 
 
 # Mahalanobis needs this many labelled train tickets per pooled dimension (768 for MiniLM's 384):

@@ -28,8 +28,8 @@ from .distil import train_student
 from .errors import Cancelled, PipelineError
 from .artifact_format import FORMAT_VERSION, NO_INTENT, OodCheck, Serving, write_serving
 from .evaluate import classification_metrics, file_size_mb, onnx_latency_ms
-from .no_intent import Corpus, with_small_talk
-from .open_world import evaluate_open_world, no_intent_corpus, off_topic_lines, training_languages
+from .no_intent import Corpus
+from .open_world import add_no_intent, evaluate_open_world, off_topic_lines, training_languages
 from .export import check_parity, export_int8, onnx_logits, onnx_session
 from .report import model_card, verdict
 from .split import assign_splits, check_enough
@@ -95,8 +95,10 @@ class Prepared:
     labelled_train: int = 0  # train texts before corpus lines and small-talk copies were added
 
 
-def prepare(config: TrainConfig, examples: list[LabelledText], unlabelled: list[str], tokenizer, teams, pad_id=0) -> Prepared:
-    """Check counts, fill missing splits, encode every split and the unlabelled texts."""
+def prepare(config: TrainConfig, examples: list[LabelledText], unlabelled: list[str], tokenizer, teams, pad_id=0,
+            no_intent: list[str] = ()) -> Prepared:
+    """Check counts, fill missing splits, encode every split and the unlabelled texts; no-intent lines
+    (`no_intent`, the helpdesk's own, then the shipped corpus) join the train split."""
     check_enough([e.label for e in examples], config.min_per_team, teams=teams)
     labels = sorted({e.label for e in examples} | set(teams or []))
     splits = assign_splits(
@@ -116,31 +118,11 @@ def prepare(config: TrainConfig, examples: list[LabelledText], unlabelled: list[
         data.notes.append("The validation split is empty: no early stopping, temperature 1, threshold 1.")
     if not texts["train"]:
         raise PipelineError("The train split is empty: every labelled ticket is in val or test.")
-    add_no_intent(config, data, [e.text for e in examples], lambda t: encode(tokenizer, t, config.max_length, config.window_head), pad_id)
+    encode_texts = lambda t: encode(tokenizer, t, config.max_length, config.window_head)  # noqa: E731
+    add_no_intent(config, data, [e.text for e in examples], list(no_intent), encode_texts, pad_id)
     data.ids = {s: encode(tokenizer, t, config.max_length, config.window_head) for s, t in texts.items()}
     data.ids["unlabelled"] = encode(tokenizer, data.unlabelled, config.max_length, config.window_head)
     return data
-
-
-def add_no_intent(config: TrainConfig, data: Prepared, labelled: list[str], encode_texts, pad_id: int) -> None:
-    """The reserved label and its corpus lines in train, plus labelled texts with small talk attached."""
-    data.labelled_train = len(data.texts["train"])
-    corpus = no_intent_corpus(config, labelled, encode_texts, pad_id)
-    if corpus is None:
-        return
-    # At most as many corpus lines as labelled train tickets: a small helpdesk's teams are not drowned.
-    corpus.train = corpus.train[: data.labelled_train]
-    old = data.labels
-    data.labels = sorted(set(old) | {NO_INTENT})
-    data.y = {s: [data.labels.index(old[i]) for i in y] for s, y in data.y.items()}
-    data.corpus = corpus
-    extra_texts, extra_y = with_small_talk(
-        data.texts["train"], data.y["train"], corpus.train, share=config.small_talk_share, seed=config.seed
-    )
-    data.texts["train"] += extra_texts + corpus.train
-    data.y["train"] += extra_y + [data.labels.index(NO_INTENT)] * len(corpus.train)
-    if corpus.dropped:
-        data.notes.append(f"{len(corpus.dropped)} no-intent corpus lines were dropped: labelled tickets match them.")
 
 
 def student_depth_fit(config: TrainConfig, data: Prepared) -> TrainConfig:
@@ -292,6 +274,7 @@ def data_counts(data: Prepared) -> dict:
     corpus = data.corpus
     no_intent = None if corpus is None else {
         "train": len(corpus.train), "heldout": len(corpus.heldout), "dropped": len(corpus.dropped),
+        "helpdesk": len(corpus.helpdesk),
         "small_talk_copies": counts["train"] - data.labelled_train - len(corpus.train),
     }
     trained = {"train_texts": counts["train"], "train": data.labelled_train}  # texts trained on vs tickets
@@ -308,12 +291,17 @@ def run_pipeline(
     should_cancel: Callable[[], bool] | None = None,
     teams: list[str] | None = None,
     out_of_scope: list[str] | None = None,
+    no_intent: list[str] | None = None,
 ) -> PipelineResult:
     """Train, distil, export and evaluate into `work_dir` (new or empty); on any error it is removed.
 
     `teams` (optional) names every team that should exist, so one with no tickets is reported.
     `out_of_scope` (optional): texts no team handles, for the report's held-back share.
+    `no_intent` (optional): texts labelled "not a request" (the helpdesk's own small talk), trained
+    in the no-intent class before the shipped corpus's lines.
     """
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise PipelineError("The config's device is 'cuda' but this worker sees no CUDA GPU; use 'auto' or 'cpu'.")
     work_dir = Path(work_dir)
     if work_dir.exists() and any(work_dir.iterdir()):
         raise PipelineError(f"{work_dir} is not empty; run_pipeline needs a new directory.")
@@ -322,7 +310,7 @@ def run_pipeline(
     torch.set_num_threads(config.threads)
     try:
         report = Reporter(progress, should_cancel)
-        return _run(config, examples, unlabelled, work_dir, report, teams, out_of_scope or [])
+        return _run(config, examples, unlabelled, work_dir, report, teams, out_of_scope or [], no_intent or [])
     except BaseException:
         shutil.rmtree(work_dir, ignore_errors=True)
         raise
@@ -341,14 +329,15 @@ class Stopwatch:
         self.clock = time.perf_counter()
 
 
-def _run(config: TrainConfig, examples, unlabelled, work_dir: Path, report: Reporter, teams, out_of_scope) -> PipelineResult:
+def _run(config: TrainConfig, examples, unlabelled, work_dir: Path, report: Reporter, teams, out_of_scope,
+         no_intent) -> PipelineResult:
     watch = Stopwatch()
     # 1. split and tokenise (seed everything first: same data and config, same model)
     random.seed(config.seed), np.random.seed(config.seed), torch.manual_seed(config.seed)
     report("split", 0.0, f"splitting {len(examples)} labelled tickets")
     tokenizer = AutoTokenizer.from_pretrained(config.base_model)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    data = prepare(config, examples, unlabelled, tokenizer, teams, pad_id)
+    data = prepare(config, examples, unlabelled, tokenizer, teams, pad_id, no_intent)
     config = student_depth_fit(config, data)
     data.ids["out_of_scope"] = encode(tokenizer, out_of_scope, config.max_length, config.window_head)
     data.ids["off_topic"] = encode(tokenizer, off_topic_lines(), config.max_length, config.window_head)
@@ -364,6 +353,8 @@ def _run(config: TrainConfig, examples, unlabelled, work_dir: Path, report: Repo
     # 3. student, distilled from the teacher on every text we have
     student, student_history = distil(config, data, teacher, pad_id, report)
     del teacher
+    # Served on the CPU: evaluated, exported and parity-checked there, whatever trained it.
+    student = student.to("cpu")
     logits["student"] = predict_logits(student, data.ids[data.eval_split], pad_id)
     watch.lap("distil")
     # 4. ONNX int8 export, parity gate

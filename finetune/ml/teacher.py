@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import TrainConfig
-from .data import autocast, collate, length_sorted_batches, predict_logits
+from .data import autocast, collate, device_of, length_sorted_batches, predict_logits
 from .evaluate import macro_f1
 from .model import MeanPooledClassifier, TeacherEnsemble
 from .training import FitPlan, StepHook, fit
@@ -42,10 +42,12 @@ def probe_head(
     if len(present) < 2:
         return  # nothing to separate: keep the random head
     model.eval()
+    device = device_of(model)
     vectors = np.zeros((len(ids), model.classifier.in_features), dtype=np.float32)
     for idx in length_sorted_batches(ids, 128):
-        with autocast(bf16):
-            vectors[idx] = model.pooled(*collate([ids[i] for i in idx], pad_id)).float().numpy()
+        batch = (t.to(device) for t in collate([ids[i] for i in idx], pad_id))
+        with autocast(bf16, device):
+            vectors[idx] = model.pooled(*batch).float().cpu().numpy()
     probe = LogisticRegression(max_iter=1000, class_weight="balanced" if balanced else None).fit(vectors, y)
     weight = torch.zeros_like(model.classifier.weight)
     # Teams absent from train keep a very negative bias: the probe never saw them.
@@ -63,7 +65,7 @@ def probe_head(
 def build_teacher(config: TrainConfig, labels: list[str], *, probe: tuple | None = None) -> torch.nn.Module:
     """Load the base encoder with a fresh head (seeded; fitted by a linear probe on `probe` =
     (ids, y, pad_id) when config.head_init is "probe"); wrap it in LoRA adapters if asked."""
-    model = MeanPooledClassifier.from_pretrained(config.base_model, len(labels), seed=config.seed)
+    model = MeanPooledClassifier.from_pretrained(config.base_model, len(labels), seed=config.seed).to(config.device)
     if probe is not None and config.head_init == "probe":
         ids, y, pad_id = probe
         probe_head(model, ids, y, pad_id, balanced=config.class_weighting == "balanced", bf16=config.bf16)
@@ -120,10 +122,11 @@ def _train_one(
     (train_ids, train_y), (val_ids, val_y) = train, val
     model = build_teacher(config, labels, probe=(train_ids, train_y, pad_id))
     weights = class_weights(train_y, len(labels), config.class_weighting)
-    targets = torch.tensor(train_y, dtype=torch.long)
+    weights = weights.to(config.device) if weights is not None else None
+    targets = torch.tensor(train_y, dtype=torch.long, device=config.device)
 
     def batch_loss(m: torch.nn.Module, batch: list[int]) -> torch.Tensor:
-        input_ids, mask = collate([train_ids[i] for i in batch], pad_id)
+        input_ids, mask = (t.to(config.device) for t in collate([train_ids[i] for i in batch], pad_id))
         logits = m(input_ids=input_ids, attention_mask=mask)
         return F.cross_entropy(logits, targets[batch], weight=weights, label_smoothing=config.label_smoothing)
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from transformers import get_linear_schedule_with_warmup
 
-from .data import autocast, length_grouped_batches
+from .data import autocast, device_of, length_grouped_batches
 
 # (fraction of this stage done in [0, 1], short message); raises Cancelled to stop.
 StepHook = Callable[[float, str], None]
@@ -86,11 +86,12 @@ def fit(
     optimizers = _optimizers(model, plan)
     schedules = [get_linear_schedule_with_warmup(o, int(plan.warmup * total), total) for o in optimizers]
     params = [p for p in model.parameters() if p.requires_grad]
+    device = device_of(model)
     best_score, best_state, best_epoch, stale, scores, step = -1.0, None, 0, 0, [], 0
     for epoch in range(1, plan.epochs + 1):
         model.train()
         for batch in [b for _ in range(passes) for b in length_grouped_batches(lengths, plan.batch_size, rng)]:
-            with autocast(plan.bf16):
+            with autocast(plan.bf16, device):
                 loss = batch_loss(model, batch)
             loss.backward()
             clip_gradients(params, plan.clip)

@@ -58,6 +58,15 @@ def memory_layer(settings):
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 
+@pytest.fixture(autouse=True)
+def handshake_counts_cleared():
+    """Each test starts with no handshakes counted (CHAT_HANDSHAKES_PER_MINUTE counts per address in
+    the cache): sockets of earlier tests in the same minute must not refuse this test's."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture
 def keyword_router(monkeypatch) -> KeywordRouter:
     router = KeywordRouter()

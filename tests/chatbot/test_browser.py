@@ -159,3 +159,43 @@ def test_a_staff_agent_of_many_teams_sees_only_the_inboxes_with_conversations(tm
             assert console.locator(".ag-inbox").count() == 3  # billing, triage, waiting
             console.screenshot(path=str(artifacts / "agent-console-many-teams.png"))
             browser.close()
+
+
+def test_an_agent_marks_small_talk_not_a_request_and_it_waits_again(tmp_path, served_model):
+    """Thanks the model took for a billing request: the agent clicks "Not a request" under it; the
+    conversation leaves Billing's inbox for Waiting, the message shows as no intent, and a no-intent
+    ticket is recorded (screenshot)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from finetune.models import Ticket
+
+    teams = {slug: Team.objects.create(slug=slug, name=slug.title()) for slug in LABELS}
+    lead = get_user_model().objects.create_user("lead", "lead@example.com", "lead-pass-123", is_staff=True)
+    teams["billing"].members.add(lead)
+    artifacts = Path(settings.BASE_DIR) / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+
+    with asgi_servers(tmp_path, ["web"], MODEL_STORE=str(served_model)) as (server,):
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            console, shop = _console_and_widget(browser, server, "lead")
+            shop.fill(".sb-input", "thanks for the invoice refund payment")
+            shop.press(".sb-input", "Enter")
+            expect(shop.locator(".sb-team")).to_have_text("You're talking to Billing", timeout=15000)
+            item = console.locator('[data-inbox="billing"] .ag-item')
+            expect(item).to_contain_text("thanks for the invoice", timeout=15000)
+            item.first.click()
+            console.click("#ag-log .ag-not-request")
+            expect(console.locator("#ag-log .ag-no-intent")).to_have_text("no intent", timeout=15000)
+            expect(console.locator('[data-inbox="waiting"] .ag-item')).to_contain_text("thanks", timeout=15000)
+            expect(console.locator('[data-inbox="billing"] .ag-item')).to_have_count(0)
+            expect(shop.locator(".sb-team")).to_have_text("Finding the right team for you\u2026", timeout=15000)
+            console.screenshot(path=str(artifacts / "agent-console-not-a-request.png"))
+            browser.close()
+
+    conversation = Conversation.objects.get()
+    assert conversation.routed_at is None and conversation.routing_reason == "no_intent"
+    ticket = Ticket.objects.get()
+    assert (ticket.text, ticket.no_intent, ticket.team_id, ticket.labelled_by) == (
+        "thanks for the invoice refund payment", True, None, lead,
+    )

@@ -11,7 +11,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from chatbot.layers import PipelinedPubSubChannelLayer
 
-pytestmark = pytest.mark.scale
+pytestmark = pytest.mark.scale("redis")
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 

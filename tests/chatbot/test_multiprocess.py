@@ -14,7 +14,7 @@ from websockets.asyncio.client import connect
 from chatbot.models import Message
 from tests.chatbot.servers import asgi_servers, session_cookie_for
 
-pytestmark = [pytest.mark.scale, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.scale("redis"), pytest.mark.django_db(transaction=True)]
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 

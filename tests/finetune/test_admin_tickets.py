@@ -222,3 +222,34 @@ def test_import_still_checks_csrf(staff_user):
     upload = SimpleUploadedFile("t.csv", b"text\nhello\n")
     response = client.post(reverse("admin:finetune_ticket_import"), {"file": upload, "text_column": "text"})
     assert response.status_code == 403 and Ticket.objects.count() == 0
+
+
+def test_not_a_request_tickets_are_shown_filtered_and_relabelled(staff_client, staff_user, teams):
+    """"Not a request" tickets say so in the list and have their own filter (not "unlabelled"); the action
+    marks tickets so, and giving one a team in the list makes it that team's."""
+    marked = _ticket("cheers, legend", no_intent=True, source=Ticket.Source.NOT_A_REQUEST)
+    plain = _ticket("nobody has labelled me")
+    listed = staff_client.get(reverse(CHANGELIST), {"labelled": "no_intent"}).content.decode()
+    assert "cheers, legend" in listed and "not a request (no intent)" in listed and "nobody has labelled" not in listed
+    unlabelled = staff_client.get(reverse(CHANGELIST), {"labelled": "no"}).content.decode()
+    assert "nobody has labelled me" in unlabelled and "cheers, legend" not in unlabelled
+    assert "Agent: not a request" in staff_client.get(reverse(CHANGELIST)).content.decode()
+    _action(staff_client, "label_not_a_request", [plain])
+    plain.refresh_from_db()
+    assert (plain.no_intent, plain.team, plain.labelled_by) == (True, None, staff_user)
+    data = {"form-TOTAL_FORMS": "1", "form-INITIAL_FORMS": "1", "form-0-id": str(marked.pk),
+            "form-0-team": str(teams[1].pk), "_save": "Save"}
+    assert staff_client.post(reverse(CHANGELIST), data).status_code == 302
+    marked.refresh_from_db()
+    assert (marked.team, marked.no_intent) == (teams[1], False)
+
+
+def test_the_change_form_refuses_a_team_and_not_a_request_together(staff_client, teams):
+    """A ticket is a team's or "not a request", never both: the form says so and saves nothing."""
+    ticket = _ticket("thanks")
+    url = reverse("admin:finetune_ticket_change", args=[ticket.pk])
+    form = {"text": "thanks", "team": str(teams[0].pk), "no_intent": "on", "source": "import", "external_id": ""}
+    response = staff_client.post(url, form)
+    assert response.status_code == 200 and "not both" in response.content.decode()
+    ticket.refresh_from_db()
+    assert (ticket.team, ticket.no_intent) == (None, False)

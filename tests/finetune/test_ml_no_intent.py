@@ -74,3 +74,29 @@ def test_held_back_counts_no_intent_out_of_scope_and_low_confidence():
     check = OodCheck("max_logit", 0.5, 1.0)
     assert held_back_share(probs, in_scope, ["a", "b", NO_INTENT], check, 0.6) == 0.75
     assert held_back_share(probs, None, ["a", "b", "c"], None, 0.6) == 0.25
+
+
+def _prepared(train: list[str], labels: list[int]):
+    from finetune.ml.pipeline import Prepared
+
+    return Prepared(["accounts", "billing"], {"train": list(train), "val": [], "test": []},
+                    {"train": list(labels), "val": [], "test": []}, {}, [], "test")
+
+
+def test_not_a_request_lines_join_the_no_intent_class_first():
+    """The helpdesk's own "not a request" texts are trained as no-intent (before the corpus lines, never
+    cut by the corpus cap); one that a team's ticket also says is left to the team."""
+    from finetune.ml.config import TrainConfig
+    from finetune.ml.open_world import add_no_intent
+
+    config = TrainConfig(base_model="unused", no_intent_similarity=1.5, small_talk_share=0)
+    data = _prepared(["my invoice is wrong", "reset my password"], [1, 0])
+    own = ["cheers mate, legend", "ta very much", "Reset my password!"]
+    add_no_intent(config, data, data.texts["train"], own, encode_texts=None, pad_id=0)
+    no_intent = data.labels.index(NO_INTENT)
+    trained = dict(zip(data.texts["train"], data.y["train"]))
+    assert trained["cheers mate, legend"] == trained["ta very much"] == no_intent
+    assert trained["reset my password"] == data.labels.index("accounts") and "Reset my password!" not in trained
+    assert data.corpus.helpdesk == ["cheers mate, legend", "ta very much"]
+    # two labelled train texts: the cap leaves room for no corpus line beside the helpdesk's own two
+    assert data.texts["train"][2:] == ["cheers mate, legend", "ta very much"]

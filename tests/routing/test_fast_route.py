@@ -62,9 +62,13 @@ class AsyncOnlyMiddleware:
 
 async def call(app, body: bytes, *, token: str | None, method: str = "POST", content_type: str = "application/json",
                path: str = "/api/v1/route", host: str = "testserver", query: bytes = b"", scheme: str = "http",
-               extra_headers: tuple = ()) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+               extra_headers: tuple = (), request_id: bytes | None = b"req-fixed-1",
+               ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """One request; it carries a fixed X-Request-ID (a proxy's), so two answers can compare byte for byte."""
     headers = [(b"host", host.encode()), (b"content-type", content_type.encode()),
                (b"content-length", str(len(body)).encode()), *extra_headers]
+    if request_id is not None:
+        headers.append((b"x-request-id", request_id))
     if token is not None:
         headers.append((b"authorization", f"Token {token}".encode()))
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": scheme,
@@ -256,3 +260,43 @@ async def test_an_async_only_middleware_turns_it_off_loudly(token, router, teams
     status, headers, content = await call(fast, CARD, token=token)
     assert inner.calls == 1 and status == 200 and (b"X-Async-Only", b"1") in headers
     assert json.loads(content)["reason"] == "routed", content
+
+
+class LoggingRouter:
+    """The process router, logging one line per prediction (as a failing reload check would)."""
+
+    def __init__(self, router):
+        self.router = router
+
+    def predict(self, texts):
+        logging.getLogger("routing.router").warning("predicting %d", len(texts))
+        return self.router.predict(texts)
+
+
+@pytest.mark.parametrize("given", [b"edge-42", None, b"bad id"])
+async def test_request_ids_as_the_view_gives_them(token, router, teams, install_version, view_calls, monkeypatch,
+                                                  caplog, given):
+    """The fast path returns the proxy's X-Request-ID or a new one exactly where the view does, and its log
+    lines during the request carry that id."""
+    from chatbot.core.logs import ContextFilter
+
+    await sync_to_async(install_version)("v1", state="active")
+    monkeypatch.setattr("routing.fast_route.get_router", lambda: LoggingRouter(router))
+    inner = CountingApp()
+    fast = RouteFastPath(inner)
+    await call(inner, CARD, token=token)
+    by_view = await call(inner, CARD, token=token, request_id=given)
+    del view_calls[:]
+    caplog.handler.addFilter(ContextFilter())
+    with caplog.at_level(logging.INFO, logger="routing.router"):
+        by_fast_path = await call(fast, CARD, token=token, request_id=given)
+    ids = [dict(response[1])[b"X-Request-ID"] for response in (by_view, by_fast_path)]
+    generated = re.compile(rb"[0-9a-f]{32}")
+    if given == b"edge-42":
+        assert ids == [given, given] and by_fast_path == by_view
+    else:
+        assert all(generated.fullmatch(i) for i in ids) and ids[0] != ids[1]
+        assert masked(by_fast_path) == masked(by_view)
+    assert view_calls == [] and by_view[0] == 200
+    [line] = [r for r in caplog.records if r.getMessage() == "predicting 1"]
+    assert line.request_id == ids[1].decode()

@@ -10,6 +10,7 @@
   var socketUrl = window.location.origin.replace(/^http/, "ws") + "/ws/agent/";
   var conversations = {}; // id -> summary
   var messages = {}; // id -> [message]
+  var noIntent = {}; // message id -> true: carries no intent (the model's answer or "not a request")
   var unread = {};
   var online = {};
   var current = null;
@@ -158,8 +159,32 @@
       if (message.author) node.appendChild(el("div", "ag-author", message.author));
       node.appendChild(el("div", "", message.text));
       log.appendChild(node);
+      // Beside the bubble, not in it: the bubble's text stays the customer's own.
+      if (message.sender === "customer" && message.id) log.appendChild(notRequestControl(message));
     });
     log.scrollTop = log.scrollHeight;
+  }
+
+  // A customer message an agent can mark "not a request": it becomes a no-intent training ticket.
+  function notRequestControl(message) {
+    var tools = el("div", "ag-msg-tools");
+    if (noIntent[message.id]) {
+      tools.appendChild(el("span", "ag-no-intent", "no intent"));
+      return tools;
+    }
+    var button = el("button", "ag-not-request", "Not a request");
+    tools.appendChild(button);
+    button.type = "button";
+    button.title = "Small talk, not a request: teach the model, and route on the other messages";
+    button.addEventListener("click", function () {
+      send({ type: "not_a_request", conversation_id: message.conversation_id, message_id: message.id });
+    });
+    return tools;
+  }
+
+  function markNoIntent(frame) {
+    noIntent[frame.message_id] = true;
+    if (current === frame.conversation_id) renderLog();
   }
 
   function addMessage(message) {
@@ -224,6 +249,9 @@
       renderInboxes();
     },
     history: function (frame) {
+      (frame.no_intent_ids || []).forEach(function (id) {
+        noIntent[id] = true;
+      });
       upsert(frame.conversation);
       messages[frame.conversation.id] = frame.messages;
       if (current === frame.conversation.id) (renderHeader(), renderLog());
@@ -248,6 +276,8 @@
       });
       if (current === frame.conversation_id) renderLog();
     },
+    marked: markNoIntent,
+    "message.marked": markNoIntent,
     presence: function (frame) {
       online[frame.team] = frame.online;
       renderInboxes();

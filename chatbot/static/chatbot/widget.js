@@ -3,7 +3,9 @@
  * Vanilla JS, no build step. Every text is rendered with textContent, never as HTML.
  * The conversation token and an outbox of unacknowledged messages live in localStorage: a
  * reload restores the history, and messages written while offline are resent on reconnect
- * with the same client_id, so the server stores each exactly once.
+ * with the same client_id, so the server stores each exactly once. Until the token arrives every
+ * message also carries a random conversation key (kept there too): a first message resent after
+ * its answer was lost finds the conversation it started instead of starting a second one.
  */
 (function () {
   "use strict";
@@ -29,9 +31,10 @@
   function load() {
     try {
       var value = JSON.parse(window.localStorage.getItem(storageKey) || "{}");
-      return { token: value.token || null, outbox: Array.isArray(value.outbox) ? value.outbox : [] };
+      var outbox = Array.isArray(value.outbox) ? value.outbox : [];
+      return { token: value.token || null, key: value.key || null, outbox: outbox };
     } catch (err) {
-      return { token: null, outbox: [] };
+      return { token: null, key: null, outbox: [] };
     }
   }
 
@@ -53,6 +56,25 @@
   function newClientId() {
     if (window.crypto && window.crypto.randomUUID) return window.crypto.randomUUID();
     return Date.now().toString(36) + "-" + Math.random().toString(36).slice(2, 12);
+  }
+
+  // 32 random bytes, base64url: a secret only this browser knows (null without crypto: no key, like older widgets).
+  function newConversationKey() {
+    if (!(window.crypto && window.crypto.getRandomValues)) return null;
+    var bytes = window.crypto.getRandomValues(new Uint8Array(32));
+    var binary = "";
+    for (var i = 0; i < bytes.length; i++) binary += String.fromCharCode(bytes[i]);
+    return window.btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  }
+
+  function messageFrame(item) {
+    var frame = { type: "message", text: item.text, client_id: item.client_id };
+    if (!saved.token) {
+      saved.key = saved.key || newConversationKey();
+      save();
+      if (saved.key) frame.conversation_key = saved.key;
+    }
+    return frame;
   }
 
   // ----- DOM -----
@@ -150,7 +172,8 @@
 
   function showTeam(frame) {
     if (frame.team_name && !frame.triage) teamLine.textContent = "You're talking to " + frame.team_name;
-    else if (frame.triage && log.children.length) teamLine.textContent = "Finding the right team for you\u2026";
+    // Triage, or waiting again (an agent marked the message it was routed on "not a request").
+    else if (log.children.length) teamLine.textContent = "Finding the right team for you\u2026";
   }
 
   function setUnread(count) {
@@ -217,13 +240,14 @@
 
   function flushOutbox() {
     saved.outbox.forEach(function (item) {
-      sendFrame({ type: "message", text: item.text, client_id: item.client_id });
+      sendFrame(messageFrame(item));
     });
   }
 
   var handlers = {
     conversation: function (frame) {
       saved.token = frame.token;
+      saved.key = null; // the token speaks for the conversation from now on
       save();
     },
     history: function (frame) {
@@ -267,6 +291,7 @@
       if (frame.code === "conversation_closed" || frame.code === "bad_token") {
         // Start afresh; the outbox is kept, so what the customer wrote goes to the new conversation.
         saved.token = null;
+        saved.key = null;
         save();
         teamLine.textContent = "Starting a new conversation\u2026";
         if (socket) socket.close();
@@ -314,7 +339,7 @@
     save();
     renderPending(item);
     input.value = "";
-    if (!sendFrame({ type: "message", text: item.text, client_id: item.client_id })) connect();
+    if (!sendFrame(messageFrame(item))) connect();
   });
 
   input.addEventListener("keydown", function (event) {
