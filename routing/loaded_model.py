@@ -22,6 +22,7 @@ from finetune.ml.artifact_format import Serving, read_serving
 from finetune.ml.artifacts import verify_checksums
 from finetune.ml.errors import ArtifactFormatError, ChecksumError
 from finetune.ml.language import detect_language, warm_language_detector
+from finetune.ml.ood import POOLED_METHODS, in_scope_scores
 from finetune.ml.window import window_ids
 from routing.models import ModelVersion
 
@@ -149,7 +150,7 @@ class Scored:
     """One batch through the model: calibrated probabilities and, when the artifact has it, OOD scores."""
 
     probabilities: np.ndarray  # [texts, labels]
-    in_scope: np.ndarray | None  # [texts] the OOD check's score (max logit, or best centroid cosine)
+    in_scope: np.ndarray | None  # [texts] the OOD check's score (finetune.ml.ood.in_scope_scores)
 
 
 @dataclass(frozen=True)
@@ -192,7 +193,7 @@ class LoadedModel:
         if serving.languages:
             warm_language_detector()  # ~1.5 s once per process, at load rather than on a customer's message
         outputs = {output.name for output in session.get_outputs()}
-        if serving.ood is not None and serving.ood.method == "centroid_cosine" and "pooled" not in outputs:
+        if serving.ood is not None and serving.ood.method in POOLED_METHODS and "pooled" not in outputs:
             raise ArtifactError(f"model version {version.pk}: serving.json has an OOD check but model.onnx no pooled output")
         return cls(
             version=str(version.pk), sha256=version.sha256, labels=tuple(serving.labels),
@@ -214,7 +215,7 @@ class LoadedModel:
             "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
         }
         ood = self.serving.ood
-        pooled = ood is not None and ood.method == "centroid_cosine"
+        pooled = ood is not None and ood.method in POOLED_METHODS
         outputs = self.session.run(["logits", "pooled"] if pooled else ["logits"], feed)
         logits = outputs[0].astype(np.float64)
         if self.serving.hybrid is not None:  # + weight × TF-IDF log-probabilities (finetune.ml.tfidf, numpy)
@@ -222,12 +223,8 @@ class LoadedModel:
         scaled = logits / self.temperature
         scaled -= scaled.max(axis=1, keepdims=True)
         exp = np.exp(scaled)
-        in_scope = None
-        if pooled:
-            vectors = outputs[1] / np.linalg.norm(outputs[1], axis=1, keepdims=True).clip(1e-12)
-            in_scope = (vectors @ ood.centroids.T).max(axis=1)
-        elif ood is not None:  # max_logit: the raw served logits, as calibrated in training
-            in_scope = logits.max(axis=1)
+        # The training pipeline's own function on the served logits: calibrated and served scores agree.
+        in_scope = None if ood is None else in_scope_scores(ood, logits, outputs[1] if pooled else None)
         return Scored(exp / exp.sum(axis=1, keepdims=True), in_scope)
 
     def _feed(self, rows: list[list[int]]) -> dict[str, np.ndarray]:

@@ -8,7 +8,11 @@ order) and ``tfidf.npz`` (``idf_<i>`` per analyzer, ``coef`` [features, classes]
 Format 2: serving.json with the keys of ``Serving`` (labels include the reserved
 no-intent label, an ``ood`` block, a ``languages`` block, ``window_head``). The OOD check is
 ``max_logit`` (no array); a ``centroid_cosine`` check also reads ``ood_centroids.npy`` (float32
-[labels, hidden], unit-length class means of the ONNX model's ``pooled`` output).
+[labels, hidden], unit-length class means of the ONNX model's ``pooled`` output); a ``mahalanobis``
+check reads ``ood_centroids.npy`` (float32 [teams, hidden], whitened team means) and
+``ood_whitener.npy`` (float32 [hidden, hidden]); ``mahalanobis_max_logit`` reads both and a
+``mix`` of two weights; finetune.ml.ood computes the scores. A release
+that predates a method refuses the artifact naming it, so the method needs no format bump.
 Format 1 (older artifacts) still loads: no reserved label, no OOD check, no languages.
 Formats 1 and 2 never have a hybrid block.
 A newer format is refused: this release cannot know what it would have to check.
@@ -32,6 +36,8 @@ CENTROIDS_FILE = "ood_centroids.npy"
 TFIDF_VOCABULARY_FILE = "tfidf_vocabulary.json"
 TFIDF_ARRAYS_FILE = "tfidf.npz"
 ANALYZER_KINDS = ("word", "char_wb")  # what tfidf.Analyzer reproduces
+WHITENER_FILE = "ood_whitener.npy"
+OOD_METHODS = ("max_logit", "centroid_cosine", "mahalanobis", "mahalanobis_max_logit")
 # The reserved label of "no request in this message" (greetings, thanks, chit-chat). "~" cannot
 # occur in a team slug ([-a-zA-Z0-9_]+) and sorts after every slug character: labels stay sorted.
 NO_INTENT = "~no_intent"
@@ -41,14 +47,19 @@ NO_INTENT = "~no_intent"
 class OodCheck:
     """Out-of-scope when the in-scope score is below `threshold`.
 
-    The score: "max_logit", the largest raw logit; "centroid_cosine", the pooled vector's best cosine
-    to a class centroid (needs `centroids`).
+    The score (finetune.ml.ood): "max_logit", the largest raw logit; "centroid_cosine", the pooled
+    vector's best cosine to a class centroid (needs `centroids`); "mahalanobis", minus the smallest
+    squared distance of the whitened pooled vector to a whitened team mean (needs both arrays);
+    "mahalanobis_max_logit", that and the max logit, each weighted by `mix` (z-scored on validation).
     """
 
-    method: str  # "max_logit" or "centroid_cosine"
+    method: str  # one of OOD_METHODS
     threshold: float
     in_scope_pass: float  # the share of in-scope validation texts at or above the threshold
     centroids: np.ndarray | None = field(default=None, compare=False, repr=False)
+    whitener: np.ndarray | None = field(default=None, compare=False, repr=False)  # mahalanobis only
+    # mahalanobis_max_logit: the weights of the two scores (1 / their validation standard deviations)
+    mix: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -75,12 +86,8 @@ def write_serving(directory: Path, serving: Serving) -> None:
     directory = Path(directory)
     body = asdict(serving)
     body["format"] = FORMAT_VERSION
-    if serving.ood is not None and serving.ood.method == "centroid_cosine":
-        if serving.ood.centroids is None:
-            raise ArtifactFormatError("The OOD check has no centroids to write.")
-        np.save(directory / CENTROIDS_FILE, np.asarray(serving.ood.centroids, dtype=np.float32))
-        body["ood"] = {k: v for k, v in body["ood"].items() if k != "centroids"}
-        body["ood"]["file"] = CENTROIDS_FILE
+    if serving.ood is not None:
+        body["ood"] = _write_ood_arrays(directory, serving.ood)
     body["hybrid"] = None if serving.hybrid is None else _write_hybrid(directory, serving.hybrid)
     (directory / SERVING_FILE).write_text(json.dumps(body, indent=2) + "\n")
     (directory / LABELS_FILE).write_text(json.dumps(serving.labels, indent=2) + "\n")
@@ -133,6 +140,21 @@ def _check_tfidf(directory: Path, model: TfidfModel) -> None:
         )
 
 
+def _write_ood_arrays(directory: Path, check: OodCheck) -> dict:
+    """The check's arrays as .npy files; its serving.json block names them."""
+    block = {"method": check.method, "threshold": check.threshold, "in_scope_pass": check.in_scope_pass}
+    if check.mix is not None:
+        block["mix"] = list(check.mix)
+    pair = {"file": ("centroids", CENTROIDS_FILE), "whitener_file": ("whitener", WHITENER_FILE)}
+    arrays = {"centroid_cosine": {"file": ("centroids", CENTROIDS_FILE)}, "mahalanobis": pair, "mahalanobis_max_logit": pair}
+    for key, (name, filename) in arrays.get(check.method, {}).items():
+        if getattr(check, name) is None:
+            raise ArtifactFormatError(f"The {check.method} OOD check has no {name} to write.")
+        np.save(directory / filename, np.asarray(getattr(check, name), dtype=np.float32))
+        block[key] = filename
+    return block
+
+
 def _read_json(path: Path):
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -157,15 +179,28 @@ def _read_ood(directory: Path, block: dict | None, labels: list[str]) -> OodChec
             raise ArtifactFormatError(f"{directory}: the ood block of serving.json is unreadable: {exc!r}") from exc
     try:
         centroids = np.load(directory / block["file"], allow_pickle=False)
-        check = OodCheck(block["method"], float(block["threshold"]), float(block["in_scope_pass"]), centroids)
+        whitener = np.load(directory / block["whitener_file"], allow_pickle=False) if "whitener_file" in block else None
+        mix = tuple(float(w) for w in block["mix"]) if "mix" in block else None
+        check = OodCheck(block["method"], float(block["threshold"]), float(block["in_scope_pass"]), centroids, whitener, mix)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ArtifactFormatError(f"{directory}: the ood block of serving.json is unreadable: {exc!r}") from exc
-    if check.method != "centroid_cosine" or centroids.ndim != 2 or len(centroids) != len(labels):
+    if not _arrays_fit(check, len(labels)):
+        shapes = f"centroids {centroids.shape}" + ("" if whitener is None else f", whitener {whitener.shape}")
         raise ArtifactFormatError(
-            f"{directory}: ood method {check.method!r} with centroids {centroids.shape}; "
-            f"expected 'max_logit', or 'centroid_cosine' with {len(labels)} rows"
+            f"{directory}: ood method {check.method!r} with {shapes}; expected 'max_logit', 'centroid_cosine' "
+            f"with {len(labels)} rows, or 'mahalanobis' (+ '_max_logit' with a mix of 2 weights) with at most {len(labels)} rows and a square whitener as wide"
         )
     return check
+
+
+def _arrays_fit(check: OodCheck, labels: int) -> bool:
+    centroids, whitener = check.centroids, check.whitener
+    if check.method == "centroid_cosine":
+        return centroids.ndim == 2 and len(centroids) == labels and whitener is None
+    if check.method == "mahalanobis_max_logit" and (check.mix is None or len(check.mix) != 2):
+        return False
+    return (check.method in ("mahalanobis", "mahalanobis_max_logit") and whitener is not None and centroids.ndim == 2 and whitener.ndim == 2
+            and 0 < len(centroids) <= labels and whitener.shape == (centroids.shape[1],) * 2)
 
 
 def read_serving(directory: Path) -> Serving:

@@ -16,6 +16,7 @@ import numpy as np
 
 CORPUS_DIR = Path(__file__).resolve().parent / "corpora"
 NO_INTENT_CORPUS = CORPUS_DIR / "no_intent.txt"
+OFF_TOPIC_CORPUS = CORPUS_DIR / "off_topic.txt"  # never trained on: the report's off-topic held-back share
 _NOT_WORD = re.compile(r"[\W_]+", re.UNICODE)
 
 

@@ -29,7 +29,7 @@ from .errors import Cancelled, PipelineError
 from .artifact_format import FORMAT_VERSION, NO_INTENT, OodCheck, Serving, write_serving
 from .evaluate import classification_metrics, file_size_mb, latency_ms, onnx_latency_ms
 from .no_intent import Corpus
-from .open_world import add_no_intent, evaluate_open_world, training_languages
+from .open_world import add_no_intent, evaluate_open_world, off_topic_lines, training_languages
 from .export import check_parity, export_int8, onnx_logits, onnx_session
 from .hybrid import ParitySet, serve_choice, served_parity
 from .report import model_card, verdict
@@ -326,7 +326,9 @@ def _run(config: TrainConfig, examples, unlabelled, work_dir: Path, report: Repo
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     data = prepare(config, examples, unlabelled, tokenizer, teams, pad_id, no_intent)
     config = student_depth_fit(config, data)
-    for name, texts in (("out_of_scope", out_of_scope), ("no_intent_heldout", data.corpus.heldout if data.corpus else [])):
+    held_out = (("out_of_scope", out_of_scope), ("off_topic", off_topic_lines()),
+                ("no_intent_heldout", data.corpus.heldout if data.corpus else []))
+    for name, texts in held_out:
         data.texts[name], data.ids[name] = list(texts), encode(tokenizer, texts, config.max_length, config.window_head)
     scratch = work_dir / "_scratch"
     scratch.mkdir()

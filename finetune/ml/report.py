@@ -79,11 +79,16 @@ def _open_world(metrics: dict) -> list[str]:
         "## Open world",
         f"Held back (not routed to a team): held-out no-intent corpus lines {_share(figures.get('held_back_no_intent_heldout'))}; "
         f"out-of-scope texts {_share(figures.get('held_back_out_of_scope'))}; "
+        f"off-topic corpus lines {_share(figures.get('held_back_off_topic'))}; "
         f"in-scope {metrics['evaluated_on']} tickets {_share(figures.get('held_back_in_scope'))}.",
         "Out-of-scope check: " + ("none (no validation texts)." if ood is None else
                                   f"{ood['method']}, threshold {ood['threshold']:.3f}, passes {_pct(ood['val_in_scope_pass'])} "
                                   "of in-scope validation texts."),
     ]
+    if figures.get("out_of_scope_auroc") is not None:
+        lines.append(f"Its score on the given out-of-scope texts against in-scope {metrics['evaluated_on']} tickets: "
+                     f"AUROC {figures['out_of_scope_auroc']:.3f}, false-positive rate at 95 % in-scope recall "
+                     f"{_pct(figures['out_of_scope_fpr_at_95'])}.")
     languages = metrics.get("languages")
     if languages:
         seen = ", ".join(f"{code} {n}" for code, n in sorted(languages["counts"].items(), key=lambda kv: -kv[1]))

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from finetune.ml.artifact_format import NO_INTENT, OodCheck
-from finetune.ml.no_intent import claimed_by_labelled, corpus_split, load_corpus, normalise, with_small_talk
+from finetune.ml.config import TrainConfig
+from finetune.ml.no_intent import (
+    claimed_by_labelled,
+    corpus_split,
+    load_corpus,
+    normalise,
+    with_small_talk,
+)
 from finetune.ml.open_world import held_back_share, ood_check
 
 
@@ -24,7 +31,7 @@ def test_labelled_tickets_claim_equal_lines_after_normalising():
 def test_labelled_tickets_claim_similar_lines_by_cosine():
     """A line at or above the threshold to any labelled text is dropped; below it stays."""
     table = {"hello there": [1.0, 0.0], "ok": [0.0, 1.0], "hi there friend": [0.95, np.sqrt(1 - 0.95**2)]}
-    vectors = lambda texts: np.array([table[t] for t in texts])  # noqa: E731
+    vectors = lambda texts: np.array([table[t] for t in texts])
     assert claimed_by_labelled(["hello there", "ok"], ["hi there friend"], vectors, 0.9) == [True, False]
     assert claimed_by_labelled(["hello there", "ok"], ["hi there friend"], vectors, 0.96) == [False, False]
 
@@ -48,15 +55,17 @@ def test_small_talk_copies_keep_the_label_and_contain_the_question():
     assert with_small_talk(texts, labels, [], share=0.5, seed=1) == ([], [])
 
 
-def test_ood_threshold_passes_the_configured_share_of_validation():
+def test_a_max_logit_check_passes_the_configured_share_of_validation():
+    """ood_method="max_logit" needs no train vectors: its threshold passes the share of validation max logits."""
     val_logits = np.random.default_rng(0).normal(size=(400, 5))
     for share in (0.8, 0.95):
-        check = ood_check(val_logits, share)
+        config = TrainConfig(base_model="unused", ood_method="max_logit", ood_in_scope_pass=share, ood_max_accuracy_loss=0)
+        check = ood_check(config, (val_logits, None, None), None, list("abcde"))
         passed = (val_logits.max(axis=1) >= check.threshold).mean()
         assert check.method == "max_logit"
         assert passed == pytest.approx(share, abs=0.01) and check.in_scope_pass == pytest.approx(passed)
-    assert ood_check(val_logits[:0], 0.95) is None
-    assert ood_check(val_logits, 1.0) is None
+    config = TrainConfig(base_model="unused", ood_method="max_logit", ood_in_scope_pass=1.0)
+    assert ood_check(config, (val_logits, None, None), None, list("abcde")) is None
 
 
 def test_held_back_counts_no_intent_out_of_scope_and_low_confidence():
