@@ -79,7 +79,9 @@ def embed(texts: list[str], *, batch_size: int = 128) -> np.ndarray:
     with torch.no_grad():
         for start in range(0, len(texts), batch_size):
             chunk = order[start : start + batch_size]
-            batch = tokenizer([texts[i] for i in chunk], padding=True, truncation=True, max_length=64, return_tensors="pt")
+            batch = tokenizer(
+                [texts[i] for i in chunk], padding=True, truncation=True, max_length=64, return_tensors="pt"
+            )
             hidden = model(**batch).last_hidden_state
             mask = batch["attention_mask"].unsqueeze(-1).float()
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
@@ -106,7 +108,9 @@ def initial_labels(labels: np.ndarray, per_team: int, rng: np.random.Generator) 
     return chosen
 
 
-def run_curve(strategy: str, data: Dataset, vectors, test_vectors, features, args, seed: int) -> list[tuple[int, float]]:
+def run_curve(
+    strategy: str, data: Dataset, vectors, test_vectors, features, args, seed: int
+) -> list[tuple[int, float]]:
     """(labels used, test accuracy) after each round of one strategy from one seeded start."""
     rng = np.random.default_rng(seed)
     labelled = initial_labels(data.pool_labels, args.initial_per_team, rng)

@@ -48,7 +48,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--clients", default="50,200,500", help="Comma-separated socket counts, one run each.")
     parser.add_argument("--messages", type=int, default=10, help="Messages each customer sends.")
     parser.add_argument("--interval", type=float, default=1.0, help="Seconds between one customer's messages.")
-    parser.add_argument("--ramp", type=float, default=200.0, help="Customer sockets opened per second, before any sends.")
+    parser.add_argument(
+        "--ramp", type=float, default=200.0, help="Customer sockets opened per second, before any sends."
+    )
     parser.add_argument("--artifact", help="A model artifact directory to serve as the active version.")
     parser.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432", help="Server URL, no db.")
     parser.add_argument("--database", default="switchboard_bench", help="Dropped and recreated.")
@@ -56,7 +58,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=120.0, help="Upper bound per run (seconds).")
     parser.add_argument("--json", help="Also write the results here.")
     parser.add_argument(
-        "--server", choices=("daphne", "uvicorn"), default="uvicorn",
+        "--server",
+        choices=("daphne", "uvicorn"),
+        default="uvicorn",
         help="ASGI server for the two processes (uvicorn as the README runs it, or daphne).",
     )
     return parser.parse_args()
@@ -126,18 +130,26 @@ def agent_cookie() -> str:
 
 def servers_start(database_url: str, args, store: Path, logs: Path) -> list[tuple[subprocess.Popen, str]]:
     env = {
-        **os.environ, "DATABASE_URL": database_url, "REDIS_URL": args.redis, "MODEL_STORE": str(store),
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": args.redis,
+        "MODEL_STORE": str(store),
         # Every simulated customer connects from 127.0.0.1: lift the per-address handshake limit.
         "CHAT_HANDSHAKES_PER_MINUTE": "0",
-        "DEBUG": "0", "SECRET_KEY": SECRET_KEY, "SECURE_SSL_REDIRECT": "0",
+        "DEBUG": "0",
+        "SECRET_KEY": SECRET_KEY,
+        "SECURE_SSL_REDIRECT": "0",
         # One persistent connection per DB thread instead of a new one per query batch.
-        "DB_CONN_MAX_AGE": "600", "LOG_LEVEL": "WARNING",
+        "DB_CONN_MAX_AGE": "600",
+        "LOG_LEVEL": "WARNING",
     }
     servers = []
     for index in range(2):
         port = 18800 + index + random.randint(0, 900)
         log = (logs / f"server-{index}.log").open("w")
-        process = subprocess.Popen(server_command(args.server, port), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            server_command(args.server, port), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
         servers.append((process, f"ws://127.0.0.1:{port}"))
     return servers
 
@@ -154,9 +166,23 @@ def server_command(server: str, port: int) -> list[str]:
     # As the README's "At scale" runs it (per-message deflate on, uvicorn's default: turning it
     # off made no difference beyond this machine's noise at 500 sockets).
     return [
-        binary, "chatbot.project.asgi:application", "--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop",
-        "--http", "httptools", "--ws", "websockets", "--ws-max-size", str(WS_MAX_SIZE), "--no-access-log",
-        "--log-level", "warning",
+        binary,
+        "chatbot.project.asgi:application",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--ws",
+        "websockets",
+        "--ws-max-size",
+        str(WS_MAX_SIZE),
+        "--no-access-log",
+        "--log-level",
+        "warning",
     ]
 
 
@@ -194,7 +220,9 @@ class Run:
 
 
 async def agent(url: str, cookie: str, run: Run, stop: asyncio.Event) -> None:
-    async with connect(f"{url}/ws/agent/", origin=url.replace("ws", "http", 1), additional_headers={"Cookie": cookie}, max_queue=None) as ws:
+    async with connect(
+        f"{url}/ws/agent/", origin=url.replace("ws", "http", 1), additional_headers={"Cookie": cookie}, max_queue=None
+    ) as ws:
         while not stop.is_set():
             try:
                 frame = json.loads(await asyncio.wait_for(ws.recv(), 0.5))
@@ -344,17 +372,31 @@ def report(clients: int, run: Run, elapsed: float, peak: dict, failures: list, u
     first_ms = [1000 * (run.at_agent[c] - run.sent[c]) for c in run.at_agent if c in run.sent and c.endswith("-0")]
     later_ms = [1000 * (run.at_agent[c] - run.sent[c]) for c in run.at_agent if c in run.sent and not c.endswith("-0")]
     return {
-        "clients": clients, "sent": len(run.sent), "acked": len(run.acked), "stored": stored,
-        "lost": len(run.sent) - distinct, "doubled": stored - distinct, "at_agent": len(run.at_agent),
-        "ack_p50_ms": percentile(ack_ms, 0.5), "ack_p99_ms": percentile(ack_ms, 0.99),
-        "agent_p50_ms": percentile(agent_ms, 0.5), "agent_p99_ms": percentile(agent_ms, 0.99),
-        "agent_first_p50_ms": percentile(first_ms, 0.5), "agent_first_p99_ms": percentile(first_ms, 0.99),
-        "agent_later_p50_ms": percentile(later_ms, 0.5), "agent_later_p99_ms": percentile(later_ms, 0.99),
-        "rss_mb": [round(value / 2**20) for value in peak.values()], "seconds": round(elapsed, 1),
-        "errors": sorted(set(run.errors)), "client_failures": [repr(f)[:120] for f in failures[:3]],
-        "unfinished": unfinished, "connect_p99_ms": percentile(run.connect_ms, 0.99),
-        "handshake_retries": len(run.handshake_retries), "retry_reasons": sorted(set(run.handshake_retries)),
-        "connect_failed": run.connect_failed, "load1": round(os.getloadavg()[0], 1),
+        "clients": clients,
+        "sent": len(run.sent),
+        "acked": len(run.acked),
+        "stored": stored,
+        "lost": len(run.sent) - distinct,
+        "doubled": stored - distinct,
+        "at_agent": len(run.at_agent),
+        "ack_p50_ms": percentile(ack_ms, 0.5),
+        "ack_p99_ms": percentile(ack_ms, 0.99),
+        "agent_p50_ms": percentile(agent_ms, 0.5),
+        "agent_p99_ms": percentile(agent_ms, 0.99),
+        "agent_first_p50_ms": percentile(first_ms, 0.5),
+        "agent_first_p99_ms": percentile(first_ms, 0.99),
+        "agent_later_p50_ms": percentile(later_ms, 0.5),
+        "agent_later_p99_ms": percentile(later_ms, 0.99),
+        "rss_mb": [round(value / 2**20) for value in peak.values()],
+        "seconds": round(elapsed, 1),
+        "errors": sorted(set(run.errors)),
+        "client_failures": [repr(f)[:120] for f in failures[:3]],
+        "unfinished": unfinished,
+        "connect_p99_ms": percentile(run.connect_ms, 0.99),
+        "handshake_retries": len(run.handshake_retries),
+        "retry_reasons": sorted(set(run.handshake_retries)),
+        "connect_failed": run.connect_failed,
+        "load1": round(os.getloadavg()[0], 1),
         # CPU per message sent, from the first send to the drain: both servers, then the load generator.
         "server_cpu_ms_per_msg": round(1000 * sum(cpu[:-2]) / max(1, len(run.sent)), 2),
         "loadgen_cpu_ms_per_msg": round(1000 * cpu[-2] / max(1, len(run.sent)), 2),
@@ -365,18 +407,52 @@ def report(clients: int, run: Run, elapsed: float, peak: dict, failures: list, u
 def print_table(rows: list[dict], routing: str, server: str) -> None:
     print(f"\nrouting: {routing}; server: {server}; settings: {os.environ.get('DJANGO_SETTINGS_MODULE')}")
     head = (
-        "clients", "sent", "acked", "stored", "lost", "doubled", "at_agent", "ack p50", "ack p99", "agent p50",
-        "agent p99", "conn p99", "retries", "conn failed", "RSS MB (A,B)", "s", "load1", "CPU ms/msg (servers, loadgen, pg+redis)",
+        "clients",
+        "sent",
+        "acked",
+        "stored",
+        "lost",
+        "doubled",
+        "at_agent",
+        "ack p50",
+        "ack p99",
+        "agent p50",
+        "agent p99",
+        "conn p99",
+        "retries",
+        "conn failed",
+        "RSS MB (A,B)",
+        "s",
+        "load1",
+        "CPU ms/msg (servers, loadgen, pg+redis)",
     )
     print(" | ".join(head))
     for r in rows:
-        print(" | ".join(str(x) for x in (
-            r["clients"], r["sent"], r["acked"], r["stored"], r["lost"], r["doubled"], r["at_agent"],
-            f"{r['ack_p50_ms']:.1f}", f"{r['ack_p99_ms']:.1f}", f"{r['agent_p50_ms']:.1f}", f"{r['agent_p99_ms']:.1f}",
-            f"{r['connect_p99_ms']:.0f}", r["handshake_retries"], r["connect_failed"],
-            ",".join(map(str, r["rss_mb"])), r["seconds"], r["load1"],
-            f"{r['server_cpu_ms_per_msg']},{r['loadgen_cpu_ms_per_msg']},{r['pg_redis_cpu_ms_per_msg']}",
-        )))
+        print(
+            " | ".join(
+                str(x)
+                for x in (
+                    r["clients"],
+                    r["sent"],
+                    r["acked"],
+                    r["stored"],
+                    r["lost"],
+                    r["doubled"],
+                    r["at_agent"],
+                    f"{r['ack_p50_ms']:.1f}",
+                    f"{r['ack_p99_ms']:.1f}",
+                    f"{r['agent_p50_ms']:.1f}",
+                    f"{r['agent_p99_ms']:.1f}",
+                    f"{r['connect_p99_ms']:.0f}",
+                    r["handshake_retries"],
+                    r["connect_failed"],
+                    ",".join(map(str, r["rss_mb"])),
+                    r["seconds"],
+                    r["load1"],
+                    f"{r['server_cpu_ms_per_msg']},{r['loadgen_cpu_ms_per_msg']},{r['pg_redis_cpu_ms_per_msg']}",
+                )
+            )
+        )
         print(
             f"   send->agent: first messages (routed then) p50 {r['agent_first_p50_ms']:.1f} p99 "
             f"{r['agent_first_p99_ms']:.1f} ms; later messages p50 {r['agent_later_p50_ms']:.1f} p99 {r['agent_later_p99_ms']:.1f} ms"

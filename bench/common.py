@@ -65,7 +65,9 @@ def load_bitext(root: Path = DATA_ROOT, test_share: float = 0.3) -> Dataset:
     folder = root / "bitext_customer_support"
     teams = json.loads((folder / "teams.json").read_text())
     rows, seen = [], set()
-    for text, intent in _read_csv(folder / "Bitext_Sample_Customer_Support_Training_Dataset.csv", "instruction", "intent"):
+    for text, intent in _read_csv(
+        folder / "Bitext_Sample_Customer_Support_Training_Dataset.csv", "instruction", "intent"
+    ):
         key = " ".join(text.lower().split())
         if key and key not in seen:
             seen.add(key)

@@ -92,10 +92,12 @@ def main() -> None:
     on, off = statistics.median(cpu["on"]), statistics.median(cpu["off"])
     spread = {m: (statistics.quantiles(v, n=4)[2] - statistics.quantiles(v, n=4)[0]) * 1e6 for m, v in cpu.items()}
     mode = "multiprocess" if os.environ.get("PROMETHEUS_MULTIPROC_DIR") else "single process"
-    print(f"route_body CPU per request ({mode}, median of {args.rounds} x {args.requests}): "
-          f"metrics on {on * 1e6:.1f} us, off {off * 1e6:.1f} us, difference {(on - off) * 1e6:+.1f} us "
-          f"({(on - off) / off:+.1%}; interquartile ranges {spread['on']:.1f} / {spread['off']:.1f} us); "
-          f"route_observe alone {observe * 1e6:.2f} us")
+    print(
+        f"route_body CPU per request ({mode}, median of {args.rounds} x {args.requests}): "
+        f"metrics on {on * 1e6:.1f} us, off {off * 1e6:.1f} us, difference {(on - off) * 1e6:+.1f} us "
+        f"({(on - off) / off:+.1%}; interquartile ranges {spread['on']:.1f} / {spread['off']:.1f} us); "
+        f"route_observe alone {observe * 1e6:.2f} us"
+    )
 
 
 if __name__ == "__main__":

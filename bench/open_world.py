@@ -87,8 +87,9 @@ print("BENCH_LATENCY", json.dumps(seconds))
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     model = parser.add_mutually_exclusive_group(required=True)
-    model.add_argument("--artifact", type=Path, help="a model version directory to serve (both releases, "
-                                                     "unless --baseline-artifact)")
+    model.add_argument(
+        "--artifact", type=Path, help="a model version directory to serve (both releases, unless --baseline-artifact)"
+    )
     model.add_argument("--train", action="store_true", help="import 3,000 Banking77 tickets and `manage.py train`")
     parser.add_argument("--baseline-artifact", type=Path, help="the baseline's model (default: as --artifact/--train)")
     parser.add_argument("--baseline-ref", default="b2d4983", help="the release to compare with ('none': skip it)")
@@ -129,7 +130,7 @@ def manage(tree: Path, env: dict, *args: str) -> str:
 def shell_value(tree: Path, env: dict, script: str, marker: str) -> str:
     for line in manage(tree, env, "shell", "-c", script).splitlines():
         if line.startswith(marker + " "):
-            return line[len(marker) + 1:]
+            return line[len(marker) + 1 :]
     raise SystemExit(f"manage.py shell in {tree} printed no {marker} line")
 
 
@@ -173,8 +174,9 @@ class Release:
         self.token = shell_value(self.tree, self.env, TOKEN, "BENCH_TOKEN")
         log_path = self.work / "server.log"
         with open(log_path, "ab") as log:
-            self.process = subprocess.Popen(server_command("uvicorn", self.port), cwd=self.tree, env=self.env,
-                                            stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                server_command("uvicorn", self.port), cwd=self.tree, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
         try:
             wait_healthy(self.port)
         except RuntimeError as exc:
@@ -230,9 +232,9 @@ def held_back_sets(release: Release) -> dict:
         result[name] = sets.share([sets.held_back(a) for a, _ in rest_route(release, texts)])
     answers = [a for a, _ in rest_route(release, [row.text for row in foreign])]
     result["foreign_held_back"] = sets.share([sets.held_back(a) for a in answers])
-    result["foreign_held_back_or_right"] = sets.share([
-        sets.held_back(a) or a.get("team") == row.team for a, row in zip(answers, foreign)
-    ])
+    result["foreign_held_back_or_right"] = sets.share(
+        [sets.held_back(a) or a.get("team") == row.team for a, row in zip(answers, foreign)]
+    )
     return result
 
 
@@ -243,8 +245,10 @@ def latencies(release: Release, texts: list[str]) -> dict:
     env = {**release.env, "BENCH_TEXTS": str(texts_file)}
     in_process = json.loads(shell_value(release.tree, env, LATENCY, "BENCH_LATENCY"))
     return {
-        "rest_p50_ms": sets.percentile_ms(rest, 50), "rest_p99_ms": sets.percentile_ms(rest, 99),
-        "predict_p50_ms": sets.percentile_ms(in_process, 50), "predict_p99_ms": sets.percentile_ms(in_process, 99),
+        "rest_p50_ms": sets.percentile_ms(rest, 50),
+        "rest_p99_ms": sets.percentile_ms(rest, 99),
+        "predict_p50_ms": sets.percentile_ms(in_process, 50),
+        "predict_p99_ms": sets.percentile_ms(in_process, 99),
     }
 
 
@@ -258,12 +262,14 @@ def clinc_metrics(release: Release, args) -> dict:
     correct = [a.get("team") == slugify(team) for a, (_, team) in zip(in_answers, in_scope)]
     recall, threshold = sets.recall_at_accuracy_loss(positive, correct, negative, 0.01)
     return {
-        "in_scope": len(positive), "out_of_scope": len(negative),
-        "in_scope_accuracy_routed": sets.share([
-            c and not sets.held_back(a) for c, a in zip(correct, in_answers)]),
+        "in_scope": len(positive),
+        "out_of_scope": len(negative),
+        "in_scope_accuracy_routed": sets.share([c and not sets.held_back(a) for c, a in zip(correct, in_answers)]),
         "oos_held_back": sets.share([sets.held_back(a) for a in oos_answers]),
-        "auroc": sets.auroc(positive, negative), "fpr_at_95_recall": sets.fpr_at_recall(positive, negative, 0.95),
-        "oos_recall_at_1pt_loss": recall, "threshold_at_1pt_loss": threshold,
+        "auroc": sets.auroc(positive, negative),
+        "fpr_at_95_recall": sets.fpr_at_recall(positive, negative, 0.95),
+        "oos_recall_at_1pt_loss": recall,
+        "threshold_at_1pt_loss": threshold,
     }
 
 
@@ -354,8 +360,10 @@ def release_measure(name: str, tree: Path, work: Path, args, artifact, database_
 
 
 def print_report(results: dict[str, dict], args) -> None:
-    print(f"\nopen-world routing: {args.questions} Banking77 questions, opener {args.opener!r}, closer "
-          f"{args.closer!r}; model: {args.artifact or f'trained on {args.train_tickets} tickets'}")
+    print(
+        f"\nopen-world routing: {args.questions} Banking77 questions, opener {args.opener!r}, closer "
+        f"{args.closer!r}; model: {args.artifact or f'trained on {args.train_tickets} tickets'}"
+    )
     print("\n".join(sets.table_lines(results)))
     for name, result in results.items():
         for sample in result.get("chat_error_samples", []):
@@ -367,8 +375,9 @@ def print_report(results: dict[str, dict], args) -> None:
 def main(argv=None) -> None:
     args = parse_args(argv)
     questions = sets.questions_sample(load_banking77().test, args.questions, args.seed)
-    latency_texts = [text for text, _ in sets.questions_sample(load_banking77().test, args.latency_texts,
-                                                                args.seed + 1)]
+    latency_texts = [
+        text for text, _ in sets.questions_sample(load_banking77().test, args.latency_texts, args.seed + 1)
+    ]
     inputs = (questions, latency_texts)
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="open-world-") as tmp_name:
@@ -377,15 +386,24 @@ def main(argv=None) -> None:
             with worktree(args.baseline_ref, tmp / "baseline-tree") as tree:
                 print(f"baseline {args.baseline_ref} ({tree})", flush=True)
                 results[f"baseline {args.baseline_ref}"] = release_measure(
-                    "baseline", tree, tmp / "baseline", args, args.baseline_artifact or args.artifact,
-                    args.baseline_database_url, args.baseline_clinc_artifact or args.clinc_artifact, inputs)
+                    "baseline",
+                    tree,
+                    tmp / "baseline",
+                    args,
+                    args.baseline_artifact or args.artifact,
+                    args.baseline_database_url,
+                    args.baseline_clinc_artifact or args.clinc_artifact,
+                    inputs,
+                )
         print(f"current ({ROOT})", flush=True)
-        results["current"] = release_measure("current", ROOT, tmp / "current", args, args.artifact,
-                                             args.database_url, args.clinc_artifact, inputs)
+        results["current"] = release_measure(
+            "current", ROOT, tmp / "current", args, args.artifact, args.database_url, args.clinc_artifact, inputs
+        )
     print_report(results, args)
     if args.json:
-        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results},
-                                        indent=2))
+        args.json.write_text(
+            json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results}, indent=2)
+        )
 
 
 if __name__ == "__main__":

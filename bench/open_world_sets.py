@@ -39,7 +39,7 @@ def foreign_load(path: Path) -> list[ForeignRequest]:
             obj = json.loads(line)
             rows.append(ForeignRequest(text=obj["text"], language=obj["language"], team=obj["team"]))
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise ValueError(f"{path}:{number}: expected {{\"text\", \"language\", \"team\"}}: {exc!r}") from exc
+            raise ValueError(f'{path}:{number}: expected {{"text", "language", "team"}}: {exc!r}') from exc
     return rows
 
 

@@ -55,8 +55,14 @@ def build_quick_artifact(out: Path, rows: list[tuple[str, str]], base: str) -> N
     examples = [LabelledText(text=t, label=label, split="") for label, texts in per_team.items() for t in texts[:10]]
     # Latency only: a one-epoch model's near-ties may flip under int8, which must not stop the bench.
     config = TrainConfig(
-        base_model=base, epochs=1, distil_epochs=1, teachers=1, min_teacher_steps=0, min_distil_steps=0,
-        baseline=False, parity_threshold=0.0,
+        base_model=base,
+        epochs=1,
+        distil_epochs=1,
+        teachers=1,
+        min_teacher_steps=0,
+        min_distil_steps=0,
+        baseline=False,
+        parity_threshold=0.0,
     )
     run_pipeline(config=config, examples=examples, unlabelled=[], work_dir=out)
 
@@ -65,8 +71,9 @@ def train_artifact(out: Path, rows: list[tuple[str, str]]) -> None:
     from finetune.ml.pipeline import LabelledText, TrainConfig, run_pipeline
 
     examples = [LabelledText(text=t, label=slug(team), split="") for t, team in rows[:3000]]
-    run_pipeline(config=TrainConfig(epochs=3, distil_epochs=2, baseline=False), examples=examples,
-                 unlabelled=[], work_dir=out)
+    run_pipeline(
+        config=TrainConfig(epochs=3, distil_epochs=2, baseline=False), examples=examples, unlabelled=[], work_dir=out
+    )
 
 
 def server_env(tmp: Path) -> dict[str, str]:
@@ -102,8 +109,9 @@ def prepare_database(env: dict[str, str], artifact: Path) -> str:
     shutil.copytree(artifact, Path(env["MODEL_STORE"]) / "1")
     for label in labels:
         Team.objects.get_or_create(slug=label, defaults={"name": label.replace("-", " ").title()})
-    ModelVersion.objects.create(artifact_dir="1", sha256=sha256_file(artifact / "checksums"), labels=labels,
-                                state=ModelVersion.State.ACTIVE)
+    ModelVersion.objects.create(
+        artifact_dir="1", sha256=sha256_file(artifact / "checksums"), labels=labels, state=ModelVersion.State.ACTIVE
+    )
     user = get_user_model().objects.create_user("bench", password="bench-pass-123")
     return Token.objects.create(user=user).key
 
@@ -129,8 +137,12 @@ def bench_router(texts: list[str]) -> dict:
     for i in range(0, 1024, 32):
         model.probabilities(texts[i : i + 32])
     p50, p99 = percentiles(single)
-    return {"p50_ms": p50, "p99_ms": p99, "batch32_msgs_per_s": 1024 / (time.perf_counter() - start),
-            "single_msgs_per_s": len(single) / sum(single)}
+    return {
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "batch32_msgs_per_s": 1024 / (time.perf_counter() - start),
+        "single_msgs_per_s": len(single) / sum(single),
+    }
 
 
 def bench_torch(texts: list[str], base: str, num_labels: int) -> dict:
@@ -139,8 +151,14 @@ def bench_torch(texts: list[str], base: str, num_labels: int) -> dict:
 
     torch.set_num_threads(1)
     model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=num_labels).eval()
-    classify = pipeline("text-classification", model=model, tokenizer=AutoTokenizer.from_pretrained(base),
-                        device=-1, truncation=True, max_length=64)
+    classify = pipeline(
+        "text-classification",
+        model=model,
+        tokenizer=AutoTokenizer.from_pretrained(base),
+        device=-1,
+        truncation=True,
+        max_length=64,
+    )
     for text in texts[:5]:
         classify(text)
     single = []
@@ -151,8 +169,12 @@ def bench_torch(texts: list[str], base: str, num_labels: int) -> dict:
     start = time.perf_counter()
     classify(texts[:256], batch_size=32)
     p50, p99 = percentiles(single)
-    return {"p50_ms": p50, "p99_ms": p99, "batch32_msgs_per_s": 256 / (time.perf_counter() - start),
-            "single_msgs_per_s": len(single) / sum(single)}
+    return {
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "batch32_msgs_per_s": 256 / (time.perf_counter() - start),
+        "single_msgs_per_s": len(single) / sum(single),
+    }
 
 
 async def _client(port: int, requests: list[bytes], stop_at: float, latencies: list, errors: list) -> None:
@@ -184,16 +206,27 @@ async def load(ports: list[int], token: str, texts: list[str], clients: int, dur
     requests = []
     for text in texts[:200]:
         body = json.dumps({"text": text}).encode()
-        head = (f"POST /api/v1/route HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Token {token}\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
+        head = (
+            f"POST /api/v1/route HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Token {token}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
         requests.append(head.encode() + body)
     latencies, errors = [], []
     stop_at = time.monotonic() + duration
-    await asyncio.gather(*(_client(ports[c % len(ports)], requests[c:] + requests[:c], stop_at, latencies, errors)
-                           for c in range(clients)))
+    await asyncio.gather(
+        *(
+            _client(ports[c % len(ports)], requests[c:] + requests[:c], stop_at, latencies, errors)
+            for c in range(clients)
+        )
+    )
     p50, p99 = percentiles(latencies)
-    return {"requests_per_s": len(latencies) / duration, "p50_ms": p50, "p99_ms": p99, "errors": len(errors),
-            "error_samples": [str(e) for e in errors[:3]]}
+    return {
+        "requests_per_s": len(latencies) / duration,
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "errors": len(errors),
+        "error_samples": [str(e) for e in errors[:3]],
+    }
 
 
 def run(coroutine):
@@ -222,8 +255,21 @@ def wait_healthy(port: int, timeout: float = 180) -> None:
 def server_command(server: str, port: int) -> list[str]:
     if server == "daphne":
         return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "chatbot.project.asgi:application"]
-    return [sys.executable, "-m", "uvicorn", "chatbot.project.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-            "--http", "httptools", "--loop", "uvloop", "--no-access-log"]
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "chatbot.project.asgi:application",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--http",
+        "httptools",
+        "--loop",
+        "uvloop",
+        "--no-access-log",
+    ]
 
 
 def cpu_seconds(pids: list[int]) -> float | None:
@@ -241,9 +287,16 @@ def cpu_seconds(pids: list[int]) -> float | None:
 
 def bench_http(env: dict, token: str, texts: list[str], processes: int, args) -> dict:
     ports = [args.port + i for i in range(processes)]
-    servers = [subprocess.Popen(server_command(args.server, port), cwd=ROOT, env=env,
-                                stdout=subprocess.DEVNULL, stderr=open(args.server_log, "ab"))
-               for port in ports]
+    servers = [
+        subprocess.Popen(
+            server_command(args.server, port),
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=open(args.server_log, "ab"),
+        )
+        for port in ports
+    ]
     try:
         for port in ports:
             wait_healthy(port)
@@ -290,8 +343,11 @@ def main() -> None:
         env = server_env(tmp)
         token = prepare_database(env, artifact)
         num_labels = len(json.loads((artifact / "labels.json").read_text()))
-        results = {} if args.http_only else {"router_int8": bench_router(test_texts),
-                                             "torch_pipeline": bench_torch(test_texts, base, num_labels)}
+        results = (
+            {}
+            if args.http_only
+            else {"router_int8": bench_router(test_texts), "torch_pipeline": bench_torch(test_texts, base, num_labels)}
+        )
         for n in [int(p) for p in args.processes.split(",")]:
             results[f"http_{n}_process"] = bench_http(env, token, test_texts, n, args)
     print_table(results, args)
@@ -310,19 +366,25 @@ def print_in_process(results: dict) -> None:
     print(f"\n{'in-process (1 thread)':<26}{'p50 ms':>9}{'p99 ms':>9}{'single msg/s':>14}{'batch32 msg/s':>15}")
     for name in ("router_int8", "torch_pipeline"):
         r = results[name]
-        print(f"{name:<26}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['single_msgs_per_s']:>14.0f}"
-              f"{r['batch32_msgs_per_s']:>15.0f}")
+        print(
+            f"{name:<26}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['single_msgs_per_s']:>14.0f}"
+            f"{r['batch32_msgs_per_s']:>15.0f}"
+        )
     print(f"speed-up per message (p50): {torch_['p50_ms'] / router['p50_ms']:.1f}x")
 
 
 def print_http(results: dict, args) -> None:
-    print(f"\n{'HTTP POST /api/v1/route':<26}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'cpu ms/req':>11}"
-          f"   ({args.server}, {args.clients} keep-alive clients, {args.duration:.0f} s)")
+    print(
+        f"\n{'HTTP POST /api/v1/route':<26}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'cpu ms/req':>11}"
+        f"   ({args.server}, {args.clients} keep-alive clients, {args.duration:.0f} s)"
+    )
     for name, r in results.items():
         if name.startswith("http_"):
             cpu = r.get("server_cpu_ms_per_request")
-            print(f"{name:<26}{r['requests_per_s']:>9.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['errors']:>8}"
-                  + (f"{cpu:>11.3f}" if cpu is not None else f"{'-':>11}"))
+            print(
+                f"{name:<26}{r['requests_per_s']:>9.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['errors']:>8}"
+                + (f"{cpu:>11.3f}" if cpu is not None else f"{'-':>11}")
+            )
 
 
 if __name__ == "__main__":

@@ -56,7 +56,9 @@ def routers(artifacts: dict[str, Path], store: Path) -> dict:
     for name, artifact in artifacts.items():
         shutil.copytree(artifact, store / name)
         labels = json.loads((artifact / "labels.json").read_text())
-        version = ModelVersion.objects.create(artifact_dir=name, sha256=sha256_file(artifact / "checksums"), labels=labels)
+        version = ModelVersion.objects.create(
+            artifact_dir=name, sha256=sha256_file(artifact / "checksums"), labels=labels
+        )
         model = LoadedModel.from_version(version, threads=1)
         router = Router()
         teams = {label: TeamInfo(name=label, triage_threshold=None) for label in labels}
@@ -102,10 +104,19 @@ def main() -> None:
         for index, artifact in enumerate(args.artifact):
             artifacts[artifact.name] = artifact
             if (artifact / "tfidf.npz").is_file():
-                artifacts[f"{artifact.name} (student alone)"] = student_only_copy(artifact, Path(tmp) / f"alone-{index}")
+                artifacts[f"{artifact.name} (student alone)"] = student_only_copy(
+                    artifact, Path(tmp) / f"alone-{index}"
+                )
         seconds = time_turns(routers(artifacts, Path(tmp) / "store"), texts)
-    results = {name: {"p50_ms": 1000 * float(np.percentile(s, 50)), "p99_ms": 1000 * float(np.percentile(s, 99)),
-                      "mean_ms": 1000 * float(np.mean(s)), "n": len(s)} for name, s in seconds.items()}
+    results = {
+        name: {
+            "p50_ms": 1000 * float(np.percentile(s, 50)),
+            "p99_ms": 1000 * float(np.percentile(s, 99)),
+            "mean_ms": 1000 * float(np.mean(s)),
+            "n": len(s),
+        }
+        for name, s in seconds.items()
+    }
     print(f"{'Router.predict, 1 thread, CPU time':<60} {'p50 ms':>7} {'p99 ms':>7} {'mean ms':>8}")
     for name, r in results.items():
         print(f"{name:<60} {r['p50_ms']:7.3f} {r['p99_ms']:7.3f} {r['mean_ms']:8.3f}")

@@ -30,7 +30,14 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from bench.common import (  # noqa: E402
-    DATA_ROOT, Dataset, load_banking77, load_bitext, load_clinc150, load_csv_pair, parse_size, stratified_sample,
+    DATA_ROOT,
+    Dataset,
+    load_banking77,
+    load_bitext,
+    load_clinc150,
+    load_csv_pair,
+    parse_size,
+    stratified_sample,
 )
 from finetune.ml.calibrate import softmax  # noqa: E402
 from finetune.ml.config import TrainConfig  # noqa: E402
@@ -39,8 +46,13 @@ from finetune.ml.export import onnx_session  # noqa: E402
 from finetune.ml.pipeline import LabelledText, run_pipeline  # noqa: E402
 from finetune.ml.split import assign_splits  # noqa: E402
 
-MODELS = [("baseline", "TF-IDF+LR"), ("teacher", "teacher"), ("student", "student torch"), ("int8", "int8 student"),
-          ("served", "served")]
+MODELS = [
+    ("baseline", "TF-IDF+LR"),
+    ("teacher", "teacher"),
+    ("student", "student torch"),
+    ("int8", "int8 student"),
+    ("served", "served"),
+]
 
 
 def load(args) -> Dataset:
@@ -51,7 +63,9 @@ def load(args) -> Dataset:
 
 def examples_for(sample, test, seed: int, val_fraction: float) -> list[LabelledText]:
     """The sample split into train/val (seeded, stratified); the dataset's test set is the test split."""
-    splits = assign_splits([t for _, t in sample], [""] * len(sample), seed=seed, val_fraction=val_fraction, test_fraction=0.0)
+    splits = assign_splits(
+        [t for _, t in sample], [""] * len(sample), seed=seed, val_fraction=val_fraction, test_fraction=0.0
+    )
     return [LabelledText(x, t, s) for (x, t), s in zip(sample, splits)] + [LabelledText(x, t, "test") for x, t in test]
 
 
@@ -77,7 +91,10 @@ def teacher_latency(config: TrainConfig, labels: list[str], texts: list[str]) ->
         encoded = tokenizer(text, truncation=True, max_length=config.max_length, return_tensors="pt")
         model(encoded["input_ids"], encoded["attention_mask"])
 
-    result = {"teacher_torch": latency_ms(raw, texts, limit=200), "teacher_hf_pipeline": latency_ms(classify, texts, limit=200)}
+    result = {
+        "teacher_torch": latency_ms(raw, texts, limit=200),
+        "teacher_hf_pipeline": latency_ms(classify, texts, limit=200),
+    }
     torch.set_num_threads(config.threads)
     return result
 
@@ -131,55 +148,85 @@ def run_size(dataset: Dataset, spec: str, args) -> dict:
     with tempfile.TemporaryDirectory(prefix="train-bench-") as tmp:
         start = time.perf_counter()
         result = run_pipeline(
-            config=config, examples=examples, unlabelled=unlabelled, work_dir=Path(tmp) / "artifact",
-            progress=(lambda s, p, m: print(f"  [{spec}] {s} {p:5.1f}% {m}", file=sys.stderr)) if args.verbose else None,
+            config=config,
+            examples=examples,
+            unlabelled=unlabelled,
+            work_dir=Path(tmp) / "artifact",
+            progress=(lambda s, p, m: print(f"  [{spec}] {s} {p:5.1f}% {m}", file=sys.stderr))
+            if args.verbose
+            else None,
         )
         wall = time.perf_counter() - start
         texts = [x for x, _ in dataset.test]
-        row = {"size": spec, "flow": args.flow, "labelled": len(sample), "unlabelled": len(unlabelled), "wall_s": round(wall, 1)}
+        row = {
+            "size": spec,
+            "flow": args.flow,
+            "labelled": len(sample),
+            "unlabelled": len(unlabelled),
+            "wall_s": round(wall, 1),
+        }
         row["metrics"] = {key: {k: result.metrics[key][k] for k in ("accuracy", "macro_f1")} for key, _ in MODELS}
         row["served_model"] = result.metrics["served_model"]
         row["timings_s"] = result.metrics["timings_s"]
-        row["latency_ms"] = {"int8": result.metrics["latency_ms"]["int8"], **student_latency(result.artifact_dir, texts)}
+        row["latency_ms"] = {
+            "int8": result.metrics["latency_ms"]["int8"],
+            **student_latency(result.artifact_dir, texts),
+        }
         if dataset.out_of_scope:
             row["out_of_scope"] = out_of_scope_report(result.artifact_dir, dataset.out_of_scope)
         row["calibration"] = result.metrics["calibration"]
         if args.keep:  # e.g. for Router.predict timings of the served artifact
-            shutil.copytree(result.artifact_dir, args.keep / f"{dataset.name}-{spec}-{args.flow}-seed{args.seed}", dirs_exist_ok=True)
+            shutil.copytree(
+                result.artifact_dir,
+                args.keep / f"{dataset.name}-{spec}-{args.flow}-seed{args.seed}",
+                dirs_exist_ok=True,
+            )
     return row
 
 
 def print_table(dataset: Dataset, rows: list[dict], latency: dict) -> None:
-    print(f"\n{dataset.name}: {len(dataset.train)} pool, {len(dataset.test)} test, {len(dataset.teams)} teams, flow {rows[0]['flow']}")
+    print(
+        f"\n{dataset.name}: {len(dataset.train)} pool, {len(dataset.test)} test, {len(dataset.teams)} teams, flow {rows[0]['flow']}"
+    )
     print(f"{'size':>8} {'model':<14} {'accuracy':>8} {'macro-F1':>8} {'wall s':>7} {'p50 ms':>7} {'p95 ms':>7}")
     for row in rows:
         for key, name in MODELS:
             m = row["metrics"][key]
             lat = {"int8": row["latency_ms"]["int8"], "teacher": latency["teacher_torch"]}.get(key)
             p50, p95 = (f"{lat['p50']:.2f}", f"{lat['p95']:.2f}") if lat else ("", "")
-            print(f"{row['size']:>8} {name:<14} {100 * m['accuracy']:8.2f} {100 * m['macro_f1']:8.2f} {row['wall_s']:7.0f} {p50:>7} {p95:>7}")
+            print(
+                f"{row['size']:>8} {name:<14} {100 * m['accuracy']:8.2f} {100 * m['macro_f1']:8.2f} {row['wall_s']:7.0f} {p50:>7} {p95:>7}"
+            )
         choice = row["served_model"]
         print(f"{'':>8} served: {choice['kind']} (TF-IDF weight {choice['tfidf_weight']:.2f}); {choice['reason']}")
         if "out_of_scope" in row:
             oos = row["out_of_scope"]
-            print(f"{'':>8} out-of-scope: {100 * oos['share_to_triage']:.1f}% of {oos['n']} sent to triage at threshold {oos['threshold']:.3f}")
+            print(
+                f"{'':>8} out-of-scope: {100 * oos['share_to_triage']:.1f}% of {oos['n']} sent to triage at threshold {oos['threshold']:.3f}"
+            )
     e2e, hf = rows[-1]["latency_ms"]["int8_end_to_end"], latency["teacher_hf_pipeline"]
-    print(f"one message end to end (1 thread): int8 student p50 {e2e['p50']:.2f} ms vs teacher via "
-          f"transformers pipeline p50 {hf['p50']:.2f} ms ({hf['p50'] / e2e['p50']:.0f}x)")
+    print(
+        f"one message end to end (1 thread): int8 student p50 {e2e['p50']:.2f} ms vs teacher via "
+        f"transformers pipeline p50 {hf['p50']:.2f} ms ({hf['p50'] / e2e['p50']:.0f}x)"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", choices=["banking77", "clinc150", "bitext"], default="banking77")
-    parser.add_argument("--flow", choices=["pooled", "product"], default="pooled",
-                        help="pooled: the rest of the pool is unlabelled distillation input; product: labelled tickets only")
+    parser.add_argument(
+        "--flow",
+        choices=["pooled", "product"],
+        default="pooled",
+        help="pooled: the rest of the pool is unlabelled distillation input; product: labelled tickets only",
+    )
     parser.add_argument("--keep", type=Path, help="copy each run's artifact into this folder")
     parser.add_argument("--data-root", type=Path, default=DATA_ROOT)
     parser.add_argument("--train-csv", type=Path)
     parser.add_argument("--test-csv", type=Path)
     parser.add_argument("--sizes", default="10,50,3000", help="'N/team', a bare N ≤ 100 (per team), or a larger total")
     parser.add_argument("--seed", type=int, default=13)
-    parser.add_argument("--config", default="{}", help='TrainConfig overrides as JSON, e.g. \'{"epochs": 4}\'')
+    parser.add_argument("--config", default="{}", help="TrainConfig overrides as JSON, e.g. '{\"epochs\": 4}'")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--verbose", action="store_true", help="print pipeline progress to stderr")
     parser.add_argument("--jobs", type=int, default=1, help="sizes run in parallel processes")

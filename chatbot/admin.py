@@ -29,8 +29,16 @@ class ConversationAdmin(admin.ModelAdmin):
     # Read-only: reassigning and closing happen in the agent console, through the services that
     # write the correction ticket and tell the customer; an admin edit would skip all of that.
     readonly_fields = (
-        "status", "team", "predicted_team", "confidence", "model_version", "routed_at",
-        "assigned_agent", "created_at", "updated_at", "closed_at",
+        "status",
+        "team",
+        "predicted_team",
+        "confidence",
+        "model_version",
+        "routed_at",
+        "assigned_agent",
+        "created_at",
+        "updated_at",
+        "closed_at",
     )
     exclude = ("token",)  # the customer's secret: nobody needs to read it
     inlines = [MessageInline, RoutingEventInline]
@@ -48,7 +56,16 @@ class ConversationAdmin(admin.ModelAdmin):
 class RoutingEventAdmin(admin.ModelAdmin):
     list_display = ("id", "conversation", "model_version", "shadow", "team", "confidence", "triage", "created_at")
     list_filter = ("shadow", "triage", "team", "model_version")
-    readonly_fields = ("conversation", "message", "model_version", "shadow", "team", "confidence", "triage", "created_at")
+    readonly_fields = (
+        "conversation",
+        "message",
+        "model_version",
+        "shadow",
+        "team",
+        "confidence",
+        "triage",
+        "created_at",
+    )
 
     def has_add_permission(self, request):
         return False

@@ -55,7 +55,9 @@ def _mark(message_id: object) -> Callable:
 def _reassign(team_slug: object) -> Callable:
     from routing.selectors import team_get_by_slug
 
-    return lambda user, c: services.conversation_reassign(conversation=c, team=team_get_by_slug(slug=team_slug), user=user)
+    return lambda user, c: services.conversation_reassign(
+        conversation=c, team=team_get_by_slug(slug=team_slug), user=user
+    )
 
 
 def _inbox_groups(access: selectors.AgentAccess) -> list[str]:
@@ -198,14 +200,21 @@ class AgentConsumer(JsonFrameConsumer):
         started = time.perf_counter()
         (user, conversation_id), _ = await self._act(frame.get("conversation_id"), lambda user, c: (user, c.pk))
         request = services.PostRequest(
-            conversation_id=conversation_id, text=frame.get("text"), client_id=frame.get("client_id"),
-            sender=Message.Sender.AGENT, author=user,
+            conversation_id=conversation_id,
+            text=frame.get("text"),
+            client_id=frame.get("client_id"),
+            sender=Message.Sender.AGENT,
+            author=user,
         )
         result, broadcasts = await batcher(posts_store).submit(request)
-        await self.send_json({
-            "type": "ack", "client_id": result.message.client_id, "message_id": result.message.pk,
-            "conversation_id": result.message.conversation_id,
-        })
+        await self.send_json(
+            {
+                "type": "ack",
+                "client_id": result.message.client_id,
+                "message_id": result.message.pk,
+                "conversation_id": result.message.conversation_id,
+            }
+        )
         metrics.ACK_SECONDS.labels("agent").observe(time.perf_counter() - started)
         await broadcast.broadcasts_send(broadcasts)
 
@@ -227,21 +236,31 @@ class AgentConsumer(JsonFrameConsumer):
                 await live_routing.conversation_reevaluate(result.conversation_id)
             except Exception:  # the mark is committed; the customer's next message places it again
                 logger.exception("chat: re-placing conversation %s after a mark failed", result.conversation_id)
-        await self.send_json({
-            "type": "marked", "conversation_id": result.conversation_id, "message_id": result.message_id,
-            "ticket_id": result.ticket_id, "created": result.created,
-        })
+        await self.send_json(
+            {
+                "type": "marked",
+                "conversation_id": result.conversation_id,
+                "message_id": result.message_id,
+                "ticket_id": result.ticket_id,
+                "created": result.created,
+            }
+        )
 
     async def message_marked(self, event):
-        await self.send_json({"type": "message.marked", **{key: event[key] for key in ("conversation_id", "message_id")}})
+        await self.send_json(
+            {"type": "message.marked", **{key: event[key] for key in ("conversation_id", "message_id")}}
+        )
 
     async def frame_typing(self, frame):
         groups, _ = await self._act(
             frame.get("conversation_id"), lambda user, c: [broadcast.conversation_group(c.pk), broadcast.inbox_group(c)]
         )
         event = {
-            "type": "chat.typing", "sender": "agent", "author": self.user.get_username(),
-            "conversation_id": frame.get("conversation_id"), "origin": self.channel_name,
+            "type": "chat.typing",
+            "sender": "agent",
+            "author": self.user.get_username(),
+            "conversation_id": frame.get("conversation_id"),
+            "origin": self.channel_name,
         }
         for group in groups:
             await self.channel_layer.group_send(group, event)
@@ -250,20 +269,28 @@ class AgentConsumer(JsonFrameConsumer):
         await self.send_json({"type": "message", **event["message"]})
 
     async def conversation_assigned(self, event):
-        await self.send_json({"type": "conversation.assigned", **{key: event[key] for key in ("conversation", "messages")}})
+        await self.send_json(
+            {"type": "conversation.assigned", **{key: event[key] for key in ("conversation", "messages")}}
+        )
 
     async def conversation_waiting(self, event):
-        await self.send_json({"type": "conversation.waiting", **{key: event[key] for key in ("conversation", "messages")}})
+        await self.send_json(
+            {"type": "conversation.waiting", **{key: event[key] for key in ("conversation", "messages")}}
+        )
 
     async def conversation_updated(self, event):
         await self.send_json({"type": "conversation.updated", "conversation": event["conversation"]})
 
     async def chat_typing(self, event):
         if event["origin"] != self.channel_name:
-            await self.send_json({
-                "type": "typing", "sender": event["sender"], "author": event.get("author"),
-                "conversation_id": event["conversation_id"],
-            })
+            await self.send_json(
+                {
+                    "type": "typing",
+                    "sender": event["sender"],
+                    "author": event.get("author"),
+                    "conversation_id": event["conversation_id"],
+                }
+            )
 
     async def _heartbeat(self) -> None:
         while True:

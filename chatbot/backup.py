@@ -40,8 +40,12 @@ def backup_write(*, path: Path) -> dict:
     versions = list(ModelVersion.objects.values_list("artifact_dir", "state", "pk"))
     active = next((pk for _, state, pk in versions if state == ModelVersion.State.ACTIVE), None)
     manifest = {
-        "format": FORMAT, "created_at": timezone.now().isoformat(), "active_version": active,
-        "migrations": sorted(f"{app}.{name}" for app, name in MigrationRecorder.Migration.objects.values_list("app", "name")),
+        "format": FORMAT,
+        "created_at": timezone.now().isoformat(),
+        "active_version": active,
+        "migrations": sorted(
+            f"{app}.{name}" for app, name in MigrationRecorder.Migration.objects.values_list("app", "name")
+        ),
         "artifacts": sorted(directory for directory, _, _ in versions if (model_store() / directory).is_dir()),
     }
     rows = io.StringIO()
@@ -87,8 +91,9 @@ def backup_restore(*, path: Path) -> dict:
 def _artifacts_verify(source: Path, directories: list[str]) -> dict[str, str]:
     clashes = [name for name in directories if (model_store() / name).exists()]
     if clashes:
-        raise SwitchboardError(f"MODEL_STORE already has {', '.join(clashes)}: restore into an empty store.",
-                               code="not_empty")
+        raise SwitchboardError(
+            f"MODEL_STORE already has {', '.join(clashes)}: restore into an empty store.", code="not_empty"
+        )
     digests = {}
     for name in directories:
         try:

@@ -15,8 +15,8 @@ from urllib.parse import parse_qs
 
 from chatbot import broadcast, selectors, services
 from chatbot.chat_db import batcher, db_run, posts_store
-from chatbot.frames import CLOSE_ABUSE, CLOSE_FORBIDDEN, JsonFrameConsumer
 from chatbot.core import metrics
+from chatbot.frames import CLOSE_ABUSE, CLOSE_FORBIDDEN, JsonFrameConsumer
 from chatbot.handshakes import handshake_allowed
 from chatbot.live_routing import ROUTE_BATCH_MAX, conversations_route
 from chatbot.models import Conversation
@@ -83,7 +83,9 @@ class CustomerChatConsumer(JsonFrameConsumer):
         started = time.perf_counter()
         conversation_id = self.conversation.pk if self.conversation is not None else None
         request = services.PostRequest(
-            conversation_id=conversation_id, text=frame.get("text"), client_id=frame.get("client_id"),
+            conversation_id=conversation_id,
+            text=frame.get("text"),
+            client_id=frame.get("client_id"),
             conversation_key=frame.get("conversation_key"),
         )
         result, broadcasts = await batcher(posts_store).submit(request)
@@ -119,7 +121,9 @@ class CustomerChatConsumer(JsonFrameConsumer):
         if self.conversation is None:
             return  # nobody to tell before the first message starts the conversation
         event = {
-            "type": "chat.typing", "sender": "customer", "conversation_id": self.conversation.pk,
+            "type": "chat.typing",
+            "sender": "customer",
+            "conversation_id": self.conversation.pk,
             "origin": self.channel_name,
         }
         await broadcast.broadcasts_send([(self.group, event)])
@@ -138,7 +142,9 @@ class CustomerChatConsumer(JsonFrameConsumer):
         # Read again only when needed (a typing notice goes to the inbox): hundreds of sockets
         # routed at once would otherwise each cost a query.
         self.team_changed = True
-        await self.send_json({"type": "routed", **{key: event.get(key) for key in ("team", "team_name", "triage", "reason")}})
+        await self.send_json(
+            {"type": "routed", **{key: event.get(key) for key in ("team", "team_name", "triage", "reason")}}
+        )
 
     async def chat_typing(self, event):
         if event["origin"] != self.channel_name:

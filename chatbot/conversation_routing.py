@@ -28,7 +28,7 @@ from chatbot.core import metrics
 from chatbot.core.conf import setting
 from chatbot.models import Conversation, Message, RoutingEvent
 from chatbot.services import assignment_broadcast, conversations_lock
-from routing.conversation import MAX_TURNS, turns_join
+from routing.conversation import MAX_TURNS
 from routing.models import ModelVersion, Team
 
 NO_MODEL = "no_model"
@@ -72,12 +72,14 @@ def routing_inputs(*, conversation_ids: list[int]) -> list[RoutingInput]:
     )
     customer = Message.objects.filter(conversation_id__in=open_ids, sender=Message.Sender.CUSTOMER)
     unscored: dict[int, list[tuple[int, str]]] = defaultdict(list)
-    for pk, conversation_id, text in customer.filter(carries_intent__isnull=True).order_by("id").values_list(
-        "pk", "conversation_id", "text"
+    for pk, conversation_id, text in (
+        customer.filter(carries_intent__isnull=True).order_by("id").values_list("pk", "conversation_id", "text")
     ):
         unscored[conversation_id].append((pk, text))
     earlier: dict[int, list[str]] = defaultdict(list)
-    for conversation_id, text in customer.filter(carries_intent=True).order_by("id").values_list("conversation_id", "text"):
+    for conversation_id, text in (
+        customer.filter(carries_intent=True).order_by("id").values_list("conversation_id", "text")
+    ):
         earlier[conversation_id].append(text)
     return [
         RoutingInput(pk, unscored[pk][-MAX_TURNS:], earlier[pk][-MAX_TURNS:])
@@ -146,7 +148,7 @@ def _lookups(requests: list[RouteRequest]) -> tuple[dict[str, Team], dict[int, M
 
 
 def _decide(conversation: Conversation, prediction, teams: dict[str, Team], customer_messages: int) -> str | None:
-    """"team" (to the predicted team), "triage", "wait" (stay waiting, noted) or None (unchanged)."""
+    """ "team" (to the predicted team), "triage", "wait" (stay waiting, noted) or None (unchanged)."""
     waiting = conversation.routed_at is None
     if prediction is not None and prediction.reason == "routed":
         team = teams.get(prediction.team)
@@ -180,16 +182,32 @@ def _apply(conversation: Conversation, prediction, outcome: str, teams, versions
 def _changes_save(changed: list[Conversation], requests: list[RouteRequest]) -> None:
     if not changed:
         return
-    fields = ["team", "predicted_team", "confidence", "model_version", "routed_at", "routing_reason", "language", "updated_at"]
+    fields = [
+        "team",
+        "predicted_team",
+        "confidence",
+        "model_version",
+        "routed_at",
+        "routing_reason",
+        "language",
+        "updated_at",
+    ]
     Conversation.objects.bulk_update(changed, fields)
-    RoutingEvent.objects.bulk_create([
-        RoutingEvent(
-            conversation=c, model_version=c.model_version, team=c.predicted_team, confidence=c.confidence,
-            triage=c.routed_at is not None and c.team_id is None, reason=c.routing_reason, language=c.language,
-            message_id=_last_scored(requests, c.pk),
-        )
-        for c in changed
-    ])
+    RoutingEvent.objects.bulk_create(
+        [
+            RoutingEvent(
+                conversation=c,
+                model_version=c.model_version,
+                team=c.predicted_team,
+                confidence=c.confidence,
+                triage=c.routed_at is not None and c.team_id is None,
+                reason=c.routing_reason,
+                language=c.language,
+                message_id=_last_scored(requests, c.pk),
+            )
+            for c in changed
+        ]
+    )
 
 
 def _last_scored(requests: list[RouteRequest], conversation_id: int) -> int | None:
@@ -205,7 +223,9 @@ def _changes_broadcast(changed: list[tuple[Conversation, str | None, bool]]) -> 
         messages, first_text = histories[conversation.pk]
         summary = selectors.conversation_summary(conversation=conversation, first_text=first_text)
         if first_wait:
-            broadcast_on_commit(WAITING_GROUP, {"type": "conversation.waiting", "conversation": summary, "messages": messages})
+            broadcast_on_commit(
+                WAITING_GROUP, {"type": "conversation.waiting", "conversation": summary, "messages": messages}
+            )
             continue
         if old_group is not None and old_group != inbox_group(conversation):
             broadcast_on_commit(old_group, {"type": "conversation.updated", "conversation": summary})
@@ -231,9 +251,13 @@ def _histories(conversation_ids: list[int]) -> dict[int, tuple[list[dict[str, An
 def conversations_triage_waiting(*, older_than_seconds: float) -> int:
     """Waiting conversations older than this go to triage (the periodic job); returns how many."""
     cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
-    stale = Conversation.objects.filter(
-        status=Conversation.Status.OPEN, routed_at__isnull=True, created_at__lt=cutoff, messages__isnull=False
-    ).values_list("pk", flat=True).distinct()
+    stale = (
+        Conversation.objects.filter(
+            status=Conversation.Status.OPEN, routed_at__isnull=True, created_at__lt=cutoff, messages__isnull=False
+        )
+        .values_list("pk", flat=True)
+        .distinct()
+    )
     ids = list(stale[:500])
     with transaction.atomic():
         changed = []
@@ -284,7 +308,9 @@ def conversation_unroute(*, conversation_id: int) -> bool:
         messages, first_text = _histories([conversation.pk])[conversation.pk]
         summary = selectors.conversation_summary(conversation=conversation, first_text=first_text)
         broadcast_on_commit(old_group, {"type": "conversation.updated", "conversation": summary})
-        broadcast_on_commit(WAITING_GROUP, {"type": "conversation.waiting", "conversation": summary, "messages": messages})
+        broadcast_on_commit(
+            WAITING_GROUP, {"type": "conversation.waiting", "conversation": summary, "messages": messages}
+        )
         routed = {"type": "chat.routed", **selectors.conversation_team_payload(conversation=conversation)}
         broadcast_on_commit(conversation_group(conversation.pk), routed)
     return True

@@ -11,9 +11,9 @@ import asyncio
 import logging
 
 from chatbot import broadcast, conversation_routing
+from chatbot.chat_db import db_call
 from chatbot.core.errors import NoModelError
 from chatbot.events import conversations_routed
-from chatbot.chat_db import db_call
 from routing.conversation import carries_intent, turns_answer, turns_join
 
 logger = logging.getLogger(__name__)
@@ -71,7 +71,8 @@ async def _decisions(inputs: list[conversation_routing.RoutingInput]) -> list[co
     final.update(zip(joined, await _predict(list(joined.values()))))
     return [
         conversation_routing.RouteRequest(
-            conversation_id=pk, prediction=final[pk],
+            conversation_id=pk,
+            prediction=final[pk],
             scored={message_id: carries_intent(p) for message_id, _, p in new[pk] if p is not None},
         )
         for pk in new
@@ -80,7 +81,9 @@ async def _decisions(inputs: list[conversation_routing.RoutingInput]) -> list[co
 
 async def conversations_route(conversation_ids: list[int]) -> list[None]:
     """``Batcher`` work: read, score and place these conversations; then tell the learning loop."""
-    inputs, _ = await db_call(conversation_routing.routing_inputs, conversation_ids=list(dict.fromkeys(conversation_ids)))
+    inputs, _ = await db_call(
+        conversation_routing.routing_inputs, conversation_ids=list(dict.fromkeys(conversation_ids))
+    )
     if inputs:
         requests = await _decisions(inputs)
         _, broadcasts = await db_call(conversation_routing.conversations_route, requests=requests)

@@ -99,9 +99,7 @@ class RoutingEvent(models.Model):
     conversations) are computed from these rows.
     """
 
-    conversation = models.ForeignKey(
-        Conversation, on_delete=models.CASCADE, related_name="routing_events"
-    )
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="routing_events")
     message = models.ForeignKey(Message, null=True, on_delete=models.SET_NULL, related_name="+")
     model_version = models.ForeignKey(
         "routing.ModelVersion", null=True, on_delete=models.SET_NULL, related_name="routing_events"

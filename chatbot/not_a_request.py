@@ -58,7 +58,10 @@ def message_mark_not_a_request(*, conversation: Conversation, message_id: object
     locked = rows[0]
     message = _customer_message(locked, message_id)
     ticket, created = ticket_record_not_a_request(
-        text=message.text, message_id=message.pk, conversation_id=locked.pk, user=user,
+        text=message.text,
+        message_id=message.pk,
+        conversation_id=locked.pk,
+        user=user,
         model_version=locked.model_version,
     )
     changed = created or message.carries_intent is not False

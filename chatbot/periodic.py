@@ -39,7 +39,13 @@ def scheduler_build() -> BlockingScheduler:
     for path, seconds in periodic_jobs().items():
         import_string(path)  # an unknown path fails at start, not at the first interval
         scheduler.add_job(
-            periodic_job_enqueue, "interval", seconds=seconds, args=[path], id=path,
-            coalesce=True, max_instances=1, misfire_grace_time=max(1, int(seconds)),
+            periodic_job_enqueue,
+            "interval",
+            seconds=seconds,
+            args=[path],
+            id=path,
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=max(1, int(seconds)),
         )
     return scheduler

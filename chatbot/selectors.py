@@ -61,7 +61,10 @@ def conversation_no_intent_ids(*, conversation: Conversation, limit: int = HISTO
 def conversation_first_customer_text(*, conversation: Conversation) -> str:
     """The customer's first message: the text the router decided on ('' if none yet)."""
     first = (
-        conversation.messages.filter(sender=Message.Sender.CUSTOMER).order_by("id").values_list("text", flat=True).first()
+        conversation.messages.filter(sender=Message.Sender.CUSTOMER)
+        .order_by("id")
+        .values_list("text", flat=True)
+        .first()
     )
     return first or ""
 

@@ -19,7 +19,6 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from chatbot import selectors
-from chatbot.core import metrics
 from chatbot.broadcast import (
     WAITING_GROUP,
     Events,
@@ -30,6 +29,7 @@ from chatbot.broadcast import (
     inbox_group,
 )
 from chatbot.conversation_keys import conversation_ids_by_key, conversation_key_hash
+from chatbot.core import metrics
 from chatbot.core.conf import setting
 from chatbot.core.errors import ConflictError, SwitchboardError
 from chatbot.core.text import ticket_text_validate
@@ -161,13 +161,16 @@ def messages_post(*, requests: list[PostRequest]) -> list[Outcome]:
             stored = _posts_store(requests, cleaned, keys, check_resends=True)
         for index, outcome in stored.items():
             outcomes[index] = outcome
-            if isinstance(outcome[0], PostResult) and outcome[0].created:  # committed by now: a rolled-back batch raised above
+            if (
+                isinstance(outcome[0], PostResult) and outcome[0].created
+            ):  # committed by now: a rolled-back batch raised above
                 metrics.MESSAGES_STORED.labels(outcome[0].message.sender).inc()
     return outcomes  # type: ignore[return-value]
 
 
-def _posts_store(requests: list[PostRequest], cleaned: dict[int, tuple[str, str]], keys: dict[int, str], *,
-                 check_resends: bool):
+def _posts_store(
+    requests: list[PostRequest], cleaned: dict[int, tuple[str, str]], keys: dict[int, str], *, check_resends: bool
+):
     outboxes = {index: Outbox() for index in cleaned}
     try:
         with transaction.atomic():
@@ -333,7 +336,9 @@ def conversations_move_team(*, team: Team, into: Team) -> int:
     for conversation in moved:
         conversation.team, conversation.assigned_agent = into, None
         messages = selectors.conversation_messages(conversation=conversation)
-        assignment_broadcast(conversation, messages, selectors.conversation_first_customer_text(conversation=conversation))
+        assignment_broadcast(
+            conversation, messages, selectors.conversation_first_customer_text(conversation=conversation)
+        )
     return len(moved)
 
 

@@ -30,8 +30,10 @@ def agent_console(request: HttpRequest) -> HttpResponse:
     # The move-to list in two groups: with 150 teams an agent finds their own first.
     member_of = set(request.user.teams.values_list("pk", flat=True))
     choices = selectors.team_choices()
-    groups = [("Your teams", [t for t in choices if t.pk in member_of]),
-              ("Other teams", [t for t in choices if t.pk not in member_of])]
+    groups = [
+        ("Your teams", [t for t in choices if t.pk in member_of]),
+        ("Other teams", [t for t in choices if t.pk not in member_of]),
+    ]
     team_groups = [(label, [{"slug": t.slug, "name": t.name} for t in group]) for label, group in groups if group]
     return render(request, "chatbot/agent.html", {"teams": teams, "team_groups": team_groups})
 
@@ -41,8 +43,11 @@ def metrics_page(request: HttpRequest) -> HttpResponse:
     """Prometheus' text exposition, for METRICS_TOKEN as a Bearer token or a staff user's API token."""
     if not _metrics_allowed(request.headers.get("Authorization", "")):
         detail = "Send 'Authorization: Bearer <METRICS_TOKEN>' or a staff user's 'Authorization: Token <key>'."
-        return JsonResponse({"code": "not_authenticated", "detail": detail}, status=401,
-                            headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+        return JsonResponse(
+            {"code": "not_authenticated", "detail": detail},
+            status=401,
+            headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+        )
     body, content_type = metrics.exposition()
     return HttpResponse(body, content_type=content_type)
 

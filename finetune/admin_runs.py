@@ -50,9 +50,22 @@ class TrainingRunAdmin(admin.ModelAdmin):
     list_select_related = ["started_by", "model_version"]
     actions = ["cancel_runs"]
     fields = [
-        "status", "stage", "percent", "eta", "cancel_requested", "started_by", "version_link",
-        "created_at", "started_at", "finished_at", "heartbeat_at", "task_id",
-        "error_display", "metrics_display", "config_display", "log_display",
+        "status",
+        "stage",
+        "percent",
+        "eta",
+        "cancel_requested",
+        "started_by",
+        "version_link",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "heartbeat_at",
+        "task_id",
+        "error_display",
+        "metrics_display",
+        "config_display",
+        "log_display",
     ]
     change_list_template = "admin/finetune/trainingrun/change_list.html"
     change_form_template = "admin/finetune/trainingrun/change_form.html"

@@ -52,7 +52,9 @@ class TicketForm(forms.ModelForm):
     class Meta:
         model = Ticket
         fields = ["text", "team", "no_intent", "source", "external_id", "excluded"]
-        help_texts = {"no_intent": "The model's reserved no-intent label (small talk), not a team: leave the team empty."}
+        help_texts = {
+            "no_intent": "The model's reserved no-intent label (small talk), not a team: leave the team empty."
+        }
 
     def clean_text(self) -> str:
         try:
@@ -110,7 +112,17 @@ def _label_action(team: Team):
 class TicketAdmin(admin.ModelAdmin):
     form = TicketForm
     change_list_template = "admin/finetune/ticket/change_list.html"
-    list_display = ["id", "short_text", "team", "label_kind", "source", "excluded", "split", "labelled_by", "labelled_at"]
+    list_display = [
+        "id",
+        "short_text",
+        "team",
+        "label_kind",
+        "source",
+        "excluded",
+        "split",
+        "labelled_by",
+        "labelled_at",
+    ]
     list_display_links = ["id"]
     list_editable = ["team"]
     list_filter = [
@@ -126,8 +138,16 @@ class TicketAdmin(admin.ModelAdmin):
     list_select_related = ["team", "labelled_by"]
     list_per_page = 100
     show_full_result_count = False
-    readonly_fields = ["text_hash", "labelled_by", "labelled_at", "split", "corrected_from",
-                       "model_version", "meta", "created_at"]
+    readonly_fields = [
+        "text_hash",
+        "labelled_by",
+        "labelled_at",
+        "split",
+        "corrected_from",
+        "model_version",
+        "meta",
+        "created_at",
+    ]
     actions = ["label_not_a_request", "unlabel_tickets", "exclude_tickets", "include_tickets", "export_csv"]
 
     @admin.display(description="text")

@@ -89,9 +89,7 @@ def demo_users_ensure(
     *, teams: list[Team], password: str | None = None, reset_passwords: bool = False
 ) -> tuple[list[DemoCredential], str]:
     """A staff superuser ``admin`` (with an API token) and an ``agent-<slug>`` per team."""
-    admin, admin_password = _user_ensure(
-        username=ADMIN_USERNAME, password=password, reset=reset_passwords, staff=True
-    )
+    admin, admin_password = _user_ensure(username=ADMIN_USERNAME, password=password, reset=reset_passwords, staff=True)
     credentials = [DemoCredential(ADMIN_USERNAME, admin_password, "admin (staff, superuser)", "all")]
     # The demo's agents work the triage queue too: non-staff agents need this permission for it.
     triage = Permission.objects.get(content_type__app_label="chatbot", codename="work_triage")
@@ -126,7 +124,5 @@ def demo_load(
     )
     if not report.ok:
         raise SwitchboardError("\n".join(report.summary_lines()), code="demo_tickets_invalid")
-    credentials, token = demo_users_ensure(
-        teams=teams, password=password, reset_passwords=reset_passwords
-    )
+    credentials, token = demo_users_ensure(teams=teams, password=password, reset_passwords=reset_passwords)
     return DemoResult(teams=teams, tickets=report, credentials=credentials, token=token)

@@ -266,9 +266,7 @@ def _validate_map(team_map: object, report: ImportReport) -> dict[str, str]:
     if not isinstance(team_map, dict) or not all(
         isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in team_map.items()
     ):
-        report.add_error(
-            None, 'Team map must be a JSON object of label -> team, e.g. {"card_arrival": "cards"}.'
-        )
+        report.add_error(None, 'Team map must be a JSON object of label -> team, e.g. {"card_arrival": "cards"}.')
         return {}
     return {key.strip(): value.strip() for key, value in team_map.items()}
 
@@ -298,9 +296,7 @@ def detect_format(*, name: str, fmt: str | None) -> str:
         return "jsonl"
     if suffix in {".csv", ".txt", ""}:
         return "csv"
-    raise SwitchboardError(
-        f"Cannot tell the format of '{name}'; choose csv or jsonl.", code="invalid_format"
-    )
+    raise SwitchboardError(f"Cannot tell the format of '{name}'; choose csv or jsonl.", code="invalid_format")
 
 
 def _source_name(stream_or_path: str | Path | IO[bytes]) -> str:

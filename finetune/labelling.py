@@ -133,7 +133,11 @@ def label_next_pick(*, skipped: Collection[int] = (), last_shown_id: int | None 
     from routing.models import ModelVersion
 
     skipped = set(skipped)
-    ids = Ticket.objects.filter(team__isnull=True, no_intent=False, excluded=False).order_by("id").values_list("id", flat=True)
+    ids = (
+        Ticket.objects.filter(team__isnull=True, no_intent=False, excluded=False)
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
     pending = [pk for pk in ids if pk not in skipped]
     if not pending:
         return None

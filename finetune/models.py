@@ -30,9 +30,7 @@ class Ticket(models.Model):
     text = models.TextField()
     # sha1 of the normalised text (casefolded, whitespace collapsed): duplicate detection.
     text_hash = models.CharField(max_length=40, db_index=True)
-    team = models.ForeignKey(
-        "routing.Team", null=True, blank=True, on_delete=models.PROTECT, related_name="tickets"
-    )
+    team = models.ForeignKey("routing.Team", null=True, blank=True, on_delete=models.PROTECT, related_name="tickets")
     # Labelled "not a request": trains the no-intent label. Only with team None (a team wins).
     no_intent = models.BooleanField(default=False, verbose_name="not a request")
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.IMPORT)

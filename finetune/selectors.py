@@ -47,9 +47,11 @@ class TrainingReadiness:
 def team_label_counts(*, active_only: bool = True) -> list[TeamLabelCount]:
     """Labelled, non-excluded tickets per team (teams with none included), ordered by name."""
     teams = Team.objects.filter(active=True) if active_only else Team.objects.all()
-    rows = teams.annotate(
-        labelled=Count("tickets", filter=Q(tickets__excluded=False))
-    ).order_by("name").values_list("slug", "name", "labelled")
+    rows = (
+        teams.annotate(labelled=Count("tickets", filter=Q(tickets__excluded=False)))
+        .order_by("name")
+        .values_list("slug", "name", "labelled")
+    )
     return [TeamLabelCount(slug=slug, name=name, count=count) for slug, name, count in rows]
 
 

@@ -15,7 +15,6 @@ from routing.models import ModelVersion, Team
 from routing.selectors import team_get_by_slug
 
 
-
 def tickets_move_team(*, team: Team, into: Team) -> int:
     """Relabel ``team``'s tickets (and corrections from it) to ``into``: the next run learns one class."""
     Ticket.objects.filter(corrected_from=team).update(corrected_from=into)
@@ -112,7 +111,11 @@ def tickets_label_no_intent(*, tickets, user: AbstractBaseUser) -> int:
 
 
 def ticket_record_not_a_request(
-    *, text: str, message_id: int, conversation_id: int, user: AbstractBaseUser | None,
+    *,
+    text: str,
+    message_id: int,
+    conversation_id: int,
+    user: AbstractBaseUser | None,
     model_version: ModelVersion | None,
 ) -> tuple[Ticket, bool]:
     """An agent marked a customer message "not a request": a no-intent ticket for the next run.
@@ -125,8 +128,14 @@ def ticket_record_not_a_request(
     if existing is not None:
         return existing, False
     ticket = Ticket(
-        text=cleaned, text_hash=text_hash(cleaned), source=Ticket.Source.NOT_A_REQUEST, external_id=external_id,
-        no_intent=True, labelled_by=user, labelled_at=timezone.now(), model_version=model_version,
+        text=cleaned,
+        text_hash=text_hash(cleaned),
+        source=Ticket.Source.NOT_A_REQUEST,
+        external_id=external_id,
+        no_intent=True,
+        labelled_by=user,
+        labelled_at=timezone.now(),
+        model_version=model_version,
         meta={"conversation_id": conversation_id, "message_id": message_id},
     )
     try:
@@ -159,9 +168,9 @@ def ticket_record_correction(
     external_id = f"conversation-{conversation_id}" if conversation_id else None
     ticket = None
     if external_id:
-        ticket = Ticket.objects.select_for_update().filter(
-            source=Ticket.Source.CORRECTION, external_id=external_id
-        ).first()
+        ticket = (
+            Ticket.objects.select_for_update().filter(source=Ticket.Source.CORRECTION, external_id=external_id).first()
+        )
     if ticket is None:
         ticket = Ticket(source=Ticket.Source.CORRECTION, external_id=external_id)
         ticket.corrected_from = corrected_from

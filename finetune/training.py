@@ -186,7 +186,10 @@ class RunTracker:
             return
         self.last_write = now
         TrainingRun.objects.filter(pk=self.run_id).update(
-            stage=self.stage, percent=self.percent, eta_seconds=self.eta, log=self.log[-50_000:],
+            stage=self.stage,
+            percent=self.percent,
+            eta_seconds=self.eta,
+            log=self.log[-50_000:],
             heartbeat_at=timezone.now(),
         )
 
@@ -276,8 +279,14 @@ def _train_and_register(run: TrainingRun, tracker: RunTracker, work_dir: Path) -
     TrainingRun.objects.filter(pk=run.pk).update(config=config.to_dict())
     work_dir.parent.mkdir(parents=True, exist_ok=True)
     result = run_pipeline(
-        config=config, examples=examples, unlabelled=unlabelled, work_dir=work_dir,
-        progress=tracker.progress, should_cancel=tracker.should_cancel, teams=teams, no_intent=no_intent,
+        config=config,
+        examples=examples,
+        unlabelled=unlabelled,
+        work_dir=work_dir,
+        progress=tracker.progress,
+        should_cancel=tracker.should_cancel,
+        teams=teams,
+        no_intent=no_intent,
     )
     version = model_version_register(run=run, result=result)
     tracker.line(f"registered model version v{version.pk}")

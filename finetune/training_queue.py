@@ -36,8 +36,7 @@ def training_run_start(*, user, config: dict | None = None, enqueue: bool = True
         if busy is not None:
             stage = busy.stage or "waiting for a worker"
             raise ConflictError(
-                f"Run #{busy.pk} is already {busy.status} ({stage}, {busy.percent:.0f}%). "
-                "Wait for it or cancel it.",
+                f"Run #{busy.pk} is already {busy.status} ({stage}, {busy.percent:.0f}%). Wait for it or cancel it.",
                 code="run_in_progress",
             )
         run = TrainingRun.objects.create(config=config or {}, started_by=_user_or_none(user))

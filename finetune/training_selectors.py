@@ -70,4 +70,3 @@ def training_run_progress(*, run: TrainingRun) -> dict:
         "log_tail": "\n".join(run.log.splitlines()[-15:]),
         "model_version": run.model_version_id,
     }
-

@@ -74,7 +74,9 @@ def put_in_shadow(modeladmin, request: HttpRequest, queryset) -> None:
         modeladmin.message_user(request, exc.message, messages.ERROR)
         return
     report_url = reverse("learning:shadow") + f"?version={version.pk}"
-    modeladmin.message_user(request, format_html('v{} is now in shadow: <a href="{}">see its report</a>.', version.pk, report_url))
+    modeladmin.message_user(
+        request, format_html('v{} is now in shadow: <a href="{}">see its report</a>.', version.pk, report_url)
+    )
 
 
 def evaluation_rows(metrics: dict) -> list[dict]:
@@ -88,8 +90,13 @@ def evaluation_rows(metrics: dict) -> list[dict]:
 def per_team_rows(metrics: dict) -> list[dict]:
     per_team = metrics.get("int8", {}).get("per_team", {})
     return [
-        {"team": team, "precision": _pct(row["precision"]), "recall": _pct(row["recall"]),
-         "f1": _pct(row["f1"]), "support": row["support"]}
+        {
+            "team": team,
+            "precision": _pct(row["precision"]),
+            "recall": _pct(row["recall"]),
+            "f1": _pct(row["f1"]),
+            "support": row["support"],
+        }
         for team, row in sorted(per_team.items())
     ]
 
@@ -124,7 +131,13 @@ def confusion_png(*, matrix: list[list[int]], labels: list[str], title: str) -> 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
     list_display = [
-        "__str__", "state", "int8_accuracy", "macro_f1", "baseline_accuracy", "created_at", "promoted_at",
+        "__str__",
+        "state",
+        "int8_accuracy",
+        "macro_f1",
+        "baseline_accuracy",
+        "created_at",
+        "promoted_at",
         "evaluation_link",
     ]
     list_filter = ["state"]

@@ -19,7 +19,8 @@ from routing.teams import model_version_team_gaps, team_merge
 
 class MergeForm(forms.Form):
     into = forms.ModelChoiceField(
-        queryset=Team.objects.none(), label="Merge into",
+        queryset=Team.objects.none(),
+        label="Merge into",
         help_text="Its tickets and open conversations move there; every model routes its label there.",
     )
 
@@ -54,10 +55,13 @@ class TeamAdmin(admin.ModelAdmin):
         active = ModelVersion.objects.filter(state=ModelVersion.State.ACTIVE).first()
         gaps = model_version_team_gaps(version=active) if active is not None else None
         if gaps is not None and gaps.needs_new_run:
-            messages.warning(request, (
-                f"The serving model (version {active.pk}) was trained before {', '.join(gaps.new_teams)} existed: "
-                "nothing is routed there until a new training run."
-            ))
+            messages.warning(
+                request,
+                (
+                    f"The serving model (version {active.pk}) was trained before {', '.join(gaps.new_teams)} existed: "
+                    "nothing is routed there until a new training run."
+                ),
+            )
         return super().changelist_view(request, extra_context)
 
     def merge_view(self, request: HttpRequest, pk: int) -> HttpResponse:
@@ -74,15 +78,24 @@ class TeamAdmin(admin.ModelAdmin):
             else:
                 messages.success(request, f"{team.name} is merged into {into.name}; its label routes there now.")
                 return HttpResponseRedirect(reverse("admin:routing_team_change", args=[into.pk]))
-        context = {**self.admin_site.each_context(request), "opts": self.model._meta, "team": team, "form": form,
-                   "title": f"Merge {team.name} into another team"}
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "team": team,
+            "form": form,
+            "title": f"Merge {team.name} into another team",
+        }
         return TemplateResponse(request, "admin/routing/team/merge.html", context)
 
     def get_queryset(self, request):
         # distinct=True: two joined relations would otherwise multiply each other's counts.
-        return super().get_queryset(request).annotate(
-            _member_count=Count("members", distinct=True),
-            _labelled_count=Count("tickets", filter=Q(tickets__excluded=False), distinct=True),
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                _member_count=Count("members", distinct=True),
+                _labelled_count=Count("tickets", filter=Q(tickets__excluded=False), distinct=True),
+            )
         )
 
     @admin.display(description="members", ordering="_member_count")

@@ -21,7 +21,8 @@ from rest_framework.views import APIView
 from chatbot.core import metrics
 from chatbot.core.errors import NoModelError, NotFoundError
 from chatbot.core.rest import AnonThrottle, CachedTokenAuthentication, LimitedJSONParser, UserThrottle
-from routing import selectors, serializers as s
+from routing import selectors
+from routing import serializers as s
 from routing.conversation import conversation_predict
 from routing.router import get_router, texts_validate
 from routing.services import model_version_promote, model_version_rollback
@@ -57,8 +58,14 @@ def validated_route_input(data) -> dict:
 
 
 NO_MODEL_ANSWER = {
-    "team": None, "team_name": None, "confidence": 0.0, "triage": True, "reason": "no_model", "language": None,
-    "scores": {}, "model_version": None,
+    "team": None,
+    "team_name": None,
+    "confidence": 0.0,
+    "triage": True,
+    "reason": "no_model",
+    "language": None,
+    "scores": {},
+    "model_version": None,
 }
 
 

@@ -28,7 +28,6 @@ from django.core.handlers.base import BaseHandler
 from django.http import HttpRequest, HttpResponseBase
 from django.urls import Resolver404, get_resolver, set_script_prefix
 from django.utils.module_loading import import_string
-
 from rest_framework.exceptions import NotAcceptable, ValidationError
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
@@ -62,8 +61,7 @@ class RouteFastPath:
         self.handler = _sync_handler_or_none()
 
     async def __call__(self, scope: dict, receive, send) -> None:
-        if (self.handler is None or scope["type"] != "http" or scope["method"] != "POST"
-                or scope["path"] != ROUTE_PATH):
+        if self.handler is None or scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != ROUTE_PATH:
             return await self.app(scope, receive, send)
         try:
             body_file = await self.handler.read_body(receive)
@@ -131,20 +129,30 @@ def _sync_handler_or_none() -> SyncRouteHandler | None:
     """The handler, or None (said in one WARNING line) when the settings need Django's async handler."""
     not_sync = [path for path in settings.MIDDLEWARE if not getattr(import_string(path), "sync_capable", True)]
     if not_sync:
-        logger.warning("route fast path OFF: middleware %s cannot run synchronously; POST %s goes through "
-                       "Django's ASGI handler, a thread hop per middleware", ", ".join(not_sync), ROUTE_PATH)
+        logger.warning(
+            "route fast path OFF: middleware %s cannot run synchronously; POST %s goes through "
+            "Django's ASGI handler, a thread hop per middleware",
+            ", ".join(not_sync),
+            ROUTE_PATH,
+        )
         return None
     try:
         view_class = getattr(get_resolver().resolve(ROUTE_PATH).func, "view_class", None)
     except Resolver404:
         view_class = None
     if view_class is not RouteApi:
-        logger.warning("route fast path OFF: %s does not resolve to routing.apis.RouteApi in ROOT_URLCONF %s",
-                       ROUTE_PATH, settings.ROOT_URLCONF)
+        logger.warning(
+            "route fast path OFF: %s does not resolve to routing.apis.RouteApi in ROOT_URLCONF %s",
+            ROUTE_PATH,
+            settings.ROOT_URLCONF,
+        )
         return None
     handler = SyncRouteHandler()
-    logger.info("route fast path on: POST %s runs the %d middlewares of settings.MIDDLEWARE synchronously "
-                "on one worker thread", ROUTE_PATH, len(settings.MIDDLEWARE))
+    logger.info(
+        "route fast path on: POST %s runs the %d middlewares of settings.MIDDLEWARE synchronously on one worker thread",
+        ROUTE_PATH,
+        len(settings.MIDDLEWARE),
+    )
     return handler
 
 

@@ -105,10 +105,14 @@ def artifact_files_verify(*, directory: Path, version: str, sha256: str) -> None
 def artifact_fingerprint(directory: Path) -> tuple | None:
     """(path, size, mtime) of every file, None when unreadable: a cheap sign of change since verification."""
     try:
-        return tuple(sorted(
-            (p.relative_to(directory).as_posix(), stat.st_size, stat.st_mtime_ns)
-            for p in directory.rglob("*") if p.is_file() for stat in [p.stat()]
-        ))
+        return tuple(
+            sorted(
+                (p.relative_to(directory).as_posix(), stat.st_size, stat.st_mtime_ns)
+                for p in directory.rglob("*")
+                if p.is_file()
+                for stat in [p.stat()]
+            )
+        )
     except OSError:
         return None
 
@@ -184,9 +188,7 @@ class LoadedModel:
             options = ort.SessionOptions()
             options.intra_op_num_threads = threads or _intra_op_threads()
             options.inter_op_num_threads = 1
-            session = ort.InferenceSession(
-                str(directory / "model.onnx"), options, providers=["CPUExecutionProvider"]
-            )
+            session = ort.InferenceSession(str(directory / "model.onnx"), options, providers=["CPUExecutionProvider"])
             tokenizer, pad_id = _open_tokenizer(directory, max_length, serving.window_head is not None)
         except (ValueError, KeyError, OSError, RuntimeError) as exc:
             raise ArtifactError(f"model version {version.pk}: cannot open artifact: {exc}") from exc
@@ -194,12 +196,22 @@ class LoadedModel:
             warm_language_detector()  # ~1.5 s once per process, at load rather than on a customer's message
         outputs = {output.name for output in session.get_outputs()}
         if serving.ood is not None and serving.ood.method in POOLED_METHODS and "pooled" not in outputs:
-            raise ArtifactError(f"model version {version.pk}: serving.json has an OOD check but model.onnx no pooled output")
+            raise ArtifactError(
+                f"model version {version.pk}: serving.json has an OOD check but model.onnx no pooled output"
+            )
         return cls(
-            version=str(version.pk), sha256=version.sha256, labels=tuple(serving.labels),
-            temperature=serving.temperature, max_length=max_length,
-            proposed_threshold=version.proposed_triage_threshold, session=session, tokenizer=tokenizer,
-            serving=serving, pad_id=pad_id, directory=directory, fingerprint=fingerprint,
+            version=str(version.pk),
+            sha256=version.sha256,
+            labels=tuple(serving.labels),
+            temperature=serving.temperature,
+            max_length=max_length,
+            proposed_threshold=version.proposed_triage_threshold,
+            session=session,
+            tokenizer=tokenizer,
+            serving=serving,
+            pad_id=pad_id,
+            directory=directory,
+            fingerprint=fingerprint,
         )
 
     def score(self, texts: list[str]) -> Scored:
@@ -210,10 +222,14 @@ class LoadedModel:
         # One text (every chat message, most API calls): encode() skips encode_batch's thread pool
         # hand-off, which cost more than the tokenizing itself inside a busy server.
         encodings = [self.tokenizer.encode(texts[0])] if len(texts) == 1 else self.tokenizer.encode_batch(texts)
-        feed = self._feed([e.ids for e in encodings]) if self.serving.window_head is not None else {
-            "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
-            "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
-        }
+        feed = (
+            self._feed([e.ids for e in encodings])
+            if self.serving.window_head is not None
+            else {
+                "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
+                "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
+            }
+        )
         ood = self.serving.ood
         pooled = ood is not None and ood.method in POOLED_METHODS
         outputs = self.session.run(["logits", "pooled"] if pooled else ["logits"], feed)
@@ -241,9 +257,7 @@ class LoadedModel:
         """softmax(logits / temperature), shape [len(texts), len(labels)]; texts must be non-empty."""
         return self.score(texts).probabilities
 
-    def predict(
-        self, texts: list[str], *, teams: Mapping[str, TeamInfo], default_threshold: float
-    ) -> list[Prediction]:
+    def predict(self, texts: list[str], *, teams: Mapping[str, TeamInfo], default_threshold: float) -> list[Prediction]:
         """Route each text (see Prediction for the reasons and their order).
 
         Triage threshold: the team's own, else this model's proposal, else the default.
@@ -275,14 +289,20 @@ class LoadedModel:
             reason = "routed"
         routed = reason in ("routed", "low_confidence")
         return Prediction(
-            team=slug if routed else None, team_name=(info.name if info is not None else slug) if routed else None,
-            confidence=confidence, triage=reason not in ("routed", "no_intent"), reason=reason,
-            language=language, scores=scores, model_version=self.version,
+            team=slug if routed else None,
+            team_name=(info.name if info is not None else slug) if routed else None,
+            confidence=confidence,
+            triage=reason not in ("routed", "no_intent"),
+            reason=reason,
+            language=language,
+            scores=scores,
+            model_version=self.version,
         )
 
 
-def team_scores(labels: tuple[str, ...], row: np.ndarray, no_intent: str | None,
-                teams: Mapping[str, TeamInfo]) -> dict[str, float]:
+def team_scores(
+    labels: tuple[str, ...], row: np.ndarray, no_intent: str | None, teams: Mapping[str, TeamInfo]
+) -> dict[str, float]:
     """Probability per team slug (reserved labels left out); a merged team's adds to its target's."""
     scores: dict[str, float] = {}
     for label, probability in zip(labels, row):

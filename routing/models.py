@@ -16,9 +16,7 @@ class Team(models.Model):
     # Per-team confidence below which a message goes to triage; None means the global value.
     triage_threshold = models.FloatField(null=True, blank=True)
     # Set by a merge (routing.teams.team_merge): the model's label for this team routes there.
-    merged_into = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="merged_from"
-    )
+    merged_into = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="merged_from")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -60,12 +58,8 @@ class ModelVersion(models.Model):
     class Meta:
         ordering = ["-id"]
         constraints = [
-            models.UniqueConstraint(
-                fields=["state"], condition=Q(state="active"), name="one_active_model_version"
-            ),
-            models.UniqueConstraint(
-                fields=["state"], condition=Q(state="shadow"), name="one_shadow_model_version"
-            ),
+            models.UniqueConstraint(fields=["state"], condition=Q(state="active"), name="one_active_model_version"),
+            models.UniqueConstraint(fields=["state"], condition=Q(state="shadow"), name="one_shadow_model_version"),
         ]
 
     def __str__(self) -> str:

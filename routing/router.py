@@ -77,9 +77,7 @@ class Router:
         state = self.state()
         if state.model is None:
             raise NoModelError(_no_model_message(state))
-        return state.model.predict(
-            cleaned, teams=state.teams, default_threshold=float(setting("TRIAGE_THRESHOLD"))
-        )
+        return state.model.predict(cleaned, teams=state.teams, default_threshold=float(setting("TRIAGE_THRESHOLD")))
 
     async def apredict(self, texts: list[str]) -> list[Prediction]:
         """``predict`` on a worker thread: inference and its DB check never block the event loop."""
@@ -117,7 +115,8 @@ class Router:
             self._checked_at = time.monotonic()
             self._state = state = self._next_state(self._state)
             metrics.model_versions_set(
-                serving=state.model.version if state.model else None, active=str(state.active[0]) if state.active else None
+                serving=state.model.version if state.model else None,
+                active=str(state.active[0]) if state.active else None,
             )
         except DatabaseError:
             if self._state.model is None:

@@ -93,7 +93,9 @@ class PredictionSerializer(serializers.Serializer):
         allow_null=True, help_text="Team slug; null for no_intent, out_of_scope, unsupported_language and no_model."
     )
     team_name = serializers.CharField(allow_null=True)
-    confidence = serializers.FloatField(help_text="Calibrated probability of the best team (of no intent for no_intent).")
+    confidence = serializers.FloatField(
+        help_text="Calibrated probability of the best team (of no intent for no_intent)."
+    )
     triage = serializers.BooleanField(
         help_text="True when a person should decide: low_confidence (team = the best guess), out_of_scope, "
         "unsupported_language, no_model."

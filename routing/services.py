@@ -42,8 +42,12 @@ def model_version_promote(*, version: ModelVersion, user: AbstractBaseUser | Non
     version.promoted_at = timezone.now()
     version.promoted_by = user if user is not None and user.is_authenticated else None
     version.save(update_fields=["state", "shadow_since", "promoted_at", "promoted_by"])
-    logger.info("model version %s promoted by %s", version.pk, version.promoted_by or "the promotion gate",
-                extra={"model_version": str(version.pk)})
+    logger.info(
+        "model version %s promoted by %s",
+        version.pk,
+        version.promoted_by or "the promotion gate",
+        extra={"model_version": str(version.pk)},
+    )
     return version
 
 
@@ -69,7 +73,9 @@ def model_version_rollback(*, user: AbstractBaseUser | None) -> ModelVersion:
             continue
         _activate(version=candidate)
         candidate.save(update_fields=["state", "shadow_since"])
-        logger.info("rolled back to model version %s by %s", candidate.pk, user, extra={"model_version": str(candidate.pk)})
+        logger.info(
+            "rolled back to model version %s by %s", candidate.pk, user, extra={"model_version": str(candidate.pk)}
+        )
         return candidate
     reason = f" ({'; '.join(refused)})" if refused else ""
     raise ConflictError(

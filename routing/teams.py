@@ -99,5 +99,7 @@ def model_version_team_gaps(*, version: ModelVersion) -> TeamGaps:
     return TeamGaps(
         new_teams=sorted(set(active) - set(labels) - routed_to),
         missing_teams=sorted(label for label in labels if label not in directory),
-        merged={label: directory[label].routes_to for label in labels if label in directory and directory[label].routes_to},
+        merged={
+            label: directory[label].routes_to for label in labels if label in directory and directory[label].routes_to
+        },
     )

@@ -51,8 +51,12 @@ def make_tiny_base_model(directory: Path) -> Path:
     tokenizer = BertTokenizerFast(vocab={token: i for i, token in enumerate(vocab)}, do_lower_case=True)
     torch.manual_seed(0)
     config = BertConfig(
-        vocab_size=len(vocab), hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=128, max_position_embeddings=128,
+        vocab_size=len(vocab),
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=128,
+        max_position_embeddings=128,
     )
     BertModel(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
@@ -77,8 +81,19 @@ def tiny_config(base_model: Path, **overrides):
     from finetune.ml.config import TrainConfig
 
     values = dict(
-        base_model=str(base_model), epochs=10, lr=2e-3, distil_epochs=10, distil_lr=2e-3, batch_size=8,
-        min_per_team=4, patience=0, threads=1, seed=0, min_teacher_steps=0, min_distil_steps=0, student_layers=2,
+        base_model=str(base_model),
+        epochs=10,
+        lr=2e-3,
+        distil_epochs=10,
+        distil_lr=2e-3,
+        batch_size=8,
+        min_per_team=4,
+        patience=0,
+        threads=1,
+        seed=0,
+        min_teacher_steps=0,
+        min_distil_steps=0,
+        student_layers=2,
     )
     return TrainConfig(**{**values, **overrides})
 
@@ -86,8 +101,15 @@ def tiny_config(base_model: Path, **overrides):
 # A model that has barely moved from its random start: its logits are near-ties, and int8
 # rounding genuinely flips the top label of some texts (the parity gate's real failure mode).
 BARELY_TRAINED = dict(
-    epochs=1, distil_epochs=1, lr=1e-9, distil_lr=1e-9, head_init="random", teachers=1, baseline=False,
-    min_teacher_steps=0, min_distil_steps=0,
+    epochs=1,
+    distil_epochs=1,
+    lr=1e-9,
+    distil_lr=1e-9,
+    head_init="random",
+    teachers=1,
+    baseline=False,
+    min_teacher_steps=0,
+    min_distil_steps=0,
     # The near-ties below were found among the labelled tickets' parity texts alone.
     no_intent=False,
 )
@@ -123,7 +145,9 @@ def make_tiny_artifact(directory: Path, labels: list[str], *, name: str = "1", h
         root = Path(tempfile.mkdtemp(prefix="tiny-artifact-"))
         base = make_tiny_base_model(root / "base")
         examples, unlabelled = tiny_examples(sorted(labels))
-        run_pipeline(config=tiny_config(base, hybrid=hybrid), examples=examples, unlabelled=unlabelled, work_dir=root / "out")
+        run_pipeline(
+            config=tiny_config(base, hybrid=hybrid), examples=examples, unlabelled=unlabelled, work_dir=root / "out"
+        )
         _ARTIFACT_CACHE[key] = root / "out"
     store = Path(directory)
     store.mkdir(parents=True, exist_ok=True)

@@ -30,9 +30,13 @@ def _locked(path: Path) -> dict[str, list[str]]:
     return locked
 
 
-@pytest.mark.parametrize(("requirements", "lock"), [
-    ("requirements.txt", "requirements.lock"), ("requirements-dev.txt", "requirements-dev.lock"),
-])
+@pytest.mark.parametrize(
+    ("requirements", "lock"),
+    [
+        ("requirements.txt", "requirements.lock"),
+        ("requirements-dev.txt", "requirements-dev.lock"),
+    ],
+)
 def test_every_pin_is_locked_with_hashes(requirements, lock):
     """Each pin of the requirements (and the file it includes) is in the lock at that version; every
     locked package has a hash. A pin changed without running scripts/lock.sh fails here."""
@@ -40,8 +44,11 @@ def test_every_pin_is_locked_with_hashes(requirements, lock):
     lock_path = ROOT / lock
     versions = _pins(lock_path)
     # The lock names torch's local version (2.13.0+cpu); the pin matches it as pip does.
-    stale = {name: (version, versions.get(name)) for name, version in pins.items()
-             if versions.get(name, "").split("+")[0] != version}
+    stale = {
+        name: (version, versions.get(name))
+        for name, version in pins.items()
+        if versions.get(name, "").split("+")[0] != version
+    }
     assert not stale, f"{lock} is stale (pin, locked): {stale}; run scripts/lock.sh"
     assert all(_locked(lock_path).values()), f"{lock} has a package without a hash"
 

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from django.http import HttpRequest, HttpResponseBase
 
 CONTEXT_FIELDS = ("request_id", "conversation_id", "model_version")
-log_context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("log_context", default={})
+# Never mutated in place: every change sets a new dict, so the shared default stays empty.
+log_context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("log_context", default={})  # noqa: B039
 
 # A proxy's id is kept only when it cannot forge log lines: short, no spaces or quotes.
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
@@ -59,8 +60,11 @@ class JsonFormatter(pythonjsonlogger.json.JsonFormatter):
     (and uvicorn's terminal-coloured copy of its message)."""
 
     def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
-        return {key: value for key, value in log_data.items()
-                if key != "color_message" and (value is not None or key not in CONTEXT_FIELDS)}
+        return {
+            key: value
+            for key, value in log_data.items()
+            if key != "color_message" and (value is not None or key not in CONTEXT_FIELDS)
+        }
 
 
 class TextFormatter(logging.Formatter):
@@ -136,7 +140,10 @@ def logging_config(*, level: str, fmt: str) -> dict[str, Any]:
         "rename_fields": {"levelname": "level", "name": "logger"},
         "timestamp": "time",  # ISO 8601, UTC, microseconds
     }
-    text_formatter = {"()": "chatbot.core.logs.TextFormatter", "format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
+    text_formatter = {
+        "()": "chatbot.core.logs.TextFormatter",
+        "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+    }
     handler = {"class": "logging.StreamHandler", "formatter": fmt, "filters": ["context"]}
     server = {"handlers": ["console"], "propagate": False}
     return {

@@ -14,15 +14,24 @@ import glob
 import os
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess,
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
 )
 
 # Route latency is a few milliseconds; a batch or a slow reload check takes longer.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 ROUTE_SECONDS = Histogram(
-    "switchboard_route_seconds", "Time to answer a route request body (REST: fast path and view), by kind.",
-    ["kind"], buckets=LATENCY_BUCKETS,
+    "switchboard_route_seconds",
+    "Time to answer a route request body (REST: fast path and view), by kind.",
+    ["kind"],
+    buckets=LATENCY_BUCKETS,
 )
 DECISIONS = Counter(
     "switchboard_routing_decisions_total",
@@ -31,22 +40,31 @@ DECISIONS = Counter(
     ["source", "outcome", "team", "reason"],
 )
 CHAT_SOCKETS = Gauge(
-    "switchboard_chat_sockets_open", "Chat websockets open, by kind (customer, agent).",
-    ["kind"], multiprocess_mode="livesum",
+    "switchboard_chat_sockets_open",
+    "Chat websockets open, by kind (customer, agent).",
+    ["kind"],
+    multiprocess_mode="livesum",
 )
 ACK_SECONDS = Histogram(
-    "switchboard_chat_ack_seconds", "From a chat message frame to its ack (stored and committed), by sender.",
-    ["sender"], buckets=LATENCY_BUCKETS,
+    "switchboard_chat_ack_seconds",
+    "From a chat message frame to its ack (stored and committed), by sender.",
+    ["sender"],
+    buckets=LATENCY_BUCKETS,
 )
 MESSAGES_STORED = Counter("switchboard_messages_stored_total", "Chat messages stored, by sender.", ["sender"])
 TRAINING_RUNS = Counter("switchboard_training_runs_total", "Training runs finished, by outcome.", ["outcome"])
 TRAINING_SECONDS = Histogram(
-    "switchboard_training_run_seconds", "Training run duration, by outcome.", ["outcome"],
+    "switchboard_training_run_seconds",
+    "Training run duration, by outcome.",
+    ["outcome"],
     buckets=(30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400),
 )
 MODEL_VERSION = Gauge(
-    "switchboard_model_version", "Model version id this process serves (serving) and the database's active one "
-    "(active), as each router last saw them; 0 for none.", ["state"], multiprocess_mode="liveall",
+    "switchboard_model_version",
+    "Model version id this process serves (serving) and the database's active one "
+    "(active), as each router last saw them; 0 for none.",
+    ["state"],
+    multiprocess_mode="liveall",
 )
 
 

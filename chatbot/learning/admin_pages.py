@@ -80,7 +80,15 @@ def drift_chart_svg(days: list[DriftDay]) -> SafeString:
     for index, day in enumerate(days):
         x = CHART_PAD + index * step
         height = plot_h * day.corrections / most
-        bars.append((_n(x + step * 0.15), _n(CHART_PAD + plot_h - height), _n(step * 0.7), _n(height), f"{day.day}: {day.corrections} corrections"))
+        bars.append(
+            (
+                _n(x + step * 0.15),
+                _n(CHART_PAD + plot_h - height),
+                _n(step * 0.7),
+                _n(height),
+                f"{day.day}: {day.corrections} corrections",
+            )
+        )
         if day.triage_share is not None:
             points.append(f"{_n(x + step / 2)},{_n(CHART_PAD + plot_h * (1 - day.triage_share))}")
         if index % max(1, len(days) // 7) == 0:
@@ -96,8 +104,16 @@ def drift_chart_svg(days: list[DriftDay]) -> SafeString:
         '<polyline class="share" points="{points}"/>{ticks}'
         '<text x="4" y="{p}">100%</text><text x="4" y="{base}">0%</text>'
         '<text x="{right}" y="{top}" text-anchor="end">{most} corrections</text></svg>',
-        w=CHART_WIDTH, h=CHART_HEIGHT, p=CHART_PAD, base=CHART_PAD + plot_h, right=CHART_PAD + plot_w,
-        top=CHART_PAD - 8, bars=bar_svg, points=" ".join(points), ticks=tick_svg, most=most,
+        w=CHART_WIDTH,
+        h=CHART_HEIGHT,
+        p=CHART_PAD,
+        base=CHART_PAD + plot_h,
+        right=CHART_PAD + plot_w,
+        top=CHART_PAD - 8,
+        bars=bar_svg,
+        points=" ".join(points),
+        ticks=tick_svg,
+        most=most,
     )
 
 

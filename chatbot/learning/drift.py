@@ -9,7 +9,6 @@ this week reach DRIFT_FACTOR x last week's (and at least DRIFT_MIN_CORRECTIONS) 
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -147,7 +146,10 @@ def _weekly_corrections(now: datetime) -> dict[int, tuple[int, int]]:
     rows = (
         Ticket.objects.filter(source=Ticket.Source.CORRECTION, team__isnull=False, created_at__gte=now - 2 * week)
         .values("team_id")
-        .annotate(this=Count("id", filter=Q(created_at__gte=now - week)), last=Count("id", filter=Q(created_at__lt=now - week)))
+        .annotate(
+            this=Count("id", filter=Q(created_at__gte=now - week)),
+            last=Count("id", filter=Q(created_at__lt=now - week)),
+        )
     )
     return {row["team_id"]: (row["this"], row["last"]) for row in rows}
 
@@ -187,7 +189,9 @@ def drift_check(*, auto_train: bool | None = None, user=None, now: datetime | No
     if not warnings or not auto_train:
         return DriftCheck(warnings=warnings)
     if warnings[0].new_labels == 0:
-        return DriftCheck(warnings=warnings, problem="No new labels since the last model: training would change nothing.")
+        return DriftCheck(
+            warnings=warnings, problem="No new labels since the last model: training would change nothing."
+        )
     try:
         run = training_run_start(user=user)
     except SwitchboardError as exc:

@@ -67,9 +67,9 @@ def _score(*, conversation_id: int, message_id: int | None, text: str) -> Routin
     if model is None:
         return None
     cleaned = ticket_text_validate(text=text)
-    prediction = model.predict(
-        [cleaned], teams=team_directory(), default_threshold=float(setting("TRIAGE_THRESHOLD"))
-    )[0]
+    prediction = model.predict([cleaned], teams=team_directory(), default_threshold=float(setting("TRIAGE_THRESHOLD")))[
+        0
+    ]
     return RoutingEvent.objects.create(
         conversation_id=conversation_id,
         message_id=message_id,
@@ -184,7 +184,9 @@ def _per_team(truth: dict[int, int], active: dict[int, Decision], shadow: dict[i
         tally[2] += shadow[conversation_id][0] == team_id
     names = Team.objects.in_bulk(list(tallies))
     rows = [
-        TeamComparison(team=names[pk].name if pk in names else f"team {pk}", count=c, active_correct=a, shadow_correct=s)
+        TeamComparison(
+            team=names[pk].name if pk in names else f"team {pk}", count=c, active_correct=a, shadow_correct=s
+        )
         for pk, (c, a, s) in tallies.items()
     ]
     return sorted(rows, key=lambda row: (-row.count, row.team))

@@ -29,5 +29,5 @@ application = ProtocolTypeRouter(
 # What is loaded now lives as long as the process; freeze it out of the collector's full passes.
 # Measured: once the URLconf (admin, scikit-learn) is in, a full collection walks ~185k objects
 # and stalls every request in flight for 100-300 ms, about every 8,000 requests per process.
-get_resolver().url_patterns
+get_resolver().url_patterns  # noqa: B018 - the access loads the URLconf before the freeze
 gc.freeze()

@@ -12,8 +12,16 @@ from csp.middleware import CheckableLazyObject, CSPMiddleware, PolicyParts
 from csp.utils import build_policy
 from django.conf import settings
 
-PER_RESPONSE = ("_csp_config", "_csp_update", "_csp_replace", "_csp_exempt", "_csp_config_ro", "_csp_update_ro",
-                "_csp_replace_ro", "_csp_exempt_ro")
+PER_RESPONSE = (
+    "_csp_config",
+    "_csp_update",
+    "_csp_replace",
+    "_csp_exempt",
+    "_csp_config_ro",
+    "_csp_update_ro",
+    "_csp_replace_ro",
+    "_csp_exempt_ro",
+)
 
 
 class CachedCSPMiddleware(CSPMiddleware):
@@ -22,10 +30,15 @@ class CachedCSPMiddleware(CSPMiddleware):
     def process_response(self, request, response):
         policy = getattr(settings, "CONTENT_SECURITY_POLICY", None)
         report_only = getattr(settings, "CONTENT_SECURITY_POLICY_REPORT_ONLY", None)
-        if (not policy or policy.get("EXCLUDE_URL_PREFIXES") or report_only
-                or getattr(request, "_csp_nonce", None) is not None or HEADER in response
-                or any(hasattr(response, name) for name in PER_RESPONSE)
-                or (settings.DEBUG and response.status_code in (404, 500))):
+        if (
+            not policy
+            or policy.get("EXCLUDE_URL_PREFIXES")
+            or report_only
+            or getattr(request, "_csp_nonce", None) is not None
+            or HEADER in response
+            or any(hasattr(response, name) for name in PER_RESPONSE)
+            or (settings.DEBUG and response.status_code in (404, 500))
+        ):
             return super().process_response(request, response)
         response[HEADER] = self._header(policy)
         # As django-csp does: a nonce asked for after the header is written is an error, not a silent no-op.

@@ -2,9 +2,8 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from routing.apis import NotFoundApi
-
 from chatbot import views
+from routing.apis import NotFoundApi
 
 admin.site.site_header = "Switchboard admin"
 admin.site.site_title = "Switchboard"

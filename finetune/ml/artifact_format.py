@@ -112,8 +112,12 @@ def _read_hybrid(directory: Path, block: dict | None, labels: list[str]) -> Hybr
         vocabularies = _read_json(directory / block["vocabulary"])["analyzers"]
         with np.load(directory / block["arrays"], allow_pickle=False) as arrays:
             analyzers = tuple(
-                Analyzer(v["kind"], (int(v["ngrams"][0]), int(v["ngrams"][1])),
-                         {term: i for i, term in enumerate(v["terms"])}, arrays[f"idf_{i}"].astype(np.float64))
+                Analyzer(
+                    v["kind"],
+                    (int(v["ngrams"][0]), int(v["ngrams"][1])),
+                    {term: i for i, term in enumerate(v["terms"])},
+                    arrays[f"idf_{i}"].astype(np.float64),
+                )
                 for i, v in enumerate(vocabularies)
             )
             model = TfidfModel(analyzers, arrays["coef"], arrays["intercept"], arrays["classes"], len(labels))
@@ -130,7 +134,8 @@ def _check_tfidf(directory: Path, model: TfidfModel) -> None:
     columns = 1 if len(model.classes) == 2 else len(model.classes)
     problems = [
         any(a.kind not in ANALYZER_KINDS or len(a.vocabulary) != len(a.idf) for a in model.analyzers),
-        model.coef.shape != (features, columns), model.intercept.shape != (columns,),
+        model.coef.shape != (features, columns),
+        model.intercept.shape != (columns,),
         len(model.classes) < 2 or model.classes.min() < 0 or model.classes.max() >= model.num_labels,
     ]
     if any(problems):
@@ -146,7 +151,11 @@ def _write_ood_arrays(directory: Path, check: OodCheck) -> dict:
     if check.mix is not None:
         block["mix"] = list(check.mix)
     pair = {"file": ("centroids", CENTROIDS_FILE), "whitener_file": ("whitener", WHITENER_FILE)}
-    arrays = {"centroid_cosine": {"file": ("centroids", CENTROIDS_FILE)}, "mahalanobis": pair, "mahalanobis_max_logit": pair}
+    arrays = {
+        "centroid_cosine": {"file": ("centroids", CENTROIDS_FILE)},
+        "mahalanobis": pair,
+        "mahalanobis_max_logit": pair,
+    }
     for key, (name, filename) in arrays.get(check.method, {}).items():
         if getattr(check, name) is None:
             raise ArtifactFormatError(f"The {check.method} OOD check has no {name} to write.")
@@ -181,7 +190,9 @@ def _read_ood(directory: Path, block: dict | None, labels: list[str]) -> OodChec
         centroids = np.load(directory / block["file"], allow_pickle=False)
         whitener = np.load(directory / block["whitener_file"], allow_pickle=False) if "whitener_file" in block else None
         mix = tuple(float(w) for w in block["mix"]) if "mix" in block else None
-        check = OodCheck(block["method"], float(block["threshold"]), float(block["in_scope_pass"]), centroids, whitener, mix)
+        check = OodCheck(
+            block["method"], float(block["threshold"]), float(block["in_scope_pass"]), centroids, whitener, mix
+        )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ArtifactFormatError(f"{directory}: the ood block of serving.json is unreadable: {exc!r}") from exc
     if not _arrays_fit(check, len(labels)):
@@ -199,8 +210,14 @@ def _arrays_fit(check: OodCheck, labels: int) -> bool:
         return centroids.ndim == 2 and len(centroids) == labels and whitener is None
     if check.method == "mahalanobis_max_logit" and (check.mix is None or len(check.mix) != 2):
         return False
-    return (check.method in ("mahalanobis", "mahalanobis_max_logit") and whitener is not None and centroids.ndim == 2 and whitener.ndim == 2
-            and 0 < len(centroids) <= labels and whitener.shape == (centroids.shape[1],) * 2)
+    return (
+        check.method in ("mahalanobis", "mahalanobis_max_logit")
+        and whitener is not None
+        and centroids.ndim == 2
+        and whitener.ndim == 2
+        and 0 < len(centroids) <= labels
+        and whitener.shape == (centroids.shape[1],) * 2
+    )
 
 
 def read_serving(directory: Path) -> Serving:
@@ -221,9 +238,12 @@ def read_serving(directory: Path) -> Serving:
         raise ArtifactFormatError(f"{directory}: no_intent_label {no_intent!r} is not among the labels")
     try:
         return Serving(
-            format=version, max_length=int(body.get("max_length", 64)),
+            format=version,
+            max_length=int(body.get("max_length", 64)),
             temperature=float(body.get("temperature") or 1.0),
-            triage_threshold=float(body.get("triage_threshold", 1.0)), labels=labels, no_intent_label=no_intent,
+            triage_threshold=float(body.get("triage_threshold", 1.0)),
+            labels=labels,
+            no_intent_label=no_intent,
             ood=_read_ood(directory, body.get("ood"), labels) if version >= 2 else None,
             languages=body.get("languages") if version >= 2 else None,
             window_head=body.get("window_head") if version >= 2 else None,

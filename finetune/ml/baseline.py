@@ -22,7 +22,13 @@ def fit_baseline(texts: list[str], y: list[int], *, seed: int = 0):
 
 
 def run_baseline(
-    train_texts: list[str], train_y: list[int], test_texts: list[str], test_y: list[int], labels: list[str], *, seed: int = 0
+    train_texts: list[str],
+    train_y: list[int],
+    test_texts: list[str],
+    test_y: list[int],
+    labels: list[str],
+    *,
+    seed: int = 0,
 ) -> dict:
     """Fit on train, score on test; classes absent from train are simply never predicted."""
     start = time.perf_counter()

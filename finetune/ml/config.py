@@ -139,7 +139,15 @@ class TrainConfig:
             raise ConfigError(f"head_init must be 'probe' or 'random', got {self.head_init!r}")
         if self.class_weighting not in ("balanced", "none"):
             raise ConfigError(f"class_weighting must be 'balanced' or 'none', got {self.class_weighting!r}")
-        for name in ("epochs", "distil_epochs", "batch_size", "max_length", "student_layers", "min_per_team", "teachers"):
+        for name in (
+            "epochs",
+            "distil_epochs",
+            "batch_size",
+            "max_length",
+            "student_layers",
+            "min_per_team",
+            "teachers",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         for name in ("patience", "threads", "max_unlabelled", "min_teacher_steps", "min_distil_steps"):
@@ -189,9 +197,7 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ConfigError(
-                f"Unknown training config keys {unknown}; allowed keys are {sorted(known)}."
-            )
+            raise ConfigError(f"Unknown training config keys {unknown}; allowed keys are {sorted(known)}.")
         return cls(**d)
 
     def to_dict(self) -> dict[str, Any]:

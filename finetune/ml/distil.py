@@ -60,21 +60,32 @@ def train_student(
     def batch_loss(m: torch.nn.Module, batch: list[int]) -> torch.Tensor:
         input_ids, mask = (t.to(config.device) for t in collate([ids[i] for i in batch], pad_id))
         logits = m(input_ids=input_ids, attention_mask=mask)
-        return distil_loss(
-            logits, soft[batch], gold_t[batch], temperature=config.kd_temperature, alpha=config.kd_alpha
-        )
+        return distil_loss(logits, soft[batch], gold_t[batch], temperature=config.kd_temperature, alpha=config.kd_alpha)
 
     def validate() -> float:
         return macro_f1(predict_logits(student, val_ids, pad_id).argmax(1), val_y, student.num_labels)
 
     plan = FitPlan(
-        config.distil_epochs, config.distil_lr, config.weight_decay, config.batch_size, config.patience, config.seed,
-        min_steps=config.min_distil_steps, keep_best=config.keep_best_epoch, bf16=config.bf16,
+        config.distil_epochs,
+        config.distil_lr,
+        config.weight_decay,
+        config.batch_size,
+        config.patience,
+        config.seed,
+        min_steps=config.min_distil_steps,
+        keep_best=config.keep_best_epoch,
+        bf16=config.bf16,
     )
     lengths = [len(x) for x in ids]
     try:
-        history = fit(student, lengths=lengths, batch_loss=batch_loss, plan=plan,
-                      validate=validate if val_ids else None, on_step=on_step)
+        history = fit(
+            student,
+            lengths=lengths,
+            batch_loss=batch_loss,
+            plan=plan,
+            validate=validate if val_ids else None,
+            on_step=on_step,
+        )
     finally:
         student.sparse_word_embeddings(False)  # a plain embedding for export, whatever happened
     return student.eval(), history

@@ -53,7 +53,9 @@ class LogitsAndPooled(torch.nn.Module):
         return self.model.classifier(pooled).float(), pooled.float()
 
 
-def export_int8(model: MeanPooledClassifier, sample_ids: list[list[int]], pad_id: int, fp32_path: Path, int8_path: Path) -> None:
+def export_int8(
+    model: MeanPooledClassifier, sample_ids: list[list[int]], pad_id: int, fp32_path: Path, int8_path: Path
+) -> None:
     """Export fp32 ONNX (opset 17, dynamic batch/sequence; outputs logits and pooled), then quantize weights to int8."""
     # The legacy exporter restores the training mode of the module it is given: export in eval.
     model.eval()
@@ -89,7 +91,11 @@ def onnx_session(path: Path, threads: int) -> ort.InferenceSession:
 
 
 def onnx_logits(
-    session: ort.InferenceSession, ids: list[list[int]], pad_id: int, num_labels: int, batch_size: int = 128,
+    session: ort.InferenceSession,
+    ids: list[list[int]],
+    pad_id: int,
+    num_labels: int,
+    batch_size: int = 128,
     output: str = "logits",
 ) -> np.ndarray:
     """One output of the ONNX model (logits, or pooled with num_labels = hidden size) per text, in input order."""
@@ -101,8 +107,12 @@ def onnx_logits(
     return out
 
 
-def check_parity(torch_logits: np.ndarray, int8_logits: np.ndarray, threshold: float,
-                 subject: str = "int8 ONNX model agrees with the torch student") -> float:
+def check_parity(
+    torch_logits: np.ndarray,
+    int8_logits: np.ndarray,
+    threshold: float,
+    subject: str = "int8 ONNX model agrees with the torch student",
+) -> float:
     """Top-1 agreement of int8 ONNX vs torch (or served vs reference scores); ParityError below the threshold."""
     if len(torch_logits) == 0:
         raise ParityError("No texts to check int8/torch parity on; label more tickets.")

@@ -38,7 +38,9 @@ class Candidate:
     temperature: float
 
 
-def candidate(name: str, student_logits: np.ndarray, tfidf_log_proba: np.ndarray, y: np.ndarray, weight: float) -> Candidate:
+def candidate(
+    name: str, student_logits: np.ndarray, tfidf_log_proba: np.ndarray, y: np.ndarray, weight: float
+) -> Candidate:
     logits = combine(student_logits, tfidf_log_proba, weight)
     temperature = calibrate.fit_temperature(logits, y)
     accuracy = float((logits.argmax(1) == y).mean())
@@ -62,11 +64,18 @@ def choose(student_logits: np.ndarray, tfidf_log_proba: np.ndarray, y: np.ndarra
         f"on {len(y)} validation tickets the hybrid (TF-IDF weight {hybrid.weight:.2f}) scores "
         f"{hybrid.accuracy:.1%} (NLL {hybrid.nll:.3f}), the int8 student {student.accuracy:.1%} "
         f"(NLL {student.nll:.3f}), TF-IDF + LR alone {tfidf_accuracy:.1%}: the {served.name} "
-        + ("serves: the hybrid is not more accurate, nor as accurate with a lower NLL." if not better
-           else "is more accurate." if hybrid.accuracy > student.accuracy else "is as accurate, with a lower NLL.")
+        + (
+            "serves: the hybrid is not more accurate, nor as accurate with a lower NLL."
+            if not better
+            else "is more accurate."
+            if hybrid.accuracy > student.accuracy
+            else "is as accurate, with a lower NLL."
+        )
     )
     return {
-        "kind": served.name, "tfidf_weight": served.weight, "reason": reason,
+        "kind": served.name,
+        "tfidf_weight": served.weight,
+        "reason": reason,
         "validation": {"student": asdict(student), "hybrid": asdict(hybrid), "tfidf": {"accuracy": tfidf_accuracy}},
     }
 
@@ -110,12 +119,19 @@ def serve_choice(config, data, session, pad_id: int) -> tuple[ServedScorer, dict
     baseline = fit_baseline(data.texts["train"][:n], data.y["train"][:n], seed=config.seed)
     fit_s = time.perf_counter() - start
     if not config.hybrid or not data.y["val"]:
-        reason = "hybrid=False: the student serves." if not config.hybrid else "No validation tickets to compare on: the student serves."
+        reason = (
+            "hybrid=False: the student serves."
+            if not config.hybrid
+            else "No validation tickets to compare on: the student serves."
+        )
         return scorer, {**student_only(reason), "baseline_fit_s": fit_s}, baseline
     tfidf = TfidfModel.from_sklearn(baseline, len(data.labels))
     val_student = scorer.student(data.ids["val"])
     tfidf_accuracy = float((baseline.predict(data.texts["val"]) == np.asarray(data.y["val"])).mean())
-    choice = {**choose(val_student, tfidf.log_proba(data.texts["val"]), data.y["val"], tfidf_accuracy), "baseline_fit_s": fit_s}
+    choice = {
+        **choose(val_student, tfidf.log_proba(data.texts["val"]), data.y["val"], tfidf_accuracy),
+        "baseline_fit_s": fit_s,
+    }
     hybrid = Hybrid(choice["tfidf_weight"], tfidf) if choice["kind"] == "hybrid" else None
     return replace(scorer, hybrid=hybrid), choice, baseline
 
@@ -150,5 +166,10 @@ def served_parity(work_dir: Path, scorer: ServedScorer, parity: ParitySet, basel
             )
         reference = combine(reference, reference_tfidf, chosen.weight)
     served = replace(scorer, hybrid=hybrid).logits(parity.ids, parity.texts)
-    return check_parity(reference, served, threshold, subject=f"The served {'hybrid' if hybrid else 'student'} "
-                        "(int8 ONNX and the artifact's files) agrees with torch and scikit-learn")
+    return check_parity(
+        reference,
+        served,
+        threshold,
+        subject=f"The served {'hybrid' if hybrid else 'student'} "
+        "(int8 ONNX and the artifact's files) agrees with torch and scikit-learn",
+    )

@@ -15,7 +15,11 @@ import numpy as np
 
 from .artifact_format import OodCheck
 
-POOLED_METHODS = ("centroid_cosine", "mahalanobis", "mahalanobis_max_logit")  # the checks that read the ONNX model's pooled output
+POOLED_METHODS = (
+    "centroid_cosine",
+    "mahalanobis",
+    "mahalanobis_max_logit",
+)  # the checks that read the ONNX model's pooled output
 
 
 def unit_rows(vectors: np.ndarray) -> np.ndarray:
@@ -89,5 +93,7 @@ def loss_threshold(scores: np.ndarray, correct: np.ndarray, max_loss: float) -> 
     ordered, lost = scores[order], np.cumsum(correct[order])  # lost[i]: correct ones at or below ordered[i]
     allowed = np.flatnonzero(lost <= max_loss * len(scores) + 1e-9)
     # Holding back everything below ordered[k] loses lost[k-1]; ties must go together.
-    candidates = [ordered[0]] + [ordered[k + 1] for k in allowed if k + 1 < len(ordered) and ordered[k + 1] > ordered[k]]
+    candidates = [ordered[0]] + [
+        ordered[k + 1] for k in allowed if k + 1 < len(ordered) and ordered[k + 1] > ordered[k]
+    ]
     return float(max(candidates))

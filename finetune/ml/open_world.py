@@ -63,7 +63,9 @@ def no_intent_corpus(config: TrainConfig, labelled: list[str], encode_texts, pad
     return corpus_split(lines, claimed, holdout=config.no_intent_holdout, seed=config.seed)
 
 
-def add_no_intent(config: TrainConfig, data, labelled: list[str], helpdesk: list[str], encode_texts, pad_id: int) -> None:
+def add_no_intent(
+    config: TrainConfig, data, labelled: list[str], helpdesk: list[str], encode_texts, pad_id: int
+) -> None:
     """The reserved label in train: the helpdesk's "not a request" lines, then corpus lines, plus
     labelled texts with small talk attached. `data` is the pipeline's Prepared, changed in place."""
     data.labelled_train = len(data.texts["train"])
@@ -122,7 +124,9 @@ def fitted_check(config: TrainConfig, val_logits, val_pooled, train, labels: lis
     if config.ood_method == "max_logit":
         return OodCheck("max_logit", 0.0, 1.0)
     if config.ood_method == "centroid_cosine":
-        return OodCheck("centroid_cosine", 0.0, 1.0, class_centroids(unit_rows(train[0]), np.asarray(train[1]), len(labels)))
+        return OodCheck(
+            "centroid_cosine", 0.0, 1.0, class_centroids(unit_rows(train[0]), np.asarray(train[1]), len(labels))
+        )
     teams = np.asarray(train[1]) != (labels.index(NO_INTENT) if NO_INTENT in labels else -1)
     if teams.sum() < MIN_FIT_PER_DIMENSION * train[0].shape[1]:  # too few tickets for a covariance
         return OodCheck("max_logit", 0.0, 1.0)
@@ -148,7 +152,9 @@ def onnx_outputs(session, ids: list[list[int]], pad_id: int, num_labels: int) ->
     logits, pooled = np.zeros((len(ids), num_labels), np.float32), np.zeros((len(ids), hidden), np.float32)
     for idx in length_sorted_batches(ids, 128):
         input_ids, mask = collate([ids[i] for i in idx], pad_id)
-        logits[idx], pooled[idx] = session.run(["logits", "pooled"], {"input_ids": input_ids.numpy(), "attention_mask": mask.numpy()})
+        logits[idx], pooled[idx] = session.run(
+            ["logits", "pooled"], {"input_ids": input_ids.numpy(), "attention_mask": mask.numpy()}
+        )
     return logits, pooled
 
 
@@ -161,8 +167,9 @@ def served_outputs(scorer, ids: list[list[int]], texts: list[str]) -> tuple[np.n
     return logits, pooled
 
 
-def held_back_share(probs: np.ndarray, in_scope: np.ndarray | None, labels: list[str], ood: OodCheck | None,
-                    threshold: float) -> float | None:
+def held_back_share(
+    probs: np.ndarray, in_scope: np.ndarray | None, labels: list[str], ood: OodCheck | None, threshold: float
+) -> float | None:
     """Share of texts not routed to a team: no-intent wins, out of scope, or below the triage threshold."""
     if len(probs) == 0:
         return None
@@ -180,19 +187,26 @@ def evaluate_open_world(config: TrainConfig, data, scorer, calibration: dict) ->
     from .calibrate import softmax
 
     labels, n = data.labels, data.labelled_train
-    outputs = lambda name: served_outputs(scorer, data.ids.get(name) or [], data.texts.get(name) or [])
+
+    def outputs(name: str) -> tuple[np.ndarray, np.ndarray]:
+        return served_outputs(scorer, data.ids.get(name) or [], data.texts.get(name) or [])
+
     train = (onnx_outputs(scorer.session, data.ids["train"][:n], scorer.pad_id, len(labels))[1], data.y["train"][:n])
     val_logits, val_pooled = outputs("val")
     correct = val_logits.argmax(axis=1) == np.asarray(data.y["val"], dtype=np.int64)
     ood = ood_check(config, (val_logits, val_pooled, correct), train, labels)
-    figures = {"ood": None if ood is None else {"method": ood.method, "threshold": ood.threshold,
-                                                  "val_in_scope_pass": ood.in_scope_pass}}
+    figures = {
+        "ood": None
+        if ood is None
+        else {"method": ood.method, "threshold": ood.threshold, "val_in_scope_pass": ood.in_scope_pass}
+    }
     scores = {}
     for name in (data.eval_split, "no_intent_heldout", "out_of_scope", "off_topic"):
         logits, pooled = outputs(name)
         scores[name] = None if ood is None or not len(logits) else in_scope_scores(ood, logits, pooled)
-        share = held_back_share(softmax(logits, calibration["temperature"]), scores[name], labels, ood,
-                                calibration["triage_threshold"])
+        share = held_back_share(
+            softmax(logits, calibration["temperature"]), scores[name], labels, ood, calibration["triage_threshold"]
+        )
         figures[f"held_back_{'in_scope' if name == data.eval_split else name}"] = {"share": share, "n": len(logits)}
     if scores[data.eval_split] is not None and scores["out_of_scope"] is not None:
         figures["out_of_scope_auroc"] = auroc(scores[data.eval_split], scores["out_of_scope"])

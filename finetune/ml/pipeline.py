@@ -20,18 +20,18 @@ from tokenizers import Tokenizer
 from transformers import AutoConfig, AutoTokenizer
 
 from . import calibrate
+from .artifact_format import FORMAT_VERSION, NO_INTENT, OodCheck, Serving, write_serving
 from .artifacts import write_checksums
 from .baseline import score_baseline
 from .config import TrainConfig
 from .data import encode, predict_logits
 from .distil import train_student
 from .errors import Cancelled, PipelineError
-from .artifact_format import FORMAT_VERSION, NO_INTENT, OodCheck, Serving, write_serving
 from .evaluate import classification_metrics, file_size_mb, latency_ms, onnx_latency_ms
-from .no_intent import Corpus
-from .open_world import add_no_intent, evaluate_open_world, off_topic_lines, training_languages
 from .export import check_parity, export_int8, onnx_logits, onnx_session
 from .hybrid import ParitySet, serve_choice, served_parity
+from .no_intent import Corpus
+from .open_world import add_no_intent, evaluate_open_world, off_topic_lines, training_languages
 from .report import model_card, verdict
 from .split import assign_splits, check_enough
 from .teacher import train_teacher
@@ -96,15 +96,25 @@ class Prepared:
     labelled_train: int = 0  # train texts before corpus lines and small-talk copies were added
 
 
-def prepare(config: TrainConfig, examples: list[LabelledText], unlabelled: list[str], tokenizer, teams, pad_id=0,
-            no_intent: list[str] = ()) -> Prepared:
+def prepare(
+    config: TrainConfig,
+    examples: list[LabelledText],
+    unlabelled: list[str],
+    tokenizer,
+    teams,
+    pad_id=0,
+    no_intent: list[str] = (),
+) -> Prepared:
     """Check counts, fill missing splits, encode every split and the unlabelled texts; no-intent lines
     (`no_intent`, the helpdesk's own, then the shipped corpus) join the train split."""
     check_enough([e.label for e in examples], config.min_per_team, teams=teams)
     labels = sorted({e.label for e in examples} | set(teams or []))
     splits = assign_splits(
-        [e.label for e in examples], [e.split for e in examples],
-        seed=config.seed, val_fraction=config.val_fraction, test_fraction=config.test_fraction,
+        [e.label for e in examples],
+        [e.split for e in examples],
+        seed=config.seed,
+        val_fraction=config.val_fraction,
+        test_fraction=config.test_fraction,
     )
     texts = {s: [e.text for e, sp in zip(examples, splits) if sp == s] for s in ("train", "val", "test")}
     y = {s: [labels.index(e.label) for e, sp in zip(examples, splits) if sp == s] for s in texts}
@@ -141,8 +151,14 @@ def student_depth_fit(config: TrainConfig, data: Prepared) -> TrainConfig:
 def teach(config, data: Prepared, pad_id: int, report: Reporter):
     """Fine-tune the teacher (the student is built from its first layers)."""
     return train_teacher(
-        config, data.labels, train_ids=data.ids["train"], train_y=data.y["train"],
-        val_ids=data.ids["val"], val_y=data.y["val"], pad_id=pad_id, on_step=report.hook("teacher"),
+        config,
+        data.labels,
+        train_ids=data.ids["train"],
+        train_y=data.y["train"],
+        val_ids=data.ids["val"],
+        val_y=data.y["val"],
+        pad_id=pad_id,
+        on_step=report.hook("teacher"),
     )
 
 
@@ -155,8 +171,15 @@ def distil(config, data: Prepared, teacher, pad_id: int, report: Reporter):
     # on 10k Banking77 texts), the same top-1 on 99.97 % of texts, logits 0.017 apart on average.
     soft = predict_logits(teacher, ids, pad_id, on_batch=report.hook("distil", 0.0, 0.1), bf16=config.bf16)
     return train_student(
-        config, teacher, ids=ids, teacher_logits=soft, gold=gold,
-        val_ids=data.ids["val"], val_y=data.y["val"], pad_id=pad_id, on_step=report.hook("distil", 0.1, 1.0),
+        config,
+        teacher,
+        ids=ids,
+        teacher_logits=soft,
+        gold=gold,
+        val_ids=data.ids["val"],
+        val_y=data.y["val"],
+        pad_id=pad_id,
+        on_step=report.hook("distil", 0.1, 1.0),
     )
 
 
@@ -201,7 +224,12 @@ def export(config, data: Prepared, student, tokenizer, pad_id: int, scratch: Pat
     agreement = check_parity(torch_logits, int8_logits, config.parity_threshold)
     save_tokenizer(tokenizer, work_dir, config.max_length)
     report("export", 1.0, f"int8 agrees with torch on {agreement:.1%}")
-    parity = {"agreement": agreement, "threshold": config.parity_threshold, "split": parity_split, "n": len(torch_logits)}
+    parity = {
+        "agreement": agreement,
+        "threshold": config.parity_threshold,
+        "split": parity_split,
+        "n": len(torch_logits),
+    }
     return session, parity, ParitySet(parity_split, parity_ids, texts, torch_logits)
 
 
@@ -227,21 +255,31 @@ def evaluate_all(config, data: Prepared, logits: dict, served: tuple, work_dir: 
     report("evaluate", 0.5, "measuring latency")
     metrics["latency_ms"] = {"int8": onnx_latency_ms(onnx_session(work_dir / "model.onnx", 1), data.ids[split])}
     if scorer.hybrid is not None:  # the TF-IDF term's own cost per message, text to log-probabilities
-        metrics["latency_ms"]["tfidf"] = latency_ms(lambda text: scorer.hybrid.model.log_proba([text]), data.texts[split])
+        metrics["latency_ms"]["tfidf"] = latency_ms(
+            lambda text: scorer.hybrid.model.log_proba([text]), data.texts[split]
+        )
     metrics["size_mb"] = {"model.onnx": file_size_mb(work_dir / "model.onnx")}
     if baseline is not None:
         report("evaluate", 0.8, "scoring the TF-IDF baseline")
-        metrics["baseline"] = score_baseline(baseline, data.texts[split], gold, labels, seconds=choice["baseline_fit_s"])
+        metrics["baseline"] = score_baseline(
+            baseline, data.texts[split], gold, labels, seconds=choice["baseline_fit_s"]
+        )
     return metrics
 
 
 def serving_config(config, data: Prepared, metrics: dict, ood: OodCheck | None, hybrid) -> Serving:
     cal = metrics["calibration"]
     return Serving(
-        format=FORMAT_VERSION, max_length=config.max_length, temperature=cal["temperature"],
-        triage_threshold=cal["triage_threshold"], labels=data.labels,
-        no_intent_label=NO_INTENT if NO_INTENT in data.labels else None, ood=ood,
-        languages=metrics.get("languages"), window_head=config.window_head, hybrid=hybrid,
+        format=FORMAT_VERSION,
+        max_length=config.max_length,
+        temperature=cal["temperature"],
+        triage_threshold=cal["triage_threshold"],
+        labels=data.labels,
+        no_intent_label=NO_INTENT if NO_INTENT in data.labels else None,
+        ood=ood,
+        languages=metrics.get("languages"),
+        window_head=config.window_head,
+        hybrid=hybrid,
     )
 
 
@@ -254,18 +292,28 @@ def write_report(metrics: dict, work_dir: Path) -> str:
 
 
 def data_counts(data: Prepared) -> dict:
-    per_team = {
-        label: {s: data.y[s].count(i) for s in ("train", "val", "test")} for i, label in enumerate(data.labels)
-    }
+    per_team = {label: {s: data.y[s].count(i) for s in ("train", "val", "test")} for i, label in enumerate(data.labels)}
     counts = {s: len(data.y[s]) for s in ("train", "val", "test")}
     corpus = data.corpus
-    no_intent = None if corpus is None else {
-        "train": len(corpus.train), "heldout": len(corpus.heldout), "dropped": len(corpus.dropped),
-        "helpdesk": len(corpus.helpdesk),
-        "small_talk_copies": counts["train"] - data.labelled_train - len(corpus.train),
-    }
+    no_intent = (
+        None
+        if corpus is None
+        else {
+            "train": len(corpus.train),
+            "heldout": len(corpus.heldout),
+            "dropped": len(corpus.dropped),
+            "helpdesk": len(corpus.helpdesk),
+            "small_talk_copies": counts["train"] - data.labelled_train - len(corpus.train),
+        }
+    )
     trained = {"train_texts": counts["train"], "train": data.labelled_train}  # texts trained on vs tickets
-    return {**counts, **trained, "unlabelled": len(data.unlabelled), "per_team": per_team, "no_intent_corpus": no_intent}
+    return {
+        **counts,
+        **trained,
+        "unlabelled": len(data.unlabelled),
+        "per_team": per_team,
+        "no_intent_corpus": no_intent,
+    }
 
 
 def run_pipeline(
@@ -316,8 +364,9 @@ class Stopwatch:
         self.clock = time.perf_counter()
 
 
-def _run(config: TrainConfig, examples, unlabelled, work_dir: Path, report: Reporter, teams, out_of_scope,
-         no_intent) -> PipelineResult:
+def _run(
+    config: TrainConfig, examples, unlabelled, work_dir: Path, report: Reporter, teams, out_of_scope, no_intent
+) -> PipelineResult:
     watch = Stopwatch()
     # 1. split and tokenise (seed everything first: same data and config, same model)
     random.seed(config.seed), np.random.seed(config.seed), torch.manual_seed(config.seed)
@@ -326,8 +375,11 @@ def _run(config: TrainConfig, examples, unlabelled, work_dir: Path, report: Repo
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     data = prepare(config, examples, unlabelled, tokenizer, teams, pad_id, no_intent)
     config = student_depth_fit(config, data)
-    held_out = (("out_of_scope", out_of_scope), ("off_topic", off_topic_lines()),
-                ("no_intent_heldout", data.corpus.heldout if data.corpus else []))
+    held_out = (
+        ("out_of_scope", out_of_scope),
+        ("off_topic", off_topic_lines()),
+        ("no_intent_heldout", data.corpus.heldout if data.corpus else []),
+    )
     for name, texts in held_out:
         data.texts[name], data.ids[name] = list(texts), encode(tokenizer, texts, config.max_length, config.window_head)
     scratch = work_dir / "_scratch"
@@ -357,19 +409,34 @@ def _run(config: TrainConfig, examples, unlabelled, work_dir: Path, report: Repo
     shutil.rmtree(scratch)
     watch.lap("evaluate")
     metrics.update(
-        labels=data.labels, data=data_counts(data), evaluated_on=data.eval_split, notes=data.notes, parity=parity,
-        history={"teacher": teacher_history, "student": student_history}, timings_s=watch.timings,
+        labels=data.labels,
+        data=data_counts(data),
+        evaluated_on=data.eval_split,
+        notes=data.notes,
+        parity=parity,
+        history={"teacher": teacher_history, "student": student_history},
+        timings_s=watch.timings,
         config=config.to_dict(),
     )
     return finish(config, data, metrics, work_dir, report, ood, served, parity_set)
 
 
-def finish(config: TrainConfig, data: Prepared, metrics: dict, work_dir: Path, report: Reporter, ood,
-           served: tuple, parity_set: ParitySet) -> PipelineResult:
+def finish(
+    config: TrainConfig,
+    data: Prepared,
+    metrics: dict,
+    work_dir: Path,
+    report: Reporter,
+    ood,
+    served: tuple,
+    parity_set: ParitySet,
+) -> PipelineResult:
     """Serving files, the served-model parity gate on them, report files, checksums (last: a complete artifact)."""
     scorer, _, baseline = served
     write_serving(work_dir, serving_config(config, data, metrics, ood, scorer.hybrid))
-    metrics["parity"]["served_agreement"] = served_parity(work_dir, scorer, parity_set, baseline, config.parity_threshold)
+    metrics["parity"]["served_agreement"] = served_parity(
+        work_dir, scorer, parity_set, baseline, config.parity_threshold
+    )
     metrics["verdict"] = verdict(metrics)
     card = write_report(metrics, work_dir)
     write_checksums(work_dir)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-MODEL_ROWS = (("baseline", "TF-IDF + logistic regression"), ("teacher", "teacher (torch)"),
-              ("student", "student (torch)"), ("int8", "student int8 ONNX"))
+MODEL_ROWS = (
+    ("baseline", "TF-IDF + logistic regression"),
+    ("teacher", "teacher (torch)"),
+    ("student", "student (torch)"),
+    ("int8", "student int8 ONNX"),
+)
 SERVED_NAMES = {"student": "the int8 student", "hybrid": "the hybrid (int8 student + TF-IDF)"}
 
 
@@ -31,8 +35,7 @@ def verdict(metrics: dict) -> str:
     if gap > 0:
         return text + f"The served model beats the baseline by {gap:.1f} points."
     return text + (
-        f"The served model does NOT beat the baseline ({gap:+.1f} points): label more tickets "
-        "before relying on it."
+        f"The served model does NOT beat the baseline ({gap:+.1f} points): label more tickets before relying on it."
     )
 
 
@@ -81,19 +84,27 @@ def _open_world(metrics: dict) -> list[str]:
         f"out-of-scope texts {_share(figures.get('held_back_out_of_scope'))}; "
         f"off-topic corpus lines {_share(figures.get('held_back_off_topic'))}; "
         f"in-scope {metrics['evaluated_on']} tickets {_share(figures.get('held_back_in_scope'))}.",
-        "Out-of-scope check: " + ("none (no validation texts)." if ood is None else
-                                  f"{ood['method']}, threshold {ood['threshold']:.3f}, passes {_pct(ood['val_in_scope_pass'])} "
-                                  "of in-scope validation texts."),
+        "Out-of-scope check: "
+        + (
+            "none (no validation texts)."
+            if ood is None
+            else f"{ood['method']}, threshold {ood['threshold']:.3f}, passes {_pct(ood['val_in_scope_pass'])} "
+            "of in-scope validation texts."
+        ),
     ]
     if figures.get("out_of_scope_auroc") is not None:
-        lines.append(f"Its score on the given out-of-scope texts against in-scope {metrics['evaluated_on']} tickets: "
-                     f"AUROC {figures['out_of_scope_auroc']:.3f}, false-positive rate at 95 % in-scope recall "
-                     f"{_pct(figures['out_of_scope_fpr_at_95'])}.")
+        lines.append(
+            f"Its score on the given out-of-scope texts against in-scope {metrics['evaluated_on']} tickets: "
+            f"AUROC {figures['out_of_scope_auroc']:.3f}, false-positive rate at 95 % in-scope recall "
+            f"{_pct(figures['out_of_scope_fpr_at_95'])}."
+        )
     languages = metrics.get("languages")
     if languages:
         seen = ", ".join(f"{code} {n}" for code, n in sorted(languages["counts"].items(), key=lambda kv: -kv[1]))
-        lines.append(f"Languages of the training tickets: {seen or 'none identified'}; "
-                     f"supported: {', '.join(languages['supported']) or 'none'}.")
+        lines.append(
+            f"Languages of the training tickets: {seen or 'none identified'}; "
+            f"supported: {', '.join(languages['supported']) or 'none'}."
+        )
     return lines + [""]
 
 
@@ -119,7 +130,8 @@ def model_card(metrics: dict) -> str:
         "",
         f"Latency of one message (int8, one thread, batch 1): p50 {latency['p50']:.2f} ms, "
         f"p95 {latency['p95']:.2f} ms. Model file: {metrics['size_mb']['model.onnx']} MB.",
-        f"int8/torch agreement: {_pct(metrics['parity']['agreement'])}.", "",
+        f"int8/torch agreement: {_pct(metrics['parity']['agreement'])}.",
+        "",
         *_served_section(metrics),
         "## Calibration",
         f"Temperature {cal['temperature']:.3f}; ECE {cal['ece_before']:.3f} before, {cal['ece_after']:.3f} after. "

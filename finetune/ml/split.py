@@ -58,10 +58,6 @@ def check_enough(labels: list[str], min_per_team: int, *, teams: list[str] | Non
     short = [(team, n) for team, n in short if n < min_per_team]
     if short:
         listed = ", ".join(f"{team} has {n}" for team, n in short)
-        raise NotEnoughDataError(
-            f"Too few labelled tickets: {listed} (need {min_per_team} each)."
-        )
+        raise NotEnoughDataError(f"Too few labelled tickets: {listed} (need {min_per_team} each).")
     if len(counts) < 2:
-        raise NotEnoughDataError(
-            f"Need labelled tickets for at least 2 teams to train a router; got {len(counts)}."
-        )
+        raise NotEnoughDataError(f"Need labelled tickets for at least 2 teams to train a router; got {len(counts)}.")

@@ -136,8 +136,15 @@ def _train_one(
         return macro_f1(logits.argmax(1), val_y, len(labels))
 
     plan = FitPlan(
-        config.epochs, config.lr, config.weight_decay, config.batch_size, config.patience, config.seed,
-        min_steps=config.min_teacher_steps, keep_best=config.keep_best_epoch, bf16=config.bf16,
+        config.epochs,
+        config.lr,
+        config.weight_decay,
+        config.batch_size,
+        config.patience,
+        config.seed,
+        min_steps=config.min_teacher_steps,
+        keep_best=config.keep_best_epoch,
+        bf16=config.bf16,
     )
     history = fit(
         model,

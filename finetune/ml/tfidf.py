@@ -107,9 +107,13 @@ class TfidfModel:
             Analyzer(v.analyzer, tuple(v.ngram_range), dict(v.vocabulary_), np.asarray(v.idf_, dtype=np.float64))
             for _, v in union.transformer_list
         )
-        return cls(analyzers, np.ascontiguousarray(classifier.coef_.T, dtype=np.float64),
-                   np.asarray(classifier.intercept_, dtype=np.float64), np.asarray(classifier.classes_, dtype=np.int64),
-                   num_labels)
+        return cls(
+            analyzers,
+            np.ascontiguousarray(classifier.coef_.T, dtype=np.float64),
+            np.asarray(classifier.intercept_, dtype=np.float64),
+            np.asarray(classifier.classes_, dtype=np.int64),
+            num_labels,
+        )
 
     def __post_init__(self) -> None:
         offsets = np.cumsum([0] + [len(a.idf) for a in self.analyzers])[:-1]

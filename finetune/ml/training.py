@@ -113,5 +113,10 @@ def fit(
         model.load_state_dict(best_state)
     model.eval()
     kept = best_epoch if best_state is not None else epoch
-    return {"epochs_run": epoch, "best_epoch": best_epoch or epoch, "kept_epoch": kept, "val_macro_f1": scores,
-            "steps": step}
+    return {
+        "epochs_run": epoch,
+        "best_epoch": best_epoch or epoch,
+        "kept_epoch": kept,
+        "val_macro_f1": scores,
+        "steps": step,
+    }

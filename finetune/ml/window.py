@@ -18,4 +18,4 @@ def window_ids(ids: list[int], max_length: int, head_share: float = DEFAULT_HEAD
     if len(ids) <= max_length:
         return list(ids)
     head = min(max(1, round(max_length * head_share)), max_length - 1)
-    return list(ids[:head]) + list(ids[len(ids) - (max_length - head):])
+    return list(ids[:head]) + list(ids[len(ids) - (max_length - head) :])

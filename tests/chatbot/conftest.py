@@ -31,8 +31,14 @@ class KeywordRouter:
     def _one(self, text: str) -> Prediction:
         if text.lower().strip(" !.?") in NO_INTENT_WORDS:
             return Prediction(
-                team=None, team_name=None, confidence=0.97, triage=False, reason="no_intent", language="en",
-                scores={}, model_version=self.model_version,
+                team=None,
+                team_name=None,
+                confidence=0.97,
+                triage=False,
+                reason="no_intent",
+                language="en",
+                scores={},
+                model_version=self.model_version,
             )
         # The last keyword wins: a joined "invoice ... password" text points to accounts.
         found = [(text.lower().rfind(word), team) for word, team in KEYWORDS.items() if word in text.lower()]
@@ -41,9 +47,14 @@ class KeywordRouter:
         team = team or "bugs"
         confidence = 0.95 if confident else 0.3
         return Prediction(
-            team=team, team_name=team.title(), confidence=confidence, triage=not confident,
-            reason="routed" if confident else "low_confidence", language="en",
-            scores={team: confidence}, model_version=self.model_version,
+            team=team,
+            team_name=team.title(),
+            confidence=confidence,
+            triage=not confident,
+            reason="routed" if confident else "low_confidence",
+            language="en",
+            scores={team: confidence},
+            model_version=self.model_version,
         )
 
 

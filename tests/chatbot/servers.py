@@ -15,12 +15,26 @@ from django.conf import settings
 from django.db import connection
 
 
-
 def server_command(port: int) -> list[str]:
     """The app server as the README runs it: uvicorn with httptools, uvloop and websockets."""
     return [
-        sys.executable, "-m", "uvicorn", "chatbot.project.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-        "--http", "httptools", "--loop", "uvloop", "--ws", "websockets", "--ws-max-size", "65536", "--no-access-log",
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "chatbot.project.asgi:application",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--http",
+        "httptools",
+        "--loop",
+        "uvloop",
+        "--ws",
+        "websockets",
+        "--ws-max-size",
+        "65536",
+        "--no-access-log",
     ]
 
 
@@ -71,7 +85,10 @@ def asgi_servers(log_dir: Path, names: list[str], **env: str) -> Iterator[list[s
             with log.open("w") as out:
                 process = subprocess.Popen(
                     server_command(port),
-                    cwd=settings.BASE_DIR, env=full_env, stdout=out, stderr=subprocess.STDOUT,
+                    cwd=settings.BASE_DIR,
+                    env=full_env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
                 )
             running.append((process, port, log))
         for process, port, log in running:

@@ -21,7 +21,12 @@ async def _routed(text: str) -> tuple:
     await socket.send_json_to({"type": "message", "text": text, "client_id": "first"})
     await receive_type(socket, "ack")
     conversation_id = await database_sync_to_async(
-        lambda: Conversation.objects.filter(messages__client_id="first").order_by("-pk").values_list("pk", flat=True).first()
+        lambda: (
+            Conversation.objects.filter(messages__client_id="first")
+            .order_by("-pk")
+            .values_list("pk", flat=True)
+            .first()
+        )
     )()
     await receive_type(socket, "routed")
     return socket, conversation_id
@@ -237,14 +242,18 @@ async def test_team_changes_reach_open_consoles(teams, agent_user, staff_user, k
         await socket.disconnect()
 
 
-@pytest.mark.parametrize(("secure", "origin", "accepted"), [
-    (False, b"http://testserver", True),
-    (True, b"http://testserver", False),
-    (True, b"https://testserver", True),
-    (True, b"https://evil.example.com", False),
-])
-async def test_console_socket_takes_https_origins_once_the_site_is_secure(teams, agent_user, settings, secure, origin,
-                                                                          accepted):
+@pytest.mark.parametrize(
+    ("secure", "origin", "accepted"),
+    [
+        (False, b"http://testserver", True),
+        (True, b"http://testserver", False),
+        (True, b"https://testserver", True),
+        (True, b"https://evil.example.com", False),
+    ],
+)
+async def test_console_socket_takes_https_origins_once_the_site_is_secure(
+    teams, agent_user, settings, secure, origin, accepted
+):
     """With secure session cookies (production) /ws/agent/ refuses http:// origins; same host only, as before."""
     from channels.testing import WebsocketCommunicator
 
@@ -253,8 +262,9 @@ async def test_console_socket_takes_https_origins_once_the_site_is_secure(teams,
 
     settings.SESSION_COOKIE_SECURE = secure
     cookie = (await database_sync_to_async(_session_cookie)(agent_user)).encode()
-    socket = WebsocketCommunicator(application, "/ws/agent/",
-                                   headers=[(b"origin", origin), (b"host", b"testserver"), (b"cookie", cookie)])
+    socket = WebsocketCommunicator(
+        application, "/ws/agent/", headers=[(b"origin", origin), (b"host", b"testserver"), (b"cookie", cookie)]
+    )
     connected, _ = await socket.connect()
     assert connected is accepted
     await socket.disconnect()

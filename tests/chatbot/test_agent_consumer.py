@@ -83,7 +83,9 @@ async def test_reply_reaches_customer_and_is_acked(teams, agent_user, keyword_ro
     history = await receive_type(agent, "history")
     assert [m["text"] for m in history["messages"]] == ["invoice question"]
     for _ in range(2):
-        await agent.send_json_to({"type": "reply", "conversation_id": conversation_id, "text": "On it!", "client_id": "r1"})
+        await agent.send_json_to(
+            {"type": "reply", "conversation_id": conversation_id, "text": "On it!", "client_id": "r1"}
+        )
         ack = await receive_type(agent, "ack")
     message = await receive_type(customer, "message")
     while message["sender"] != "agent":
@@ -124,7 +126,13 @@ async def test_reassign_from_triage_records_correction_ticket(teams, agent_user,
     assigned = await receive_type(agent, "conversation.assigned")
     assert updated["conversation"]["team"] == "billing" and assigned["conversation"]["team"] == "billing"
     routed = await receive_type(customer, "routed")
-    assert routed == {"type": "routed", "team": "billing", "team_name": "Billing", "triage": False, "reason": "reassigned"}
+    assert routed == {
+        "type": "routed",
+        "team": "billing",
+        "team_name": "Billing",
+        "triage": False,
+        "reason": "reassigned",
+    }
     ticket = await database_sync_to_async(
         lambda: Ticket.objects.select_related("team", "corrected_from", "labelled_by").get()
     )()
@@ -219,7 +227,10 @@ async def test_presence_drops_a_teammate_whose_heartbeat_stopped(teams, agent_us
     first, _ = await agent_socket(agent_user)
     second, _ = await agent_socket(await _user("second", team=teams[0]))
     ghost = {
-        "type": "presence.join", "team": teams[0].slug, "user": "ghost", "channel": "ghost-channel-that-stopped",
+        "type": "presence.join",
+        "team": teams[0].slug,
+        "user": "ghost",
+        "channel": "ghost-channel-that-stopped",
         "beat_seconds": 0.2,
     }
     await get_channel_layer().group_send(broadcast.team_group(teams[0].slug), ghost)

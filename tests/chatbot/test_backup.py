@@ -54,7 +54,11 @@ def test_a_restored_installation_serves_the_same_model_and_keeps_every_row(insta
     assert [(p.team, p.reason, round(p.confidence, 6)) for p in after] == before
     assert after[0].model_version == str(ModelVersion.objects.get(state="active").pk)
     assert (Team.objects.count(), Ticket.objects.count(), Conversation.objects.count(), Message.objects.count()) == (
-        3, 1, 1, 1)
+        3,
+        1,
+        1,
+        1,
+    )
     agent = get_user_model().objects.get(username="bella")
     assert agent.check_password("bella-pass-123") and list(agent.teams.values_list("slug", flat=True)) == ["billing"]
 

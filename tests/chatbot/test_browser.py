@@ -21,8 +21,14 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 LABELS = ["billing", "login", "tech"]
 CUSTOMER_TEXT = "Refund my invoice charge payment price bill"
@@ -86,7 +92,9 @@ def test_widget_message_reaches_agent_console_and_reply_comes_back(tmp_path, ser
             console.fill("#ag-input", "Refund issued, it arrives in 3 days.")
             console.press("#ag-input", "Enter")
 
-            expect(shop.locator(".sb-agent .sb-text")).to_have_text("Refund issued, it arrives in 3 days.", timeout=15000)
+            expect(shop.locator(".sb-agent .sb-text")).to_have_text(
+                "Refund issued, it arrives in 3 days.", timeout=15000
+            )
             shop.fill(".sb-input", HOSTILE_TEXT)
             shop.press(".sb-input", "Enter")
             expect(console.locator("#ag-log .ag-customer").last).to_have_text(HOSTILE_TEXT, timeout=15000)
@@ -174,8 +182,9 @@ def test_admin_api_docs_and_browsable_api_run_under_the_csp(tmp_path, served_mod
 
     from finetune.models import TrainingRun
 
-    staff = get_user_model().objects.create_user("lead", "lead@example.com", "lead-pass-123", is_staff=True,
-                                                 is_superuser=True)
+    staff = get_user_model().objects.create_user(
+        "lead", "lead@example.com", "lead-pass-123", is_staff=True, is_superuser=True
+    )
     run = TrainingRun.objects.create(started_by=staff)
     with asgi_servers(tmp_path, ["web"], MODEL_STORE=str(served_model)) as (server,):
         with sync_playwright() as playwright:
@@ -240,5 +249,8 @@ def test_an_agent_marks_small_talk_not_a_request_and_it_waits_again(tmp_path, se
     assert conversation.routed_at is None and conversation.routing_reason == "no_intent"
     ticket = Ticket.objects.get()
     assert (ticket.text, ticket.no_intent, ticket.team_id, ticket.labelled_by) == (
-        "thanks for the invoice refund payment", True, None, lead,
+        "thanks for the invoice refund payment",
+        True,
+        None,
+        lead,
     )

@@ -7,10 +7,10 @@ import asyncio
 import pytest
 from channels.db import database_sync_to_async
 
-from chatbot import broadcast, conversation_routing, services
+from chatbot import services
+from chatbot.chat_db import Batcher, posts_store
 from chatbot.core.errors import SwitchboardError
 from chatbot.models import Conversation, Message
-from chatbot.chat_db import Batcher, posts_store
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

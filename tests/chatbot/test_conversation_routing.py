@@ -32,7 +32,7 @@ async def _say(socket, text: str, client_id: str) -> dict:
 
 
 async def test_a_greeting_waits_then_the_question_routes_it(teams, agent_user, keyword_router):
-    """"Hi" puts the conversation in the waiting list (no inbox); the question then routes it to its team."""
+    """ "Hi" puts the conversation in the waiting list (no inbox); the question then routes it to its team."""
     staff_agent, _ = await agent_socket(await _staff())
     customer, _ = await customer_socket()
     await _say(customer, "Hi", "1")
@@ -88,7 +88,7 @@ async def test_after_an_agent_replied_the_model_never_moves_it(teams, agent_user
 
 
 async def test_greeting_question_thanks_stays_with_the_questions_team(teams, agent_user, keyword_router):
-    """"hey" + question + "thanks": routed once, to the question's team; the thanks moves nothing."""
+    """ "hey" + question + "thanks": routed once, to the question's team; the thanks moves nothing."""
     customer, _ = await customer_socket()
     await _say(customer, "hey", "1")
     await _say(customer, "crash when I open the app", "2")
@@ -131,9 +131,9 @@ async def test_the_periodic_job_sends_old_waiting_conversations_to_triage(teams,
     await _say(other, "hi", "1")
     old, fresh = await _conversation_ids()
     await _wait_until_waiting([old, fresh])
-    await database_sync_to_async(
-        Conversation.objects.filter(pk=old).update
-    )(created_at=timezone.now() - timedelta(minutes=10))
+    await database_sync_to_async(Conversation.objects.filter(pk=old).update)(
+        created_at=timezone.now() - timedelta(minutes=10)
+    )
     triaged = await database_sync_to_async(conversation_routing.conversations_triage_waiting)(older_than_seconds=120)
     assert triaged == 1
     assert (await receive_type(customer, "routed"))["triage"] is True

@@ -17,8 +17,15 @@ pytestmark = pytest.mark.django_db
 # A <script> element without a src: inline code (JSON data blocks, which never run, aside).
 INLINE_SCRIPT = re.compile(rb"<script(?![^>]*\bsrc=)(?![^>]*application/json)[^>]*>", re.I)
 ANONYMOUS = ["/", "/agent/login/", "/admin/login/"]
-STAFF = ["/api/docs/", "/api/v1/teams", "/admin/", "/admin/finetune/ticket/", "/admin/finetune/label-next/",
-         "/admin/auth/user/add/", "run"]
+STAFF = [
+    "/api/docs/",
+    "/api/v1/teams",
+    "/admin/",
+    "/admin/finetune/ticket/",
+    "/admin/finetune/label-next/",
+    "/admin/auth/user/add/",
+    "run",
+]
 
 
 @pytest.mark.parametrize("page", ANONYMOUS + STAFF)

@@ -33,7 +33,14 @@ async def test_new_conversation_stores_acks_and_routes_to_confident_team(teams, 
     """A first message is stored, acked, routed to the predicted team and announced to its inbox."""
     agent, _ = await agent_socket(agent_user)
     socket, first = await customer_socket()
-    assert first == {"type": "history", "messages": [], "status": "open", "team": None, "team_name": None, "triage": True}
+    assert first == {
+        "type": "history",
+        "messages": [],
+        "status": "open",
+        "team": None,
+        "team_name": None,
+        "triage": True,
+    }
 
     await socket.send_json_to({"type": "message", "text": "Where is my refund?", "client_id": "c-1"})
     started = await receive_type(socket, "conversation")
@@ -65,7 +72,10 @@ async def test_later_messages_reach_the_team_inbox(teams, agent_user, keyword_ro
     await socket.send_json_to({"type": "message", "text": "the invoice total too", "client_id": "b"})
     message = await receive_type(agent, "message")
     assert (message["conversation_id"], message["text"], message["sender"]) == (
-        started["id"], "the invoice total too", "customer")
+        started["id"],
+        "the invoice total too",
+        "customer",
+    )
     assert keyword_router.seen[0] == "invoice is wrong"
     assert (await _conversation(started["id"])).team.slug == "billing"
     await socket.disconnect()
@@ -196,9 +206,11 @@ async def test_flood_is_refused_then_closed(teams, keyword_router, settings):
     """Over CHAT_MESSAGES_PER_10S messages are refused unstored; persisting in it closes the socket."""
     settings.SWITCHBOARD = {**settings.SWITCHBOARD, "CHAT_MESSAGES_PER_10S": 3}
     socket, _ = await customer_socket()
+    started = None
     for index in range(3):
         await socket.send_json_to({"type": "message", "text": f"m{index}", "client_id": f"c{index}"})
-        started = await receive_type(socket, "conversation") if index == 0 else started
+        if index == 0:
+            started = await receive_type(socket, "conversation")
         await receive_type(socket, "ack")
     await socket.send_json_to({"type": "message", "text": "m3", "client_id": "c3"})
     assert (await receive_type(socket, "error"))["code"] == "rate_limited"
@@ -278,8 +290,12 @@ async def test_handshakes_over_the_limit_per_address_are_refused(teams, settings
 
 @pytest.mark.parametrize(
     ("proxies", "forwarded", "expected"),
-    [(0, b"6.6.6.6", "10.0.0.1"), (1, b"6.6.6.6, 203.0.113.9", "203.0.113.9"), (2, b"6.6.6.6, 203.0.113.9", "6.6.6.6"),
-     (2, b"203.0.113.9", "10.0.0.1")],
+    [
+        (0, b"6.6.6.6", "10.0.0.1"),
+        (1, b"6.6.6.6, 203.0.113.9", "203.0.113.9"),
+        (2, b"6.6.6.6, 203.0.113.9", "6.6.6.6"),
+        (2, b"203.0.113.9", "10.0.0.1"),
+    ],
 )
 def test_client_address_trusts_only_the_configured_number_of_proxies(settings, proxies, forwarded, expected):
     """The address the outermost trusted proxy saw; a header shorter than the proxy chain is not trusted."""

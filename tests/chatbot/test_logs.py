@@ -105,6 +105,7 @@ async def test_no_token_or_message_text_at_info_in_a_chat(teams, keyword_router,
 
 async def test_a_frame_logs_with_its_conversation_id(teams, keyword_router, lines, monkeypatch):
     """Lines logged while a socket handles a frame carry the socket's conversation id."""
+
     async def typing(self, frame):
         logging.getLogger("switchboard.test").warning("typing seen")
 

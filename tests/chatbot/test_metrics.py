@@ -27,10 +27,17 @@ def sample(name: str, **labels: str) -> float:
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(("header", "status"), [
-    (None, 401), ("Bearer wrong-token", 401), ("Bearer ", 401), ("Token plain", 401), ("Token staff", 200),
-    ("Bearer metrics-s3cret", 200),
-])
+@pytest.mark.parametrize(
+    ("header", "status"),
+    [
+        (None, 401),
+        ("Bearer wrong-token", 401),
+        ("Bearer ", 401),
+        ("Token plain", 401),
+        ("Token staff", 200),
+        ("Bearer metrics-s3cret", 200),
+    ],
+)
 def test_metrics_page_needs_the_token_or_staff(settings, staff_user, plain_user, header, status):
     """GET /metrics answers the exposition for METRICS_TOKEN or a staff API token, 401 for anything else."""
     settings.SWITCHBOARD = {**settings.SWITCHBOARD, "METRICS_TOKEN": "metrics-s3cret"}
@@ -61,8 +68,9 @@ async def test_chat_records_sockets_acks_messages_and_decisions(teams, agent_use
         "agents": sample("switchboard_chat_sockets_open", kind="agent"),
         "acks": sample("switchboard_chat_ack_seconds_count", sender="customer"),
         "stored": sample("switchboard_messages_stored_total", sender="customer"),
-        "routed": sample("switchboard_routing_decisions_total", source="chat", outcome="routed", team="billing",
-                         reason="routed"),
+        "routed": sample(
+            "switchboard_routing_decisions_total", source="chat", outcome="routed", team="billing", reason="routed"
+        ),
     }
     agent, _ = await agent_socket(agent_user)
     socket, _ = await customer_socket()
@@ -75,8 +83,10 @@ async def test_chat_records_sockets_acks_messages_and_decisions(teams, agent_use
     await receive_type(socket, "ack")
     assert sample("switchboard_chat_ack_seconds_count", sender="customer") == before["acks"] + 2
     assert sample("switchboard_messages_stored_total", sender="customer") == before["stored"] + 1
-    assert sample("switchboard_routing_decisions_total", source="chat", outcome="routed", team="billing",
-                  reason="routed") == before["routed"] + 1
+    assert (
+        sample("switchboard_routing_decisions_total", source="chat", outcome="routed", team="billing", reason="routed")
+        == before["routed"] + 1
+    )
     await socket.disconnect()
     await agent.disconnect()
     assert sample("switchboard_chat_sockets_open", kind="customer") == before["customers"]
@@ -86,6 +96,7 @@ async def test_chat_records_sockets_acks_messages_and_decisions(teams, agent_use
 @pytest.mark.django_db
 def test_a_training_run_counts_by_outcome_with_its_duration(staff_user, labelled, monkeypatch):  # noqa: F811
     """A run that fails adds one failed run and one duration sample."""
+
     def refuse(**kwargs):
         raise PipelineError("no room on the device")
 
@@ -115,14 +126,17 @@ def test_multiprocess_mode_adds_up_every_process(tmp_path):
     sockets gauge, while its counters stay."""
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
     run = [sys.executable, "-c", _RECORD]
-    staying, killed = (subprocess.Popen([*run, n, "stays"], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        text=True) for n in ("3", "2"))
+    staying, killed = (
+        subprocess.Popen([*run, n, "stays"], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        for n in ("3", "2")
+    )
     try:
         assert staying.stdout.readline().strip() == killed.stdout.readline().strip() == "up"
         killed.kill()
         killed.wait(timeout=60)
-        text = subprocess.run([sys.executable, "-c", _EXPOSE], env=env, capture_output=True, text=True, timeout=60,
-                              check=True).stdout
+        text = subprocess.run(
+            [sys.executable, "-c", _EXPOSE], env=env, capture_output=True, text=True, timeout=60, check=True
+        ).stdout
     finally:
         staying.communicate("", timeout=60)
     assert 'switchboard_messages_stored_total{sender="customer"} 5.0' in text

@@ -29,7 +29,11 @@ async def _mark(agent, conversation_id: int, message_id: int) -> dict:
 @database_sync_to_async
 def _state(pk: int) -> tuple[str | None, bool, str]:
     conversation = Conversation.objects.select_related("team").get(pk=pk)
-    return (conversation.team.slug if conversation.team else None), conversation.routed_at is None, conversation.routing_reason
+    return (
+        (conversation.team.slug if conversation.team else None),
+        conversation.routed_at is None,
+        conversation.routing_reason,
+    )
 
 
 @database_sync_to_async
@@ -56,7 +60,9 @@ def _user(name: str, *, team=None, triage: bool = False):
 def _conversation_with(*texts: str, carries: bool = True) -> tuple[Conversation, list[Message]]:
     conversation = Conversation.objects.create()
     messages = [
-        Message.objects.create(conversation=conversation, sender=Message.Sender.CUSTOMER, text=text, carries_intent=carries)
+        Message.objects.create(
+            conversation=conversation, sender=Message.Sender.CUSTOMER, text=text, carries_intent=carries
+        )
         for text in texts
     ]
     return conversation, messages
@@ -71,8 +77,16 @@ def test_marking_records_one_no_intent_ticket_and_a_repeat_changes_nothing(staff
     assert first.created and first.reevaluate and not again.created and not again.reevaluate
     assert first.ticket_id == again.ticket_id
     ticket = Ticket.objects.get()
-    assert (ticket.text, ticket.team, ticket.no_intent, ticket.source) == ("thanks so much", None, True, "not_a_request")
-    assert ticket.labelled_by == staff_user and ticket.meta == {"conversation_id": conversation.pk, "message_id": message.pk}
+    assert (ticket.text, ticket.team, ticket.no_intent, ticket.source) == (
+        "thanks so much",
+        None,
+        True,
+        "not_a_request",
+    )
+    assert ticket.labelled_by == staff_user and ticket.meta == {
+        "conversation_id": conversation.pk,
+        "message_id": message.pk,
+    }
     message.refresh_from_db()
     assert message.carries_intent is False
 
@@ -159,7 +173,9 @@ async def test_a_non_member_is_refused_and_a_triage_worker_may_mark_a_waiting_co
     ack = await _say(customer, "refund my invoice", "1")
     await receive_type(customer, "routed")
     conversation_id = await _conversation_id(ack["message_id"])
-    await outsider.send_json_to({"type": "not_a_request", "conversation_id": conversation_id, "message_id": ack["message_id"]})
+    await outsider.send_json_to(
+        {"type": "not_a_request", "conversation_id": conversation_id, "message_id": ack["message_id"]}
+    )
     error = await receive_type(outsider, "error")
     assert error["code"] == "not_found"
     assert await _tickets() == [] and await _carries(ack["message_id"]) is True
@@ -207,10 +223,15 @@ def test_an_old_conversation_back_to_waiting_goes_to_triage_at_the_next_job(team
 
     conversation, [message] = _conversation_with("cheers for the invoice")
     old = timezone.now() - timedelta(hours=1)
-    Conversation.objects.filter(pk=conversation.pk).update(created_at=old, routed_at=old, team=teams[0], routing_reason="routed")
+    Conversation.objects.filter(pk=conversation.pk).update(
+        created_at=old, routed_at=old, team=teams[0], routing_reason="routed"
+    )
     message_mark_not_a_request(conversation=conversation, message_id=message.pk, user=staff_user)
     assert conversation_routing.conversation_unroute(conversation_id=conversation.pk) is True
     assert conversation_routing.conversation_unroute(conversation_id=conversation.pk) is False  # waiting already
     assert conversation_routing.conversations_triage_waiting(older_than_seconds=120) == 1
     conversation.refresh_from_db()
-    assert (conversation.team, conversation.routing_reason) == (None, "no_intent") and conversation.routed_at is not None
+    assert (conversation.team, conversation.routing_reason) == (
+        None,
+        "no_intent",
+    ) and conversation.routed_at is not None

@@ -19,7 +19,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def _post(conversation: Conversation, text: object, client_id: object, *, author=None) -> services.PostResult:
     """One message through the write path production uses (a batch of one); a refusal is raised."""
     sender = Message.Sender.AGENT if author is not None else Message.Sender.CUSTOMER
-    request = services.PostRequest(conversation_id=conversation.pk, text=text, client_id=client_id, sender=sender, author=author)
+    request = services.PostRequest(
+        conversation_id=conversation.pk, text=text, client_id=client_id, sender=sender, author=author
+    )
     [(result, _)] = services.messages_post(requests=[request])
     if isinstance(result, SwitchboardError):
         raise result
@@ -110,7 +112,10 @@ def test_broadcasts_collected_holds_committed_events_for_the_caller(monkeypatch)
     with broadcast.broadcasts_collected() as outbox:
         services.conversation_close(conversation=conversation, user=None)
     assert sent == []
-    assert [group for group, _ in outbox.events] == [broadcast.conversation_group(conversation.pk), broadcast.WAITING_GROUP]
+    assert [group for group, _ in outbox.events] == [
+        broadcast.conversation_group(conversation.pk),
+        broadcast.WAITING_GROUP,
+    ]
 
 
 def test_broadcast_committing_after_the_block_is_sent_not_dropped(monkeypatch):
@@ -149,7 +154,9 @@ def test_purge_deletes_only_old_conversations_without_messages():
     """Old and empty: deleted; old with a message, or empty but recent: kept."""
     old_empty, old_used, new_empty = (Conversation.objects.create() for _ in range(3))
     _post(old_used, "hello", "c")
-    Conversation.objects.filter(pk__in=[old_empty.pk, old_used.pk]).update(created_at=timezone.now() - timedelta(hours=2))
+    Conversation.objects.filter(pk__in=[old_empty.pk, old_used.pk]).update(
+        created_at=timezone.now() - timedelta(hours=2)
+    )
     assert services.conversations_purge_empty(older_than_seconds=3600) == 1
     assert set(Conversation.objects.values_list("pk", flat=True)) == {old_used.pk, new_empty.pk}
 
@@ -204,8 +211,11 @@ def test_batch_with_resends_returns_the_stored_messages_and_stores_the_new_one()
     conversation = Conversation.objects.create()
     first = _post(conversation, "first", "one")
     outcomes = services.messages_post(
-        requests=[_request(conversation, "first", "one"), _request(conversation, "new", "two"),
-                  _request(conversation, "new", "two")]
+        requests=[
+            _request(conversation, "first", "one"),
+            _request(conversation, "new", "two"),
+            _request(conversation, "new", "two"),
+        ]
     )
     (again, again_events), (new, new_events), (twice, _) = outcomes
     assert not again.created and again.message.pk == first.message.pk and again_events == []

@@ -24,8 +24,12 @@ def production_static(settings, tmp_path):
     settings.DEBUG = False
     settings.STATIC_ROOT = tmp_path / "static"
     settings.STORAGES = MANIFEST
-    call_command("collectstatic", interactive=False, verbosity=0,
-                 ignore_patterns=["admin", "rest_framework", "drf_spectacular_sidecar"])
+    call_command(
+        "collectstatic",
+        interactive=False,
+        verbosity=0,
+        ignore_patterns=["admin", "rest_framework", "drf_spectacular_sidecar"],
+    )
     return static_files_app(ASGIHandler())
 
 
@@ -47,8 +51,15 @@ async def test_files_carry_nosniff_and_cache_headers(production_static):
     assert "immutable" in _headers(hashed)["cache-control"] and "max-age=315360000" in _headers(hashed)["cache-control"]
 
 
-@pytest.mark.parametrize("path", ["/static/..%2f..%2fsettings.py", "/static/../../chatbot/settings.py",
-                                  "/static/chatbot/../../../chatbot/settings.py", "/static/chatbot/missing.js"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/static/..%2f..%2fsettings.py",
+        "/static/../../chatbot/settings.py",
+        "/static/chatbot/../../../chatbot/settings.py",
+        "/static/chatbot/missing.js",
+    ],
+)
 async def test_paths_outside_the_collected_files_are_404(production_static, path):
     """A path that is not one of the collected files, traversal included, is Django's 404, never the file or a 500."""
     status, _, content = await call(production_static, b"", token=None, method="GET", path=path)

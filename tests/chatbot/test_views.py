@@ -37,12 +37,11 @@ def test_team_member_logs_in_and_sees_console(client: Client, agent_user):
     assert '"slug": "billing"' in page.content.decode() and "chatbot/agent.js" in page.content.decode()
 
 
-
 def test_the_move_to_list_puts_the_agents_own_teams_first(client: Client, agent_user):
     """With many teams an agent finds their own: two groups, "Your teams" then "Other teams"."""
     client.force_login(agent_user)
     page = client.get("/agent/").content.decode()
-    select = page[page.index('id="ag-team-select"'):page.index("</select>")]
+    select = page[page.index('id="ag-team-select"') : page.index("</select>")]
     mine, others = select.split('<optgroup label="Other teams">')
     assert '<optgroup label="Your teams">' in mine and 'value="billing"' in mine and 'value="accounts"' not in mine
     assert 'value="accounts"' in others and 'value="bugs"' in others and 'value="billing"' not in others

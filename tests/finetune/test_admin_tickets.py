@@ -225,7 +225,7 @@ def test_import_still_checks_csrf(staff_user):
 
 
 def test_not_a_request_tickets_are_shown_filtered_and_relabelled(staff_client, staff_user, teams):
-    """"Not a request" tickets say so in the list and have their own filter (not "unlabelled"); the action
+    """ "Not a request" tickets say so in the list and have their own filter (not "unlabelled"); the action
     marks tickets so, and giving one a team in the list makes it that team's."""
     marked = _ticket("cheers, legend", no_intent=True, source=Ticket.Source.NOT_A_REQUEST)
     plain = _ticket("nobody has labelled me")
@@ -237,8 +237,13 @@ def test_not_a_request_tickets_are_shown_filtered_and_relabelled(staff_client, s
     _action(staff_client, "label_not_a_request", [plain])
     plain.refresh_from_db()
     assert (plain.no_intent, plain.team, plain.labelled_by) == (True, None, staff_user)
-    data = {"form-TOTAL_FORMS": "1", "form-INITIAL_FORMS": "1", "form-0-id": str(marked.pk),
-            "form-0-team": str(teams[1].pk), "_save": "Save"}
+    data = {
+        "form-TOTAL_FORMS": "1",
+        "form-INITIAL_FORMS": "1",
+        "form-0-id": str(marked.pk),
+        "form-0-team": str(teams[1].pk),
+        "_save": "Save",
+    }
     assert staff_client.post(reverse(CHANGELIST), data).status_code == 302
     marked.refresh_from_db()
     assert (marked.team, marked.no_intent) == (teams[1], False)

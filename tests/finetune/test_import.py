@@ -33,7 +33,7 @@ def test_csv_import_labels_and_counts_duplicates(tmp_path, teams, staff_user):
         tmp_path,
         "t.csv",
         "text,team\nI was charged twice,billing\nCan't log in,accounts\n"
-        "  i WAS   charged twice ,billing\n\"App crashes\non start\",bugs\n",
+        '  i WAS   charged twice ,billing\n"App crashes\non start",bugs\n',
     )
     report = tickets_import(stream_or_path=path, label_column="team", user=staff_user)
     assert report.ok, report.errors
@@ -156,16 +156,12 @@ def test_unknown_label_with_create_teams_creates_the_team(tmp_path, teams):
 
 def test_team_map_to_names_and_slugs(tmp_path, teams):
     """A team map sends labels to teams by slug or by name, creating named teams on request."""
-    path = _write(
-        tmp_path, "t.csv", "text,intent\nrefund me,refund\nfx rate?,exchange_rate\nbad pin,pin\n"
-    )
+    path = _write(tmp_path, "t.csv", "text,intent\nrefund me,refund\nfx rate?,exchange_rate\nbad pin,pin\n")
     mapping = {"refund": "billing", "exchange_rate": "Exchange & FX", "pin": "Accounts"}
     refused = tickets_import(stream_or_path=path, label_column="intent", team_map=mapping)
     assert [issue.line for issue in refused.errors][0] is None
     assert "Team map names team 'Exchange & FX'" in refused.errors[0].message
-    report = tickets_import(
-        stream_or_path=path, label_column="intent", team_map=mapping, create_teams=True
-    )
+    report = tickets_import(stream_or_path=path, label_column="intent", team_map=mapping, create_teams=True)
     assert report.ok
     assert Team.objects.get(slug="exchange-fx").name == "Exchange & FX"
     assert Ticket.objects.get(text="bad pin").team.slug == "accounts"
@@ -208,8 +204,13 @@ def test_command_reads_team_map_file_and_creates_teams(tmp_path):
     data = _write(tmp_path, "t.csv", "text,category\nmy card is late,card_arrival\nfx?,exchange_rate\n")
     team_map = _write(tmp_path, "map.json", json.dumps({"card_arrival": "Cards", "exchange_rate": "FX"}))
     call_command(
-        "import_tickets", str(data), "--label-column", "category",
-        "--team-map", str(team_map), "--create-teams",
+        "import_tickets",
+        str(data),
+        "--label-column",
+        "category",
+        "--team-map",
+        str(team_map),
+        "--create-teams",
     )
     assert sorted(Team.objects.values_list("slug", flat=True)) == ["cards", "fx"]
 
@@ -238,14 +239,22 @@ def test_command_imports_ten_thousand_rows(tmp_path):
 
 def test_export_command_writes_formula_safe_csv(tmp_path, teams):
     """export_tickets writes every column and quotes cells that a spreadsheet would execute."""
-    for text in ["=HYPERLINK(\"http://evil\")", "plain text"]:
+    for text in ['=HYPERLINK("http://evil")', "plain text"]:
         Ticket.objects.create(text=text, text_hash=text_hash(text), team=teams[0])
     out = tmp_path / "out.csv"
     call_command("export_tickets", str(out))
     rows = list(csv.reader(out.open(encoding="utf-8")))
     assert rows[0] == [
-        "id", "text", "team", "source", "external_id", "labelled_by",
-        "labelled_at", "excluded", "split", "created_at",
+        "id",
+        "text",
+        "team",
+        "source",
+        "external_id",
+        "labelled_by",
+        "labelled_at",
+        "excluded",
+        "split",
+        "created_at",
     ]
-    assert {row[1] for row in rows[1:]} == {"'=HYPERLINK(\"http://evil\")", "plain text"}
+    assert {row[1] for row in rows[1:]} == {'\'=HYPERLINK("http://evil")', "plain text"}
     assert all(row[2] == "billing" for row in rows[1:])

@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from finetune.ml.artifact_format import (
-    CENTROIDS_FILE, FORMAT_VERSION, NO_INTENT, TFIDF_ARRAYS_FILE, TFIDF_VOCABULARY_FILE, OodCheck, Serving, read_serving,
+    CENTROIDS_FILE,
+    FORMAT_VERSION,
+    NO_INTENT,
+    TFIDF_ARRAYS_FILE,
+    TFIDF_VOCABULARY_FILE,
+    OodCheck,
+    Serving,
+    read_serving,
     write_serving,
 )
 from finetune.ml.baseline import fit_baseline
@@ -22,8 +29,13 @@ LABELS = ["billing", "bugs", NO_INTENT]
 def v2_serving() -> Serving:
     centroids = np.eye(3, 4, dtype=np.float32)
     return Serving(
-        format=FORMAT_VERSION, max_length=64, temperature=1.5, triage_threshold=0.4, labels=LABELS,
-        no_intent_label=NO_INTENT, ood=OodCheck("centroid_cosine", 0.31, 0.95, centroids),
+        format=FORMAT_VERSION,
+        max_length=64,
+        temperature=1.5,
+        triage_threshold=0.4,
+        labels=LABELS,
+        no_intent_label=NO_INTENT,
+        ood=OodCheck("centroid_cosine", 0.31, 0.95, centroids),
         languages={"counts": {"en": 90, "de": 3}, "supported": ["en"], "min_confidence": 0.9},
     )
 
@@ -92,8 +104,18 @@ def hybrid_serving() -> Serving:
     rows = synthetic_tickets(["billing", "bugs"], per_label=10, seed=1)
     baseline = fit_baseline([t for t, _ in rows], [["billing", "bugs"].index(label) for _, label in rows])
     model = TfidfModel.from_sklearn(baseline, len(LABELS))
-    return Serving(FORMAT_VERSION, 64, 1.2, 0.5, LABELS, NO_INTENT, OodCheck("max_logit", 4.2, 0.95), None, 0.75,
-                   Hybrid(1.7, model))
+    return Serving(
+        FORMAT_VERSION,
+        64,
+        1.2,
+        0.5,
+        LABELS,
+        NO_INTENT,
+        OodCheck("max_logit", 4.2, 0.95),
+        None,
+        0.75,
+        Hybrid(1.7, model),
+    )
 
 
 def test_a_hybrid_round_trips_as_json_and_npz_and_scores_the_same(tmp_path):
@@ -101,7 +123,9 @@ def test_a_hybrid_round_trips_as_json_and_npz_and_scores_the_same(tmp_path):
     serving = hybrid_serving()
     write_serving(tmp_path, serving)
     assert json.loads((tmp_path / "serving.json").read_text())["hybrid"] == {
-        "tfidf_weight": 1.7, "vocabulary": TFIDF_VOCABULARY_FILE, "arrays": TFIDF_ARRAYS_FILE,
+        "tfidf_weight": 1.7,
+        "vocabulary": TFIDF_VOCABULARY_FILE,
+        "arrays": TFIDF_ARRAYS_FILE,
     }
     with np.load(tmp_path / TFIDF_ARRAYS_FILE, allow_pickle=False) as arrays:
         assert all(arrays[name].dtype != object for name in arrays.files)

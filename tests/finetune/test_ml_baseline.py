@@ -12,8 +12,11 @@ def test_baseline_fits_and_scores_on_the_test_split():
     train = synthetic_tickets(labels, per_label=20, seed=0)
     test = synthetic_tickets(labels, per_label=10, seed=5)
     metrics = run_baseline(
-        [t for t, _ in train], [labels.index(l) for _, l in train],
-        [t for t, _ in test], [labels.index(l) for _, l in test], labels,
+        [t for t, _ in train],
+        [labels.index(l) for _, l in train],
+        [t for t, _ in test],
+        [labels.index(l) for _, l in test],
+        labels,
     )
     assert metrics["n"] == 30
     assert metrics["accuracy"] >= 0.9

@@ -24,7 +24,7 @@ def no_gpu(monkeypatch):
 
 
 def test_auto_takes_the_gpu_when_there(gpu):
-    """"auto" is cuda where a GPU is seen; "cpu" and "cuda" are kept as asked."""
+    """ "auto" is cuda where a GPU is seen; "cpu" and "cuda" are kept as asked."""
     assert [training_device(d) for d in ("auto", "cpu", "cuda")] == ["cuda", "cpu", "cuda"]
 
 

@@ -45,7 +45,10 @@ def onnx_run(path, tokenizer, texts) -> np.ndarray:
     """onnxruntime on the same padded batch, fed by hand."""
     batch = tokenizer(texts, padding=True, return_tensors="np")
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    feed = {"input_ids": batch["input_ids"].astype(np.int64), "attention_mask": batch["attention_mask"].astype(np.int64)}
+    feed = {
+        "input_ids": batch["input_ids"].astype(np.int64),
+        "attention_mask": batch["attention_mask"].astype(np.int64),
+    }
     return session.run(["logits"], feed)[0]
 
 
@@ -60,7 +63,9 @@ def test_export_matches_the_torch_forward_in_fp32_and_top1_in_int8(tiny_base_mod
     model = briefly_trained(tiny_base_model, tokenizer, synthetic_tickets(LABELS, per_label=8, seed=0))
     texts = [text for text, _ in synthetic_tickets(LABELS, per_label=40, seed=1)]
     texts += ["hi", "please refund my invoice", "the app keeps crashing when i login to my account today " * 3]
-    export_int8(model, encode(tokenizer, texts[:2], 64), tokenizer.pad_token_id, tmp_path / "fp32.onnx", tmp_path / "int8.onnx")
+    export_int8(
+        model, encode(tokenizer, texts[:2], 64), tokenizer.pad_token_id, tmp_path / "fp32.onnx", tmp_path / "int8.onnx"
+    )
     assert not model.training
     assert not [r.getMessage() for r in caplog.records if "Quantization parameters" in r.getMessage()]
     expected = reference_logits(model, tokenizer, texts)

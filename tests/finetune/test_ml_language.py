@@ -78,6 +78,7 @@ def test_detection_is_thread_safe_from_first_use(monkeypatch):
     monkeypatch.setattr(language, "_identifier", None)
     results = []
     text = "Ich möchte mein Konto kündigen, bitte helfen Sie mir"
+
     def detect() -> None:
         results.append(detect_language(text))
 

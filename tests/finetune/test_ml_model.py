@@ -58,14 +58,22 @@ def test_student_trains_every_layer_and_frozen_embeddings_stay(tiny_base_model, 
     ids = encode(tokenizer, [text for text, _ in rows], 32)
     gold = [labels.index(label) for _, label in rows]
     student, _ = train_student(
-        config, teacher, ids=ids, teacher_logits=torch.randn(len(ids), 2).numpy(), gold=gold,
-        val_ids=[], val_y=[], pad_id=tokenizer.pad_token_id, on_step=lambda fraction, message: None,
+        config,
+        teacher,
+        ids=ids,
+        teacher_logits=torch.randn(len(ids), 2).numpy(),
+        gold=gold,
+        val_ids=[],
+        val_y=[],
+        pad_id=tokenizer.pad_token_id,
+        on_step=lambda fraction, message: None,
     )
     embeddings = student.encoder.get_input_embeddings().weight
     assert torch.equal(embeddings, teacher.encoder.get_input_embeddings().weight)
     assert not embeddings.requires_grad
     moved = [
-        name for name, param in student.encoder.encoder.layer[0].named_parameters()
+        name
+        for name, param in student.encoder.encoder.layer[0].named_parameters()
         if not torch.equal(param, dict(teacher.encoder.encoder.layer[0].named_parameters())[name])
     ]
     assert moved, "the student's first layer did not train"
@@ -87,8 +95,14 @@ def test_student_word_embeddings_train_as_sparse_rows(tiny_base_model):
     rows = synthetic_tickets(labels, per_label=8)
     ids = encode(tokenizer, [text for text, _ in rows], 32)
     student, _ = train_student(
-        config, teacher, ids=ids, teacher_logits=torch.randn(len(ids), 2).numpy(),
-        gold=[labels.index(label) for _, label in rows], val_ids=[], val_y=[], pad_id=tokenizer.pad_token_id,
+        config,
+        teacher,
+        ids=ids,
+        teacher_logits=torch.randn(len(ids), 2).numpy(),
+        gold=[labels.index(label) for _, label in rows],
+        val_ids=[],
+        val_y=[],
+        pad_id=tokenizer.pad_token_id,
         on_step=lambda fraction, message: None,
     )
     table = student.encoder.get_input_embeddings()
@@ -157,14 +171,24 @@ def test_teacher_ensemble_is_the_mean_of_its_members(tiny_base_model):
     y = [labels.index(label) for _, label in rows]
     progress = []
     teacher, history = train_teacher(
-        tiny_config(tiny_base_model, teachers=2, epochs=2), labels, train_ids=ids, train_y=y, val_ids=ids,
-        val_y=y, pad_id=tokenizer.pad_token_id, on_step=lambda fraction, message: progress.append((fraction, message)),
+        tiny_config(tiny_base_model, teachers=2, epochs=2),
+        labels,
+        train_ids=ids,
+        train_y=y,
+        val_ids=ids,
+        val_y=y,
+        pad_id=tokenizer.pad_token_id,
+        on_step=lambda fraction, message: progress.append((fraction, message)),
     )
     assert isinstance(teacher, TeacherEnsemble) and len(history["members"]) == 2
     first, second = teacher.members
     assert not torch.equal(first.classifier.weight, second.classifier.weight)  # different seeds
-    mean = (predict_logits(first, ids, tokenizer.pad_token_id) + predict_logits(second, ids, tokenizer.pad_token_id)) / 2
-    assert torch.allclose(torch.from_numpy(predict_logits(teacher, ids, tokenizer.pad_token_id)), torch.from_numpy(mean), atol=1e-5)
+    mean = (
+        predict_logits(first, ids, tokenizer.pad_token_id) + predict_logits(second, ids, tokenizer.pad_token_id)
+    ) / 2
+    assert torch.allclose(
+        torch.from_numpy(predict_logits(teacher, ids, tokenizer.pad_token_id)), torch.from_numpy(mean), atol=1e-5
+    )
     fractions = [fraction for fraction, _ in progress]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
     assert progress[0][1].startswith("teacher 1/2") and progress[-1][1].startswith("teacher 2/2")

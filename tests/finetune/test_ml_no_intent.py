@@ -31,7 +31,10 @@ def test_labelled_tickets_claim_equal_lines_after_normalising():
 def test_labelled_tickets_claim_similar_lines_by_cosine():
     """A line at or above the threshold to any labelled text is dropped; below it stays."""
     table = {"hello there": [1.0, 0.0], "ok": [0.0, 1.0], "hi there friend": [0.95, np.sqrt(1 - 0.95**2)]}
-    vectors = lambda texts: np.array([table[t] for t in texts])
+
+    def vectors(texts):
+        return np.array([table[t] for t in texts])
+
     assert claimed_by_labelled(["hello there", "ok"], ["hi there friend"], vectors, 0.9) == [True, False]
     assert claimed_by_labelled(["hello there", "ok"], ["hi there friend"], vectors, 0.96) == [False, False]
 
@@ -59,7 +62,9 @@ def test_a_max_logit_check_passes_the_configured_share_of_validation():
     """ood_method="max_logit" needs no train vectors: its threshold passes the share of validation max logits."""
     val_logits = np.random.default_rng(0).normal(size=(400, 5))
     for share in (0.8, 0.95):
-        config = TrainConfig(base_model="unused", ood_method="max_logit", ood_in_scope_pass=share, ood_max_accuracy_loss=0)
+        config = TrainConfig(
+            base_model="unused", ood_method="max_logit", ood_in_scope_pass=share, ood_max_accuracy_loss=0
+        )
         check = ood_check(config, (val_logits, None, None), None, list("abcde"))
         passed = (val_logits.max(axis=1) >= check.threshold).mean()
         assert check.method == "max_logit"
@@ -79,8 +84,14 @@ def test_held_back_counts_no_intent_out_of_scope_and_low_confidence():
 def _prepared(train: list[str], labels: list[int]):
     from finetune.ml.pipeline import Prepared
 
-    return Prepared(["accounts", "billing"], {"train": list(train), "val": [], "test": []},
-                    {"train": list(labels), "val": [], "test": []}, {}, [], "test")
+    return Prepared(
+        ["accounts", "billing"],
+        {"train": list(train), "val": [], "test": []},
+        {"train": list(labels), "val": [], "test": []},
+        {},
+        [],
+        "test",
+    )
 
 
 def test_not_a_request_lines_join_the_no_intent_class_first():

@@ -65,7 +65,9 @@ def test_max_logit_and_centroid_cosine_scores_match_their_definitions():
     logits, pooled, centroids = rng.normal(size=(5, 4)), rng.normal(size=(5, 8)), np.eye(4, 8)
     assert in_scope_scores(OodCheck("max_logit", 0, 1), logits, None) == pytest.approx(logits.max(1))
     unit = pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
-    assert in_scope_scores(OodCheck("centroid_cosine", 0, 1, centroids), logits, pooled) == pytest.approx(unit[:, :4].max(1))
+    assert in_scope_scores(OodCheck("centroid_cosine", 0, 1, centroids), logits, pooled) == pytest.approx(
+        unit[:, :4].max(1)
+    )
 
 
 def test_far_vectors_score_below_the_teams_own():
@@ -73,7 +75,9 @@ def test_far_vectors_score_below_the_teams_own():
     vectors, y = clusters(seed=3)
     check = OodCheck("mahalanobis", 0.0, 1.0, *fit_mahalanobis(vectors[::2], y[::2], 0.01))
     inside = in_scope_scores(check, np.zeros((300, 3)), vectors[1::2].astype(np.float32))
-    outside = in_scope_scores(check, np.zeros((50, 3)), np.random.default_rng(4).normal(scale=30, size=(50, 6)).astype(np.float32))
+    outside = in_scope_scores(
+        check, np.zeros((50, 3)), np.random.default_rng(4).normal(scale=30, size=(50, 6)).astype(np.float32)
+    )
     assert auroc(inside, outside) > 0.99 and fpr_at_recall(inside, outside, 0.95) < 0.05
 
 
@@ -90,7 +94,9 @@ def test_calibration_passes_the_configured_share_of_validation_texts(share):
     vectors, y = clusters(seed=5, per=300)
     train, val = (vectors[::2], y[::2]), vectors[1::2].astype(np.float32)
     labels_y = np.where(np.arange(len(train[1])) % 10 == 0, LABELS.index(NO_INTENT), train[1])  # a few no-intent rows
-    config = TrainConfig(base_model="unused", ood_method="mahalanobis", ood_in_scope_pass=share, ood_max_accuracy_loss=0)
+    config = TrainConfig(
+        base_model="unused", ood_method="mahalanobis", ood_in_scope_pass=share, ood_max_accuracy_loss=0
+    )
     check = ood_check(config, (np.zeros((len(val), 4)), val, None), (train[0], labels_y), LABELS)
     passed = (in_scope_scores(check, np.zeros((len(val), 4)), val) >= check.threshold).mean()
     assert check.method == "mahalanobis" and check.centroids.shape == (3, 6) and check.whitener.shape == (6, 6)
@@ -143,7 +149,9 @@ def test_a_mahalanobis_check_round_trips_with_both_arrays(tmp_path):
     write_serving(tmp_path, serving)
     back = read_serving(tmp_path)
     assert back == serving and back.ood.method == "mahalanobis_max_logit" and back.ood.mix == (0.1, 2.0)
-    assert np.array_equal(back.ood.centroids, serving.ood.centroids) and np.array_equal(back.ood.whitener, serving.ood.whitener)
+    assert np.array_equal(back.ood.centroids, serving.ood.centroids) and np.array_equal(
+        back.ood.whitener, serving.ood.whitener
+    )
     assert (tmp_path / CENTROIDS_FILE).is_file() and (tmp_path / WHITENER_FILE).is_file()
 
 
@@ -157,7 +165,9 @@ def test_a_mahalanobis_check_with_a_missing_or_misshapen_whitener_is_refused(tmp
     with pytest.raises(ArtifactFormatError, match="ood block"):
         read_serving(tmp_path)
     with pytest.raises(ArtifactFormatError, match="no whitener"):
-        write_serving(tmp_path, Serving(2, 64, 1.0, 0.5, LABELS, NO_INTENT, OodCheck("mahalanobis", 0, 1, np.eye(3, 6)), None))
+        write_serving(
+            tmp_path, Serving(2, 64, 1.0, 0.5, LABELS, NO_INTENT, OodCheck("mahalanobis", 0, 1, np.eye(3, 6)), None)
+        )
 
 
 def test_too_few_train_tickets_for_a_covariance_fall_back_to_max_logit():

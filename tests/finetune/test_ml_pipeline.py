@@ -15,13 +15,25 @@ from finetune.ml.config import TrainConfig
 from finetune.ml.errors import Cancelled, ConfigError, NotEnoughDataError, ParityError
 from finetune.ml.pipeline import LabelledText, run_pipeline
 from tests.ml_fixtures import (
-    BARELY_TRAINED, NEAR_TIE_LABELS, NEAR_TIE_SEED, TOPICS, make_tiny_artifact, tiny_config, tiny_examples,
+    BARELY_TRAINED,
+    NEAR_TIE_LABELS,
+    NEAR_TIE_SEED,
+    TOPICS,
+    make_tiny_artifact,
+    tiny_config,
+    tiny_examples,
 )
 
 from .conftest import TINY_LABELS
 
 ARTIFACT_FILES = {
-    "model.onnx", "tokenizer.json", "labels.json", "serving.json", "metrics.json", "card.md", "checksums",
+    "model.onnx",
+    "tokenizer.json",
+    "labels.json",
+    "serving.json",
+    "metrics.json",
+    "card.md",
+    "checksums",
 }
 
 
@@ -42,16 +54,26 @@ def test_labels_and_serving_config(tiny_run):
     assert labels == sorted(TINY_LABELS) + [NO_INTENT] == result.labels
     ood = serving.pop("ood")
     assert serving == {
-        "format": 3, "max_length": 64, "temperature": result.temperature,
-        "triage_threshold": result.proposed_threshold, "labels": labels, "no_intent_label": NO_INTENT,
-        "languages": serving["languages"], "window_head": 0.75, "hybrid": serving["hybrid"],
+        "format": 3,
+        "max_length": 64,
+        "temperature": result.temperature,
+        "triage_threshold": result.proposed_threshold,
+        "labels": labels,
+        "no_intent_label": NO_INTENT,
+        "languages": serving["languages"],
+        "window_head": 0.75,
+        "hybrid": serving["hybrid"],
     }
     kind = result.metrics["served_model"]["kind"]
     assert (serving["hybrid"] is None) == (kind == "student")
     assert "en" in serving["languages"]["supported"] and serving["languages"]["min_confidence"] == 0.75
     assert sum(serving["languages"]["counts"].values()) == len(tiny_examples(TINY_LABELS)[0])
     # Fewer labelled train tickets than 2 per pooled dimension (64): the max-logit fallback, no arrays.
-    assert ood["method"] == "max_logit" and 0 < ood["in_scope_pass"] <= 1 and not (result.artifact_dir / "ood_whitener.npy").exists()
+    assert (
+        ood["method"] == "max_logit"
+        and 0 < ood["in_scope_pass"] <= 1
+        and not (result.artifact_dir / "ood_whitener.npy").exists()
+    )
     assert result.temperature > 0 and 0 < result.proposed_threshold <= 1
 
 
@@ -156,8 +178,11 @@ def test_cancel_raises_and_leaves_nothing(tiny_base_model, tmp_path):
 
     with pytest.raises(Cancelled):
         run_pipeline(
-            config=tiny_config(tiny_base_model), examples=examples, unlabelled=unlabelled,
-            work_dir=tmp_path / "run", should_cancel=should_cancel,
+            config=tiny_config(tiny_base_model),
+            examples=examples,
+            unlabelled=unlabelled,
+            work_dir=tmp_path / "run",
+            should_cancel=should_cancel,
         )
     assert not (tmp_path / "run").exists()
     assert list(tmp_path.iterdir()) == []
@@ -197,9 +222,7 @@ def test_not_enough_data_is_reported_before_training(tiny_base_model, tmp_path):
     examples = [LabelledText(f"invoice {i}", "billing", "") for i in range(10)]
     examples += [LabelledText(f"login {i}", "accounts", "") for i in range(2)]
     with pytest.raises(NotEnoughDataError, match="accounts has 2"):
-        run_pipeline(
-            config=tiny_config(tiny_base_model), examples=examples, unlabelled=[], work_dir=tmp_path / "run"
-        )
+        run_pipeline(config=tiny_config(tiny_base_model), examples=examples, unlabelled=[], work_dir=tmp_path / "run")
 
 
 def test_missing_test_split_falls_back_to_validation(tiny_base_model, tmp_path):
@@ -246,7 +269,7 @@ def test_student_deeper_than_the_base_model_keeps_every_layer(tiny_base_model, t
 
 
 def test_precision_resolves_and_rejects_unknown(tiny_base_model, monkeypatch):
-    """"auto" becomes bf16 only on CPUs with native bfloat16; unknown values are refused."""
+    """ "auto" becomes bf16 only on CPUs with native bfloat16; unknown values are refused."""
     from finetune.ml import config as config_module
 
     monkeypatch.setattr(config_module, "native_bf16", lambda: False)

@@ -57,7 +57,13 @@ def test_real_minilm_routes_held_out_support_tickets(tmp_path):
     """
     examples = ticket_examples()
     config = TrainConfig(
-        epochs=3, distil_epochs=4, teachers=1, batch_size=16, max_length=32, min_teacher_steps=0, min_distil_steps=0,
+        epochs=3,
+        distil_epochs=4,
+        teachers=1,
+        batch_size=16,
+        max_length=32,
+        min_teacher_steps=0,
+        min_distil_steps=0,
         threads=2,
     )
     result = run_pipeline(config=config, examples=examples, unlabelled=[], work_dir=tmp_path / "run")

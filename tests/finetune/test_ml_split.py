@@ -50,7 +50,7 @@ def test_frozen_test_set_survives_new_data():
     first = assign_splits(labels, [""] * len(labels), seed=3, val_fraction=0.1, test_fraction=0.1)
     grown = assign_splits(labels + ["bugs"] * 30, first + [""] * 30, seed=99, val_fraction=0.1, test_fraction=0.1)
     assert grown[: len(first)] == first
-    assert Counter(grown[len(first):])["test"] == 3
+    assert Counter(grown[len(first) :])["test"] == 3
 
 
 def test_unknown_existing_split_is_rejected():

@@ -16,8 +16,8 @@ from finetune.models import Ticket, TrainingRun
 from finetune.training import training_run_execute
 from finetune.training_queue import training_run_cancel, training_run_start
 from routing.models import ModelVersion, Team
-from tests.ml_fixtures import BARELY_TRAINED, NEAR_TIE_LABELS, NEAR_TIE_SEED
 from tests.finetune.test_training_support import FAST_CONFIG, add_tickets, labelled, store, tiny_base  # noqa: F401
+from tests.ml_fixtures import BARELY_TRAINED, NEAR_TIE_LABELS, NEAR_TIE_SEED
 
 Status = TrainingRun.Status
 # The worker closes "old" connections between tasks, which a TestCase transaction cannot survive.

@@ -11,8 +11,15 @@ from tests.ml_fixtures import make_tiny_base_model, synthetic_tickets
 
 # Small, fast and deterministic; the parity gate stays at its default (this model passes it).
 FAST_CONFIG = {
-    "epochs": 2, "distil_epochs": 2, "lr": 3e-3, "distil_lr": 3e-3, "batch_size": 16,
-    "patience": 0, "threads": 1, "seed": 0, "min_distil_steps": 0,
+    "epochs": 2,
+    "distil_epochs": 2,
+    "lr": 3e-3,
+    "distil_lr": 3e-3,
+    "batch_size": 16,
+    "patience": 0,
+    "threads": 1,
+    "seed": 0,
+    "min_distil_steps": 0,
 }
 
 
@@ -25,7 +32,9 @@ def tiny_base(tmp_path_factory):
 def store(settings, tiny_base, tmp_path):
     """The model store: a tmp dir; the base model: the tiny BERT; 4 tickets per team suffice."""
     settings.SWITCHBOARD = {
-        **settings.SWITCHBOARD, "BASE_MODEL": str(tiny_base), "MODEL_STORE": str(tmp_path / "store"),
+        **settings.SWITCHBOARD,
+        "BASE_MODEL": str(tiny_base),
+        "MODEL_STORE": str(tmp_path / "store"),
         "MIN_TICKETS_PER_TEAM": 4,
     }
     return tmp_path / "store"
@@ -35,7 +44,9 @@ def add_tickets(teams, per_team: int = 12, seed: int = 0) -> list[Ticket]:
     by_slug = {team.slug: team for team in teams}
     rows = synthetic_tickets(sorted(by_slug), per_label=per_team, seed=seed)
     tickets = [Ticket(text=text, text_hash=text_hash(text), team=by_slug[label]) for text, label in rows]
-    unlabelled = [Ticket(text=text, text_hash=text_hash(text)) for text, _ in synthetic_tickets(sorted(by_slug), 3, seed + 1)]
+    unlabelled = [
+        Ticket(text=text, text_hash=text_hash(text)) for text, _ in synthetic_tickets(sorted(by_slug), 3, seed + 1)
+    ]
     return Ticket.objects.bulk_create(tickets + unlabelled)
 
 

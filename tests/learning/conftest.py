@@ -36,9 +36,14 @@ class ScriptedRouter:
         scores = self.scores.get(text, {"billing": 0.34, "accounts": 0.33, "bugs": 0.33})
         team = max(scores, key=scores.get)
         return Prediction(
-            team=team, team_name=team.title(), confidence=scores[team], triage=scores[team] < 0.5,
-            reason="low_confidence" if scores[team] < 0.5 else "routed", language=None,
-            scores=scores, model_version=self.model_version,
+            team=team,
+            team_name=team.title(),
+            confidence=scores[team],
+            triage=scores[team] < 0.5,
+            reason="low_confidence" if scores[team] < 0.5 else "routed",
+            language=None,
+            scores=scores,
+            model_version=self.model_version,
         )
 
 
@@ -82,7 +87,11 @@ def tiny_artifact(tmp_path_factory) -> Path:
 def model_store(settings, tmp_path) -> Path:
     store = tmp_path / "store"
     store.mkdir()
-    settings.SWITCHBOARD = {**getattr(settings, "SWITCHBOARD", {}), "MODEL_STORE": str(store), "ROUTER_RELOAD_SECONDS": 0}
+    settings.SWITCHBOARD = {
+        **getattr(settings, "SWITCHBOARD", {}),
+        "MODEL_STORE": str(store),
+        "ROUTER_RELOAD_SECONDS": 0,
+    }
     return store
 
 
@@ -91,7 +100,9 @@ def install_version(model_store, tiny_artifact) -> Callable[..., ModelVersion]:
     """Copy the tiny artifact into the store and register it: install_version(state="shadow")."""
 
     def install(*, state: str = ModelVersion.State.CANDIDATE, **fields) -> ModelVersion:
-        version = ModelVersion.objects.create(artifact_dir="pending", sha256="", labels=["accounts", "billing", "bugs"], state=state, **fields)
+        version = ModelVersion.objects.create(
+            artifact_dir="pending", sha256="", labels=["accounts", "billing", "bugs"], state=state, **fields
+        )
         target = model_store / str(version.pk)
         shutil.copytree(tiny_artifact, target)
         version.artifact_dir = str(version.pk)
@@ -103,8 +114,13 @@ def install_version(model_store, tiny_artifact) -> Callable[..., ModelVersion]:
 
 
 def routed(
-    *, team: Team | None, triage: bool, version: ModelVersion | None, shadow: bool = False,
-    conversation: Conversation | None = None, at: datetime | None = None,
+    *,
+    team: Team | None,
+    triage: bool,
+    version: ModelVersion | None,
+    shadow: bool = False,
+    conversation: Conversation | None = None,
+    at: datetime | None = None,
 ) -> RoutingEvent:
     """One routing decision (a new conversation unless given), optionally back-dated."""
     conversation = conversation or Conversation.objects.create()

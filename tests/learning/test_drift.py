@@ -14,7 +14,6 @@ from finetune.models import Ticket, TrainingRun
 from routing.models import ModelVersion
 from tests.learning.conftest import routed
 
-
 DRIFT_URL = "/admin/routing/learning/drift/"
 
 
@@ -26,8 +25,11 @@ def _corrections(team, count: int, *, days_ago: float) -> None:
     when = timezone.now() - timedelta(days=days_ago)
     for n in range(count):
         ticket = Ticket.objects.create(
-            text=f"{team.slug} correction {days_ago} {n}", text_hash=f"{team.slug}-{days_ago}-{n}",
-            source=Ticket.Source.CORRECTION, team=team, labelled_at=when,
+            text=f"{team.slug} correction {days_ago} {n}",
+            text_hash=f"{team.slug}-{days_ago}-{n}",
+            source=Ticket.Source.CORRECTION,
+            team=team,
+            labelled_at=when,
         )
         Ticket.objects.filter(pk=ticket.pk).update(created_at=when)
 

@@ -8,7 +8,6 @@ from django.urls import reverse
 from finetune.labelling import SCORE_BATCH, label_next_pick
 from finetune.models import Ticket
 
-
 URL = "/admin/finetune/label-next/"
 
 
@@ -41,10 +40,12 @@ def test_lowest_margin_is_shown_first_with_its_suggestion(client, staff_user, te
     """The ticket the model hesitates on most comes first, its guess pre-selected."""
     make_ticket("sure thing")
     unsure = make_ticket("torn between two")
-    scripted_router({
-        "sure thing": {"billing": 0.9, "accounts": 0.05, "bugs": 0.05},
-        "torn between two": {"billing": 0.44, "accounts": 0.46, "bugs": 0.10},
-    })
+    scripted_router(
+        {
+            "sure thing": {"billing": 0.9, "accounts": 0.05, "bugs": 0.05},
+            "torn between two": {"billing": 0.44, "accounts": 0.46, "bugs": 0.10},
+        }
+    )
     client.force_login(staff_user)
     response = client.get(URL)
     suggestion = response.context["suggestion"]
@@ -60,11 +61,13 @@ def test_a_near_duplicate_is_not_shown_right_after_its_twin(client, staff_user, 
     twin_a = make_ticket("I was charged twice for my subscription")
     twin_b = make_ticket("I was charged twice for my subscription!")
     other = make_ticket("the app crashes on start")
-    scripted_router({
-        twin_a.text: {"billing": 0.41, "accounts": 0.40, "bugs": 0.19},
-        twin_b.text: {"billing": 0.42, "accounts": 0.40, "bugs": 0.18},
-        other.text: {"billing": 0.2, "accounts": 0.1, "bugs": 0.7},
-    })
+    scripted_router(
+        {
+            twin_a.text: {"billing": 0.41, "accounts": 0.40, "bugs": 0.19},
+            twin_b.text: {"billing": 0.42, "accounts": 0.40, "bugs": 0.18},
+            other.text: {"billing": 0.2, "accounts": 0.1, "bugs": 0.7},
+        }
+    )
     client.force_login(staff_user)
     assert _shown(client) == twin_a.pk
     client.post(URL, {"ticket": twin_a.pk, "team": "billing", "action": "label"})
@@ -140,7 +143,9 @@ def test_non_staff_are_sent_to_login(client, plain_user):
 
 def test_scores_are_cached_per_version_and_scored_in_batches(staff_user, teams, make_ticket, scripted_router):
     """A page view scores at most SCORE_BATCH new tickets; scored ones are not scored again."""
-    tickets = Ticket.objects.bulk_create(Ticket(text=f"ticket number {n}", text_hash=str(n)) for n in range(SCORE_BATCH + 30))
+    tickets = Ticket.objects.bulk_create(
+        Ticket(text=f"ticket number {n}", text_hash=str(n)) for n in range(SCORE_BATCH + 30)
+    )
     router = scripted_router({})
     label_next_pick()
     assert [len(call) for call in router.calls] == [SCORE_BATCH]

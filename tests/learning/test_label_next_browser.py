@@ -12,8 +12,14 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 
@@ -46,12 +52,14 @@ def test_keyboard_only_labelling(live_server, staff_user, teams, make_ticket, sc
     assert Path(CHROMIUM).exists(), "install Debian chromium: apt-get install -y chromium"
     texts = ["torn between teams", "fairly unsure", "somewhat sure", "quite sure"]
     first, second, third, fourth = (make_ticket(text) for text in texts)
-    scripted_router({
-        first.text: {"billing": 0.34, "accounts": 0.30, "bugs": 0.36},
-        second.text: {"billing": 0.1, "accounts": 0.5, "bugs": 0.4},
-        third.text: {"billing": 0.1, "accounts": 0.2, "bugs": 0.7},
-        fourth.text: {"billing": 0.95, "accounts": 0.03, "bugs": 0.02},
-    })
+    scripted_router(
+        {
+            first.text: {"billing": 0.34, "accounts": 0.30, "bugs": 0.36},
+            second.text: {"billing": 0.1, "accounts": 0.5, "bugs": 0.4},
+            third.text: {"billing": 0.1, "accounts": 0.2, "bugs": 0.7},
+            fourth.text: {"billing": 0.95, "accounts": 0.03, "bugs": 0.02},
+        }
+    )
 
     shown = _label_with_keyboard(live_server.url)
 

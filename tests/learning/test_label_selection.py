@@ -34,7 +34,12 @@ def test_lowest_margin_comes_first():
 
 def test_near_duplicates_are_spread_out():
     """A near-duplicate of a picked text waits until every distinct candidate has gone."""
-    texts = ["where is my refund for the invoice", "where is my refund for the invoice?", "my card was stolen", "app is slow"]
+    texts = [
+        "where is my refund for the invoice",
+        "where is my refund for the invoice?",
+        "my card was stolen",
+        "app is slow",
+    ]
     order = select_uncertain(margins=np.array([0.10, 0.11, 0.40, 0.50]), features=text_features(texts), count=4)
     assert order == [0, 2, 3, 1]
 
@@ -50,7 +55,9 @@ def test_avoid_rows_count_as_already_picked():
 def test_only_duplicates_left_takes_the_least_similar():
     """When every candidate is a near-duplicate, selection still returns the requested count."""
     texts = ["refund please", "refund please", "refund please now"]
-    order = select_uncertain(margins=np.array([0.1, 0.2, 0.3]), features=text_features(texts), count=3, max_similarity=0.1)
+    order = select_uncertain(
+        margins=np.array([0.1, 0.2, 0.3]), features=text_features(texts), count=3, max_similarity=0.1
+    )
     assert sorted(order) == [0, 1, 2] and order[0] == 0
 
 
@@ -72,8 +79,12 @@ def test_selection_imports_without_django():
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     code = "import sys, finetune.ml.selection; print(sorted(m for m in sys.modules if m.split('.')[0] == 'django'))"
     result = subprocess.run(
-        [sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2], env=env,
-        capture_output=True, text=True, timeout=120,
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"

@@ -22,7 +22,6 @@ from routing.loaded_model import LoadedModel
 from routing.models import ModelVersion
 from tests.learning.conftest import routed
 
-
 SHADOW_URL = "/admin/routing/learning/shadow/"
 
 
@@ -55,7 +54,9 @@ def test_broken_shadow_artifact_is_logged_not_raised(teams, install_version, mod
     (model_store / shadow.artifact_dir / "model.onnx").write_bytes(b"tampered")
     with caplog.at_level(logging.ERROR):
         for _ in range(3):
-            shadow_score(conversation_id=chat_message.conversation_id, message_id=chat_message.pk, text=chat_message.text)
+            shadow_score(
+                conversation_id=chat_message.conversation_id, message_id=chat_message.pk, text=chat_message.text
+            )
     assert not RoutingEvent.objects.exists()
     # Refused once, then remembered: one log line, not one per message.
     assert caplog.text.count(f"not scoring with model version {shadow.pk}") == 1
@@ -78,7 +79,9 @@ def test_shadow_model_is_loaded_once_per_version(teams, install_version, chat_me
     """The open shadow model is reused; a different shadow version is loaded afresh."""
     loads = []
     original = LoadedModel.from_version.__func__
-    monkeypatch.setattr(LoadedModel, "from_version", classmethod(lambda cls, v, **kw: loads.append(v.pk) or original(cls, v, **kw)))
+    monkeypatch.setattr(
+        LoadedModel, "from_version", classmethod(lambda cls, v, **kw: loads.append(v.pk) or original(cls, v, **kw))
+    )
     first = install_version(state="shadow", shadow_since=timezone.now())
     for _ in range(3):
         shadow_score(conversation_id=chat_message.conversation_id, message_id=None, text="invoice")
@@ -104,18 +107,46 @@ def _scenario(teams) -> ModelVersion:
     """Four compared conversations, three with ground truth; see test_report_numbers."""
     accounts, billing, bugs = (next(t for t in teams if t.slug == s) for s in ("accounts", "billing", "bugs"))
     active = ModelVersion.objects.create(artifact_dir="a", sha256="a", state="active")
-    shadow = ModelVersion.objects.create(artifact_dir="s", sha256="s", state="shadow", shadow_since=timezone.now() - timedelta(days=1))
-    pairs = [(billing, False, billing, False), (bugs, True, bugs, False), (accounts, False, billing, False), (billing, False, billing, False)]
+    shadow = ModelVersion.objects.create(
+        artifact_dir="s", sha256="s", state="shadow", shadow_since=timezone.now() - timedelta(days=1)
+    )
+    pairs = [
+        (billing, False, billing, False),
+        (bugs, True, bugs, False),
+        (accounts, False, billing, False),
+        (billing, False, billing, False),
+    ]
     conversations = []
     for active_team, active_triage, shadow_team, shadow_triage in pairs:
         event = routed(team=active_team, triage=active_triage, version=active)
         routed(team=shadow_team, triage=shadow_triage, version=shadow, shadow=True, conversation=event.conversation)
         conversations.append(event.conversation)
-    ticket_record_correction(text="wrong team", team=accounts, corrected_from=billing, user=None, model_version=active, conversation_id=conversations[0].pk)
+    ticket_record_correction(
+        text="wrong team",
+        team=accounts,
+        corrected_from=billing,
+        user=None,
+        model_version=active,
+        conversation_id=conversations[0].pk,
+    )
     Conversation.objects.filter(pk=conversations[1].pk).update(team=bugs)
-    ticket_record_correction(text="moved", team=billing, corrected_from=accounts, user=None, model_version=active, conversation_id=conversations[2].pk)
+    ticket_record_correction(
+        text="moved",
+        team=billing,
+        corrected_from=accounts,
+        user=None,
+        model_version=active,
+        conversation_id=conversations[2].pk,
+    )
     before = routed(team=bugs, triage=False, version=active)
-    routed(team=bugs, triage=False, version=shadow, shadow=True, conversation=before.conversation, at=timezone.now() - timedelta(days=2))
+    routed(
+        team=bugs,
+        triage=False,
+        version=shadow,
+        shadow=True,
+        conversation=before.conversation,
+        at=timezone.now() - timedelta(days=2),
+    )
     routed(team=billing, triage=False, version=shadow, shadow=True)
     return shadow
 

@@ -63,8 +63,18 @@ def test_evaluation_page_renders_metrics_card_and_picture(admin_client, versions
     page = admin_client.get(reverse("admin:routing_modelversion_evaluation", args=[version.pk]))
     assert page.status_code == 200
     html = page.content.decode()
-    for text in ("TF-IDF + logistic regression", "teacher (torch)", "student (torch)", "student int8 ONNX", "served model",
-                 "billing", "ECE before / after", "p50", "model.onnx size", "Limitations"):
+    for text in (
+        "TF-IDF + logistic regression",
+        "teacher (torch)",
+        "student (torch)",
+        "student int8 ONNX",
+        "served model",
+        "billing",
+        "ECE before / after",
+        "p50",
+        "model.onnx size",
+        "Limitations",
+    ):
         assert text in html
     assert version.metrics["verdict"].split(";")[0] in html
     assert reverse("admin:routing_modelversion_confusion", args=[version.pk]) in html

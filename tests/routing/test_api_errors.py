@@ -27,7 +27,10 @@ def test_non_staff_cannot_promote(api, install_version):
 
 def test_user_rate_limit_is_429_with_retry_after(api, teams, settings):
     """Past the per-token rate the API answers 429 throttled with a Retry-After header."""
-    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"anon": "100/min", "user": "2/min"}}
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {"anon": "100/min", "user": "2/min"},
+    }
     statuses = [api.get("/api/v1/teams").status_code for _ in range(3)]
     assert statuses == [200, 200, 429]
     response = api.get("/api/v1/teams")
@@ -121,16 +124,18 @@ def test_throttle_window_slides_and_retry_after_says_when(settings):
     assert len(cache.get(UserThrottle().cache_format % {"scope": "user", "ident": 42})) == 2
 
 
-@pytest.mark.parametrize(("method", "path"), [
-    ("get", "/api/v1/models/abc"),
-    ("post", "/api/v1/models/abc/promote"),
-    ("get", "/api/v1/training-runs/abc"),
-    ("post", "/api/v1/training-runs/1.5/cancel"),
-    ("get", "/api/v1/no-such-endpoint"),
-])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/api/v1/models/abc"),
+        ("post", "/api/v1/models/abc/promote"),
+        ("get", "/api/v1/training-runs/abc"),
+        ("post", "/api/v1/training-runs/1.5/cancel"),
+        ("get", "/api/v1/no-such-endpoint"),
+    ],
+)
 def test_unknown_paths_and_non_integer_ids_are_json_404(staff_api, teams, method, path):
     """A non-integer id or an unknown endpoint under /api/v1/ answers 404 in the JSON error shape."""
     response = getattr(staff_api, method)(path)
     assert response.status_code == 404 and response["Content-Type"] == "application/json"
     assert response.json()["code"] == "not_found" and path in response.json()["detail"]
-

@@ -61,8 +61,15 @@ def test_route_messages_routes_the_conversation_without_its_greeting(api, monkey
 
 @pytest.mark.parametrize(
     "payload",
-    [{}, {"text": "a", "messages": ["b"]}, {"texts": ["a"], "messages": ["b"]}, {"messages": []},
-     {"messages": "not a list"}, {"messages": ["ok", 3]}, {"messages": ["x"] * 201}],
+    [
+        {},
+        {"text": "a", "messages": ["b"]},
+        {"texts": ["a"], "messages": ["b"]},
+        {"messages": []},
+        {"messages": "not a list"},
+        {"messages": ["ok", 3]},
+        {"messages": ["x"] * 201},
+    ],
 )
 def test_route_refuses_anything_but_exactly_one_valid_input(api, router, teams, payload):
     """Exactly one of text / texts / messages, each a non-empty list of strings within its limit: else 400."""
@@ -160,7 +167,10 @@ def test_health_needs_no_auth(client, router, teams, install_version):
     response = client.get("/api/v1/health")
     assert response.status_code == 200
     assert response.json() == {
-        "status": "ok", "serving_version": str(version.pk), "active_version": str(version.pk), "problem": None
+        "status": "ok",
+        "serving_version": str(version.pk),
+        "active_version": str(version.pk),
+        "problem": None,
     }
 
 
@@ -177,7 +187,9 @@ def test_a_token_without_the_ingest_permission_cannot_send_tickets(api, teams):
     assert api.get("/api/v1/teams").status_code == 200  # the token itself still works
 
 
-def test_a_20000_character_ticket_routes_and_only_abuse_sizes_are_refused(api, router, teams, install_version, settings):
+def test_a_20000_character_ticket_routes_and_only_abuse_sizes_are_refused(
+    api, router, teams, install_version, settings
+):
     """A long e-mail routes (the model reads its window); above MAX_TEXT_CHARS the answer is 413 naming the limit."""
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
     install_version("v1", state="active")

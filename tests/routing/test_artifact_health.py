@@ -14,8 +14,9 @@ from routing import selectors
 pytestmark = pytest.mark.django_db
 
 
-def test_health_is_degraded_when_the_served_files_are_corrupted_then_deleted(client, router, teams, install_version,
-                                                                           store):
+def test_health_is_degraded_when_the_served_files_are_corrupted_then_deleted(
+    client, router, teams, install_version, store
+):
     """The version serving from memory: health is ok (also once a file is rewritten with the same bytes),
     degraded once its model.onnx changes on disk, still degraded once its directory is gone; the
     problem names the file, not the store's path."""
@@ -49,6 +50,7 @@ def test_refused_active_version_shows_no_store_path(client, router, teams, insta
 
 def test_health_503_does_not_show_the_database_error(client, router, monkeypatch):
     """With the database unreachable health answers 503 unavailable without the driver's message (host, file)."""
+
     def unreachable():
         raise DatabaseError('connection to server at "10.0.0.5", port 5432 failed: /srv/secret')
 

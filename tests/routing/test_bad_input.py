@@ -13,8 +13,13 @@ pytestmark = pytest.mark.django_db
 
 @pytest.mark.parametrize(
     ("payload", "where"),
-    [({"text": ""}, ""), ({"text": " \n\t "}, ""), ({"messages": ["my invoice", ""]}, "messages[1]: "),
-     ({"messages": ["   "]}, "messages[0]: "), ({"texts": ["\u200b"]}, "texts[0]: ")],
+    [
+        ({"text": ""}, ""),
+        ({"text": " \n\t "}, ""),
+        ({"messages": ["my invoice", ""]}, "messages[1]: "),
+        ({"messages": ["   "]}, "messages[0]: "),
+        ({"texts": ["\u200b"]}, "texts[0]: "),
+    ],
 )
 def test_empty_or_whitespace_only_text_is_400_empty_text(api, router, teams, install_version, payload, where):
     """Empty, whitespace-only or invisible text, alone or as a conversation turn: 400 empty_text naming it."""
@@ -26,8 +31,15 @@ def test_empty_or_whitespace_only_text_is_400_empty_text(api, router, teams, ins
 
 @pytest.mark.parametrize(
     "payload",
-    [{"text": "👍"}, {"text": "🙂🙂🙂"}, {"text": "k"}, {"text": "?"}, {"messages": ["👍", "k"]},
-     {"text": "Hola, my card was declined, merci beaucoup"}, {"messages": ["Bonjour", "my invoice payment was charged twice", "danke"]}],
+    [
+        {"text": "👍"},
+        {"text": "🙂🙂🙂"},
+        {"text": "k"},
+        {"text": "?"},
+        {"messages": ["👍", "k"]},
+        {"text": "Hola, my card was declined, merci beaucoup"},
+        {"messages": ["Bonjour", "my invoice payment was charged twice", "danke"]},
+    ],
 )
 def test_tiny_emoji_and_mixed_language_texts_get_an_answer_with_a_reason(api, router, teams, install_version, payload):
     """Emoji-only, one-character and mixed-language texts are routed like any other: 200 with a reason."""
@@ -50,7 +62,8 @@ def test_a_conversation_of_the_most_turns_is_routed_and_one_more_refused(api, ro
 
 
 @pytest.mark.parametrize(
-    "messages", [[["nested"]], [None], {"0": "hi"}, [{"text": "hi"}], "hi"],
+    "messages",
+    [[["nested"]], [None], {"0": "hi"}, [{"text": "hi"}], "hi"],
 )
 def test_messages_that_are_not_a_list_of_strings_are_400(api, router, teams, install_version, messages):
     """`messages` must be a list of strings: anything else is 400 invalid naming the field."""
@@ -67,4 +80,7 @@ def test_a_turn_over_the_text_limit_is_413_naming_the_turn(api, router, teams, i
     settings.SWITCHBOARD = {**settings.SWITCHBOARD, "MAX_TEXT_CHARS": 50}
     response = api.post("/api/v1/route", {"messages": ["hi", "x" * 51]}, format="json")
     assert response.status_code == 413
-    assert response.json() == {"code": "text_too_long", "detail": "messages[1]: text is 51 characters; the limit is 50."}
+    assert response.json() == {
+        "code": "text_too_long",
+        "detail": "messages[1]: text is 51 characters; the limit is 50.",
+    }

@@ -60,22 +60,49 @@ class AsyncOnlyMiddleware:
         return response
 
 
-async def call(app, body: bytes, *, token: str | None, method: str = "POST", content_type: str = "application/json",
-               path: str = "/api/v1/route", host: str = "testserver", query: bytes = b"", scheme: str = "http",
-               extra_headers: tuple = (), request_id: bytes | None = b"req-fixed-1",
-               ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+async def call(
+    app,
+    body: bytes,
+    *,
+    token: str | None,
+    method: str = "POST",
+    content_type: str = "application/json",
+    path: str = "/api/v1/route",
+    host: str = "testserver",
+    query: bytes = b"",
+    scheme: str = "http",
+    extra_headers: tuple = (),
+    request_id: bytes | None = b"req-fixed-1",
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     """One request; it carries a fixed X-Request-ID (a proxy's), so two answers can compare byte for byte."""
-    headers = [(b"host", host.encode()), (b"content-type", content_type.encode()),
-               (b"content-length", str(len(body)).encode()), *extra_headers]
+    headers = [
+        (b"host", host.encode()),
+        (b"content-type", content_type.encode()),
+        (b"content-length", str(len(body)).encode()),
+        *extra_headers,
+    ]
     if request_id is not None:
         headers.append((b"x-request-id", request_id))
     if token is not None:
         headers.append((b"authorization", f"Token {token}".encode()))
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": scheme,
-             "path": path, "raw_path": path.encode(), "query_string": query, "root_path": "", "headers": headers,
-             "client": ("127.0.0.1", 40000), "server": ("testserver", 80)}
-    messages = [{"type": "http.request", "body": body[:10], "more_body": True},
-                {"type": "http.request", "body": body[10:], "more_body": False}]
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": scheme,
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query,
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 40000),
+        "server": ("testserver", 80),
+    }
+    messages = [
+        {"type": "http.request", "body": body[:10], "more_body": True},
+        {"type": "http.request", "body": body[10:], "more_body": False},
+    ]
     sent = []
 
     async def receive():
@@ -180,12 +207,16 @@ def masked(response: tuple[int, list, bytes]) -> tuple[int, list, bytes]:
     return response[0], [(k, header(v)) for k, v in response[1]], random_token.sub(b"*", response[2])
 
 
-@pytest.mark.parametrize(("setting", "scheme", "status"), [
-    ({"SECURE_SSL_REDIRECT": True}, "http", 301),
-    ({"SECURE_SSL_REDIRECT": True, "SECURE_HSTS_SECONDS": 3600, "SECURE_HSTS_PRELOAD": True}, "https", 200),
-])
-async def test_security_settings_apply_as_in_django(token, router, teams, install_version, settings, setting, scheme,
-                                                   status):
+@pytest.mark.parametrize(
+    ("setting", "scheme", "status"),
+    [
+        ({"SECURE_SSL_REDIRECT": True}, "http", 301),
+        ({"SECURE_SSL_REDIRECT": True, "SECURE_HSTS_SECONDS": 3600, "SECURE_HSTS_PRELOAD": True}, "https", 200),
+    ],
+)
+async def test_security_settings_apply_as_in_django(
+    token, router, teams, install_version, settings, setting, scheme, status
+):
     """HTTPS redirects and HSTS come from SecurityMiddleware itself, on both paths."""
     await sync_to_async(install_version)("v1", state="active")
     for name, value in setting.items():
@@ -230,8 +261,9 @@ async def test_other_methods_and_paths_go_to_the_wrapped_app(token, router, team
     assert inner.calls == 2
 
 
-async def test_an_added_middleware_runs_on_the_fast_path(token, router, teams, install_version, settings, view_calls,
-                                                        caplog):
+async def test_an_added_middleware_runs_on_the_fast_path(
+    token, router, teams, install_version, settings, view_calls, caplog
+):
     """A middleware added to settings.MIDDLEWARE shapes the fast path's answer too, and the fast path stays on."""
     settings.MIDDLEWARE = [*settings.MIDDLEWARE, f"{THIS_MODULE}.StampMiddleware"]
     await sync_to_async(install_version)("v1", state="active")
@@ -274,8 +306,9 @@ class LoggingRouter:
 
 
 @pytest.mark.parametrize("given", [b"edge-42", None, b"bad id"])
-async def test_request_ids_as_the_view_gives_them(token, router, teams, install_version, view_calls, monkeypatch,
-                                                  caplog, given):
+async def test_request_ids_as_the_view_gives_them(
+    token, router, teams, install_version, view_calls, monkeypatch, caplog, given
+):
     """The fast path returns the proxy's X-Request-ID or a new one exactly where the view does, and its log
     lines during the request carry that id."""
     from chatbot.core.logs import ContextFilter
@@ -302,8 +335,9 @@ async def test_request_ids_as_the_view_gives_them(token, router, teams, install_
     assert line.request_id == ids[1].decode()
 
 
-async def test_csp_and_login_throttle_keep_the_fast_path_on_and_identical(token, router, teams, install_version,
-                                                                         view_calls, caplog):
+async def test_csp_and_login_throttle_keep_the_fast_path_on_and_identical(
+    token, router, teams, install_version, view_calls, caplog
+):
     """With CSP and django-axes in MIDDLEWARE, and the production static server in front, the fast path
     is on (said at start-up), answers the common case itself, and its headers (CSP included) are the view's."""
     from django.conf import settings

@@ -28,9 +28,13 @@ def pipeline_result(store, name: str = ".tmp-run-1-abcd") -> PipelineResult:
     directory = make_tiny_artifact(store, LABELS, name=name)
     metrics = json.loads((directory / "metrics.json").read_text())
     return PipelineResult(
-        artifact_dir=directory, labels=LABELS, metrics=metrics, test_accuracy=metrics["int8"]["accuracy"],
+        artifact_dir=directory,
+        labels=LABELS,
+        metrics=metrics,
+        test_accuracy=metrics["int8"]["accuracy"],
         temperature=metrics["calibration"]["temperature"],
-        proposed_threshold=metrics["calibration"]["triage_threshold"], card=(directory / "card.md").read_text(),
+        proposed_threshold=metrics["calibration"]["triage_threshold"],
+        card=(directory / "card.md").read_text(),
     )
 
 

@@ -29,8 +29,11 @@ async def test_fast_path_and_view_record_the_same(token, router, teams, install_
     inner = CountingApp()
     fast = RouteFastPath(inner)
     answer = json.loads((await call(inner, CARD, token=token))[2])  # also caches the token
-    labels = {"outcome": "routed" if answer["reason"] == "routed" else "triaged" if answer["triage"] else "held_back",
-              "team": answer["team"] or "", "reason": answer["reason"]}
+    labels = {
+        "outcome": "routed" if answer["reason"] == "routed" else "triaged" if answer["triage"] else "held_back",
+        "team": answer["team"] or "",
+        "reason": answer["reason"],
+    }
 
     def counts() -> tuple[float, float]:
         return sample("switchboard_route_seconds_count", kind="text"), decisions(**labels)

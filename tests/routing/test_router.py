@@ -16,7 +16,11 @@ from tests.routing.conftest import LABELS_V1
 pytestmark = pytest.mark.django_db
 # No topic words: the tiny model is unsure of these (its topic texts score 1.0 in float64).
 # In-topic texts for the tiny model: routed or low-confidence on any CPU, so the thresholds decide.
-UNSURE_TEXTS = ["my invoice payment was charged twice", "why can i not login to my account today", "the screen shows an error"]
+UNSURE_TEXTS = [
+    "my invoice payment was charged twice",
+    "why can i not login to my account today",
+    "the screen shows an error",
+]
 
 
 def test_predict_returns_a_prediction_per_text(router, teams, install_version):

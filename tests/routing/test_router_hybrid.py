@@ -61,4 +61,6 @@ def test_the_router_serves_the_hybrid_scores(router, teams, versions):
     teams_order = [label for label in hybrid.labels if label in LABELS]
     for prediction, row in zip(router.predict(TEXTS), expected):
         assert prediction.model_version == str(hybrid_version.pk)
-        assert [prediction.scores[t] for t in teams_order] == pytest.approx([row[hybrid.labels.index(t)] for t in teams_order], abs=1e-6)
+        assert [prediction.scores[t] for t in teams_order] == pytest.approx(
+            [row[hybrid.labels.index(t)] for t in teams_order], abs=1e-6
+        )

@@ -42,7 +42,10 @@ def test_served_scores_equal_the_training_time_scores(mixed_model):
     model, tokenizer = mixed_model
     check = model.serving.ood
     ids = encode(tokenizer, TEXTS, model.serving.max_length, model.serving.window_head)
-    outputs = lambda rows: onnx_outputs(model.session, rows, model.pad_id, len(model.labels))
+
+    def outputs(rows):
+        return onnx_outputs(model.session, rows, model.pad_id, len(model.labels))
+
     # int8 activations are quantised per batch, so each side scores the same batches: one text, then all.
     alone = np.array([in_scope_scores(check, *outputs([row]))[0] for row in ids])
     assert np.array([model.score([text]).in_scope[0] for text in TEXTS]) == pytest.approx(alone, rel=1e-5)

@@ -43,7 +43,9 @@ def open_model(install_version, monkeypatch):
     """The v1 model given a format-2 serving block: labels + no-intent, an OOD check, languages."""
     model = LoadedModel.from_version(install_version("v1"))
     labels = [*LABELS_V1, NO_INTENT]
-    serving = Serving(2, 64, 1.0, 0.5, labels, NO_INTENT, OodCheck("centroid_cosine", 0.3, 0.95, np.eye(4, 8)), LANGUAGES)
+    serving = Serving(
+        2, 64, 1.0, 0.5, labels, NO_INTENT, OodCheck("centroid_cosine", 0.3, 0.95, np.eye(4, 8)), LANGUAGES
+    )
     guesses = {"hola, mi tarjeta no funciona": Guess("es", 0.99), "ciao": Guess("it", 0.5)}
     monkeypatch.setattr(loaded_module, "language_check", lambda text, langs: language_check(text, langs, guesses.get))
     return replace(model, labels=tuple(labels), serving=serving)

@@ -59,7 +59,9 @@ def test_promotion_under_load_answers_every_request_wholly_by_one_version(router
             for row, (batch_version, scores) in zip(expected[version], batch):
                 assert batch_version == version
                 assert tuple(scores) == labels[version]
-                assert list(scores.values()) == pytest.approx(list(row[: len(scores)]), abs=1e-6)  # the reserved no-intent label sorts last
+                assert list(scores.values()) == pytest.approx(
+                    list(row[: len(scores)]), abs=1e-6
+                )  # the reserved no-intent label sorts last
 
 
 @pytest.mark.django_db(transaction=True)

@@ -88,8 +88,15 @@ def test_route_schema_states_exactly_one_non_empty_input(request_schema, teams):
     route = request_schema("/api/v1/route", "post")
     for body in ({"text": "card"}, {"texts": ["a", "b"]}, {"messages": ["hi", "card refund"]}):
         assert route.is_valid(body), body
-    for body in ({}, {"text": "a", "texts": ["b"]}, {"texts": ["a"], "messages": ["b"]}, {"text": ""},
-                 {"text": "   "}, {"texts": ["ok", " "]}, {"texts": []}):
+    for body in (
+        {},
+        {"text": "a", "texts": ["b"]},
+        {"texts": ["a"], "messages": ["b"]},
+        {"text": ""},
+        {"text": "   "},
+        {"texts": ["ok", " "]},
+        {"texts": []},
+    ):
         assert not route.is_valid(body), body
 
 

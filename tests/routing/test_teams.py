@@ -8,8 +8,8 @@ from django.utils import timezone
 from chatbot.core.errors import ConflictError, SwitchboardError
 from chatbot.models import Conversation
 from finetune.models import Ticket
-from routing.selectors import team_get_by_slug
 from routing.models import Team
+from routing.selectors import team_get_by_slug
 from routing.teams import model_version_team_gaps, team_directory, team_merge
 
 INVOICE_TEXT = "my invoice payment was charged twice"  # the tiny model's "accounts" topic words
@@ -77,9 +77,16 @@ def test_a_rename_keeps_routing_and_the_slug_cannot_change(router, teams, instal
     """The admin renames a team by its name; a posted slug is ignored; the router answers the new name."""
     install_version("v1", state="active")
     accounts = _teams()["accounts"]
-    response = admin_client.post(f"/admin/routing/team/{accounts.pk}/change/", {
-        "name": "Payments & Invoices", "slug": "payments", "description": "", "active": "on", "members": [],
-    })
+    response = admin_client.post(
+        f"/admin/routing/team/{accounts.pk}/change/",
+        {
+            "name": "Payments & Invoices",
+            "slug": "payments",
+            "description": "",
+            "active": "on",
+            "members": [],
+        },
+    )
     assert response.status_code == 302, response.content
     accounts.refresh_from_db()
     assert (accounts.slug, accounts.name) == ("accounts", "Payments & Invoices")

@@ -18,13 +18,9 @@ class Command(BaseCommand):
         parser.add_argument("file", help="Path to a .csv or .jsonl file.")
         parser.add_argument("--format", choices=FORMATS, help="Default: from the file extension.")
         parser.add_argument("--text-column", default="text", help="Column/key holding the text.")
-        parser.add_argument(
-            "--label-column", help="Column/key holding the label; omit to import unlabelled tickets."
-        )
+        parser.add_argument("--label-column", help="Column/key holding the label; omit to import unlabelled tickets.")
         parser.add_argument("--team-map", help="JSON file mapping label -> team slug or name.")
-        parser.add_argument(
-            "--create-teams", action="store_true", help="Create teams for labels that match none."
-        )
+        parser.add_argument("--create-teams", action="store_true", help="Create teams for labels that match none.")
         parser.add_argument("--source", default=Ticket.Source.IMPORT, choices=Ticket.Source.values)
 
     def handle(self, *args, **options):

@@ -14,13 +14,9 @@ class Command(BaseCommand):
     help = "Create the demo teams, tickets, an admin and one agent per team (idempotent)."
 
     def add_arguments(self, parser):
-        parser.add_argument(
-            "--data-dir", default=str(DEFAULT_DATA_DIR), help="Holds teams.json and tickets.jsonl."
-        )
+        parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help="Holds teams.json and tickets.jsonl.")
         parser.add_argument("--password", help="Password for every new user (default: random, printed).")
-        parser.add_argument(
-            "--reset-passwords", action="store_true", help="Also set new passwords for existing users."
-        )
+        parser.add_argument("--reset-passwords", action="store_true", help="Also set new passwords for existing users.")
 
     def handle(self, *args, **options):
         try:

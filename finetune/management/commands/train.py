@@ -18,7 +18,12 @@ from chatbot.core.errors import SwitchboardError
 from finetune.training import training_run_execute, training_runs_fail_stale
 from finetune.training_queue import training_run_start
 
-ROWS = (("baseline", "TF-IDF + LR baseline"), ("teacher", "teacher"), ("student", "student"), ("int8", "int8 ONNX (served)"))
+ROWS = (
+    ("baseline", "TF-IDF + LR baseline"),
+    ("teacher", "teacher"),
+    ("student", "student"),
+    ("int8", "int8 ONNX (served)"),
+)
 
 
 class Command(BaseCommand):
@@ -26,12 +31,14 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         source = parser.add_mutually_exclusive_group()
-        source.add_argument("--config", help='Training options as JSON, e.g. \'{"epochs": 3}\'.')
+        source.add_argument("--config", help="Training options as JSON, e.g. '{\"epochs\": 3}'.")
         source.add_argument("--config-file", help="A JSON file of training options.")
         parser.add_argument(
             "--queue", action="store_true", help="Hand the run to the worker queue instead of running it here."
         )
-        parser.add_argument("--wait", action="store_true", help="With --queue: show the worker's progress until it ends.")
+        parser.add_argument(
+            "--wait", action="store_true", help="With --queue: show the worker's progress until it ends."
+        )
 
     def handle(self, *args, **options):
         config = self._config(options)

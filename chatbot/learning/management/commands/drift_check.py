@@ -12,10 +12,19 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         group = parser.add_mutually_exclusive_group()
-        group.add_argument("--auto-train", dest="auto_train", action="store_true", default=None,
-                           help="Start a training run when a warning fires (default: DRIFT_AUTO_TRAIN).")
-        group.add_argument("--no-auto-train", dest="auto_train", action="store_false",
-                           help="Only print warnings, whatever DRIFT_AUTO_TRAIN says.")
+        group.add_argument(
+            "--auto-train",
+            dest="auto_train",
+            action="store_true",
+            default=None,
+            help="Start a training run when a warning fires (default: DRIFT_AUTO_TRAIN).",
+        )
+        group.add_argument(
+            "--no-auto-train",
+            dest="auto_train",
+            action="store_false",
+            help="Only print warnings, whatever DRIFT_AUTO_TRAIN says.",
+        )
 
     def handle(self, *args, auto_train: bool | None, **options):
         result = drift_check(auto_train=auto_train)
