@@ -3,6 +3,7 @@ real uvicorn process routing with a real (tiny) ONNX model."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from pathlib import Path
 
@@ -67,6 +68,30 @@ def _console_and_widget(browser, server: str, username: str):
     return console, shop, violations
 
 
+ARTIFACTS = Path(settings.BASE_DIR) / "test-artifacts"
+
+
+@contextlib.contextmanager
+def lead_console(tmp_path, served_model, *, member_of: tuple[str, ...] = (), extra_teams: int = 0):
+    """The LABELS teams (and ``extra_teams`` more), a staff agent "lead" (a member of ``member_of``),
+    a server, and the lead's console beside the widget: yields (console, shop); no CSP violation after."""
+    from playwright.sync_api import sync_playwright
+
+    teams = {slug: Team.objects.create(slug=slug, name=slug.title()) for slug in LABELS}
+    Team.objects.bulk_create([Team(slug=f"product-{i}", name=f"Product {i}") for i in range(extra_teams)])
+    lead = get_user_model().objects.create_user("lead", "lead@example.com", "lead-pass-123", is_staff=True)
+    for slug in member_of:
+        teams[slug].members.add(lead)
+    ARTIFACTS.mkdir(exist_ok=True)
+    with asgi_servers(tmp_path, ["web"], MODEL_STORE=str(served_model)) as (server,):
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            console, shop, violations = _console_and_widget(browser, server, "lead")
+            yield console, shop
+            browser.close()
+    assert violations == []
+
+
 def test_widget_message_reaches_agent_console_and_reply_comes_back(tmp_path, served_model):
     """A customer's widget message lands in Billing's inbox; the agent's reply shows in the widget."""
     from playwright.sync_api import expect, sync_playwright
@@ -74,8 +99,7 @@ def test_widget_message_reaches_agent_console_and_reply_comes_back(tmp_path, ser
     teams = {slug: Team.objects.create(slug=slug, name=slug.title()) for slug in LABELS}
     agent = get_user_model().objects.create_user("bella", "bella@example.com", "bella-pass-123")
     teams["billing"].members.add(agent)
-    artifacts = Path(settings.BASE_DIR) / "test-artifacts"
-    artifacts.mkdir(exist_ok=True)
+    ARTIFACTS.mkdir(exist_ok=True)
 
     with asgi_servers(tmp_path, ["web"], MODEL_STORE=str(served_model)) as (server,):
         with sync_playwright() as playwright:
@@ -101,8 +125,8 @@ def test_widget_message_reaches_agent_console_and_reply_comes_back(tmp_path, ser
             expect(shop.locator(".sb-log .sb-msg").last).to_contain_text(HOSTILE_TEXT)
             # Rendered as text: the markup in the customer's message never became an element.
             assert shop.locator(".sb-log img").count() == 0 and console.locator("#ag-log img").count() == 0
-            shop.screenshot(path=str(artifacts / "chat-widget.png"))
-            console.screenshot(path=str(artifacts / "agent-console.png"))
+            shop.screenshot(path=str(ARTIFACTS / "chat-widget.png"))
+            console.screenshot(path=str(ARTIFACTS / "agent-console.png"))
 
             shop.reload()
             expect(shop.locator(".sb-log .sb-msg")).to_have_count(3, timeout=15000)
@@ -117,32 +141,21 @@ def test_widget_message_reaches_agent_console_and_reply_comes_back(tmp_path, ser
 def test_a_greeting_waits_in_the_console_then_the_question_moves_it_to_its_team(tmp_path, served_model):
     """The customer types "hi": the conversation shows under Waiting, in no team's inbox; the question
     then routes it into Billing's inbox and the widget says so (screenshots of both moments)."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    for slug in LABELS:
-        Team.objects.create(slug=slug, name=slug.title())
-    get_user_model().objects.create_user("lead", "lead@example.com", "lead-pass-123", is_staff=True)
-    artifacts = Path(settings.BASE_DIR) / "test-artifacts"
-    artifacts.mkdir(exist_ok=True)
+    with lead_console(tmp_path, served_model) as (console, shop):
+        shop.fill(".sb-input", "hi")
+        shop.press(".sb-input", "Enter")
+        expect(console.locator('[data-inbox="waiting"] .ag-item')).to_contain_text("hi", timeout=15000)
+        expect(console.locator('[data-inbox="billing"] .ag-item')).to_have_count(0)
+        console.screenshot(path=str(ARTIFACTS / "agent-console-waiting.png"))
 
-    with asgi_servers(tmp_path, ["web"], MODEL_STORE=str(served_model)) as (server,):
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            console, shop, violations = _console_and_widget(browser, server, "lead")
-            shop.fill(".sb-input", "hi")
-            shop.press(".sb-input", "Enter")
-            expect(console.locator('[data-inbox="waiting"] .ag-item')).to_contain_text("hi", timeout=15000)
-            expect(console.locator('[data-inbox="billing"] .ag-item')).to_have_count(0)
-            console.screenshot(path=str(artifacts / "agent-console-waiting.png"))
-
-            shop.fill(".sb-input", "refund my invoice charge payment")
-            shop.press(".sb-input", "Enter")
-            expect(shop.locator(".sb-team")).to_have_text("You're talking to Billing", timeout=15000)
-            expect(console.locator('[data-inbox="billing"] .ag-item')).to_contain_text("hi", timeout=15000)
-            expect(console.locator('[data-inbox="waiting"] .ag-item')).to_have_count(0)
-            console.screenshot(path=str(artifacts / "agent-console-routed.png"))
-            browser.close()
-    assert violations == []
+        shop.fill(".sb-input", "refund my invoice charge payment")
+        shop.press(".sb-input", "Enter")
+        expect(shop.locator(".sb-team")).to_have_text("You're talking to Billing", timeout=15000)
+        expect(console.locator('[data-inbox="billing"] .ag-item')).to_contain_text("hi", timeout=15000)
+        expect(console.locator('[data-inbox="waiting"] .ag-item')).to_have_count(0)
+        console.screenshot(path=str(ARTIFACTS / "agent-console-routed.png"))
 
     conversation = Conversation.objects.select_related("team").get()
     assert conversation.team.slug == "billing" and conversation.routing_reason == "routed"
@@ -151,28 +164,16 @@ def test_a_greeting_waits_in_the_console_then_the_question_moves_it_to_its_team(
 def test_a_staff_agent_of_many_teams_sees_only_the_inboxes_with_conversations(tmp_path, served_model):
     """With 40 teams the console folds the empty team inboxes into one line; the team a customer's
     question reaches appears with it (screenshot)."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    for slug in LABELS:
-        Team.objects.create(slug=slug, name=slug.title())
-    Team.objects.bulk_create([Team(slug=f"product-{i}", name=f"Product {i}") for i in range(37)])
-    get_user_model().objects.create_user("lead", "lead@example.com", "lead-pass-123", is_staff=True)
-    artifacts = Path(settings.BASE_DIR) / "test-artifacts"
-    artifacts.mkdir(exist_ok=True)
-
-    with asgi_servers(tmp_path, ["web"], MODEL_STORE=str(served_model)) as (server,):
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            console, shop, violations = _console_and_widget(browser, server, "lead")
-            expect(console.locator(".ag-quiet")).to_have_text("40 more team inboxes are empty", timeout=15000)
-            shop.fill(".sb-input", CUSTOMER_TEXT)
-            shop.press(".sb-input", "Enter")
-            expect(console.locator('[data-inbox="billing"] .ag-item')).to_contain_text("Refund", timeout=15000)
-            expect(console.locator(".ag-quiet")).to_have_text("39 more team inboxes are empty")
-            assert console.locator(".ag-inbox").count() == 3  # billing, triage, waiting
-            console.screenshot(path=str(artifacts / "agent-console-many-teams.png"))
-            browser.close()
-    assert violations == []
+    with lead_console(tmp_path, served_model, extra_teams=37) as (console, shop):
+        expect(console.locator(".ag-quiet")).to_have_text("40 more team inboxes are empty", timeout=15000)
+        shop.fill(".sb-input", CUSTOMER_TEXT)
+        shop.press(".sb-input", "Enter")
+        expect(console.locator('[data-inbox="billing"] .ag-item')).to_contain_text("Refund", timeout=15000)
+        expect(console.locator(".ag-quiet")).to_have_text("39 more team inboxes are empty")
+        assert console.locator(".ag-inbox").count() == 3  # billing, triage, waiting
+        console.screenshot(path=str(ARTIFACTS / "agent-console-many-teams.png"))
 
 
 def test_admin_api_docs_and_browsable_api_run_under_the_csp(tmp_path, served_model):
@@ -216,34 +217,23 @@ def test_an_agent_marks_small_talk_not_a_request_and_it_waits_again(tmp_path, se
     """Thanks the model took for a billing request: the agent clicks "Not a request" under it; the
     conversation leaves Billing's inbox for Waiting, the message shows as no intent, and a no-intent
     ticket is recorded (screenshot)."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     from finetune.models import Ticket
 
-    teams = {slug: Team.objects.create(slug=slug, name=slug.title()) for slug in LABELS}
-    lead = get_user_model().objects.create_user("lead", "lead@example.com", "lead-pass-123", is_staff=True)
-    teams["billing"].members.add(lead)
-    artifacts = Path(settings.BASE_DIR) / "test-artifacts"
-    artifacts.mkdir(exist_ok=True)
-
-    with asgi_servers(tmp_path, ["web"], MODEL_STORE=str(served_model)) as (server,):
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            console, shop, violations = _console_and_widget(browser, server, "lead")
-            shop.fill(".sb-input", "thanks for the invoice refund payment")
-            shop.press(".sb-input", "Enter")
-            expect(shop.locator(".sb-team")).to_have_text("You're talking to Billing", timeout=15000)
-            item = console.locator('[data-inbox="billing"] .ag-item')
-            expect(item).to_contain_text("thanks for the invoice", timeout=15000)
-            item.first.click()
-            console.click("#ag-log .ag-not-request")
-            expect(console.locator("#ag-log .ag-no-intent")).to_have_text("no intent", timeout=15000)
-            expect(console.locator('[data-inbox="waiting"] .ag-item')).to_contain_text("thanks", timeout=15000)
-            expect(console.locator('[data-inbox="billing"] .ag-item')).to_have_count(0)
-            expect(shop.locator(".sb-team")).to_have_text("Finding the right team for you\u2026", timeout=15000)
-            console.screenshot(path=str(artifacts / "agent-console-not-a-request.png"))
-            browser.close()
-    assert violations == []
+    with lead_console(tmp_path, served_model, member_of=("billing",)) as (console, shop):
+        shop.fill(".sb-input", "thanks for the invoice refund payment")
+        shop.press(".sb-input", "Enter")
+        expect(shop.locator(".sb-team")).to_have_text("You're talking to Billing", timeout=15000)
+        item = console.locator('[data-inbox="billing"] .ag-item')
+        expect(item).to_contain_text("thanks for the invoice", timeout=15000)
+        item.first.click()
+        console.click("#ag-log .ag-not-request")
+        expect(console.locator("#ag-log .ag-no-intent")).to_have_text("no intent", timeout=15000)
+        expect(console.locator('[data-inbox="waiting"] .ag-item')).to_contain_text("thanks", timeout=15000)
+        expect(console.locator('[data-inbox="billing"] .ag-item')).to_have_count(0)
+        expect(shop.locator(".sb-team")).to_have_text("Finding the right team for you\u2026", timeout=15000)
+        console.screenshot(path=str(ARTIFACTS / "agent-console-not-a-request.png"))
 
     conversation = Conversation.objects.get()
     assert conversation.routed_at is None and conversation.routing_reason == "no_intent"
@@ -252,5 +242,5 @@ def test_an_agent_marks_small_talk_not_a_request_and_it_waits_again(tmp_path, se
         "thanks for the invoice refund payment",
         True,
         None,
-        lead,
+        get_user_model().objects.get(username="lead"),
     )
