@@ -8,6 +8,7 @@ per address in fixed one-minute windows in the cache (shared by every process wi
 
 from __future__ import annotations
 
+import ipaddress
 import time
 
 from django.core.cache import cache
@@ -24,9 +25,14 @@ def client_address(scope: dict) -> str:
     return forwarded_client(peer, b",".join(forwarded).decode("latin-1"))
 
 
-def request_client_address(request) -> str:
-    """The same address for a Django request (django-axes counts login failures per address with it)."""
-    return forwarded_client(request.META.get("REMOTE_ADDR") or "unknown", request.META.get("HTTP_X_FORWARDED_FOR", ""))
+def request_client_address(request) -> str | None:
+    """The same address for a Django request (django-axes counts login failures per address with it);
+    None when it is not an IP address (no peer, or a forged forwarded hop): PostgreSQL stores only those."""
+    address = forwarded_client(request.META.get("REMOTE_ADDR") or "", request.META.get("HTTP_X_FORWARDED_FOR", ""))
+    try:
+        return str(ipaddress.ip_address(address.strip()))
+    except ValueError:
+        return None
 
 
 def forwarded_client(peer: str, forwarded: str) -> str:

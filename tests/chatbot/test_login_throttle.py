@@ -68,3 +68,12 @@ async def test_a_few_wrong_passwords_then_the_right_one_logs_in(staff_user):
         assert (await client.post("/agent/login/", WRONG)).status_code == 200
     assert (await client.post("/agent/login/", RIGHT)).status_code == 302 and await _logged_in(client)
     assert not await sync_to_async(AccessAttempt.objects.filter(username="staff", failures_since_start__gt=0).exists)()
+
+
+async def test_a_forwarded_hop_that_is_no_address_is_counted_without_one(staff_user):
+    """A forged X-Forwarded-For that is no address ("unknown"): the failure is still counted, with no
+    address (PostgreSQL's inet column would refuse the text), and the login page answers."""
+    response = await _client_at("unknown").post("/agent/login/", WRONG)
+    assert response.status_code == 200
+    attempt = await sync_to_async(AccessAttempt.objects.get)(username="staff")
+    assert attempt.ip_address is None and attempt.failures_since_start == 1
