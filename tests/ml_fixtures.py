@@ -155,3 +155,18 @@ def make_tiny_artifact(directory: Path, labels: list[str], *, name: str = "1", h
     shutil.rmtree(tmp)
     shutil.copytree(_ARTIFACT_CACHE[key], tmp)
     return publish(tmp, store, name)
+
+
+def install_active_tiny_version(store: Path, labels: list[str]):
+    """make_tiny_artifact published into ``store`` under a new ModelVersion's number, made the active version."""
+    import uuid
+
+    from finetune.ml.artifacts import verify_checksums
+    from routing.models import ModelVersion
+
+    version = ModelVersion.objects.create(artifact_dir=f"pending-{uuid.uuid4().hex}", sha256="")
+    directory = make_tiny_artifact(store, labels, name=str(version.pk))
+    version.artifact_dir, version.sha256 = str(version.pk), verify_checksums(directory)
+    version.labels, version.state = labels, ModelVersion.State.ACTIVE
+    version.save()
+    return version

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import shutil
-import uuid
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
 from chatbot.models import Conversation, Message
-from finetune.ml.artifacts import verify_checksums
 from finetune.models import Ticket
 from routing.models import ModelVersion, Team
 from routing.router import Router
-from tests.ml_fixtures import make_tiny_artifact
+from tests.ml_fixtures import install_active_tiny_version
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -33,11 +31,7 @@ def installation(settings, tmp_path):
     Ticket.objects.create(text="refund my invoice", text_hash="h1", team=teams["accounts"])
     conversation = Conversation.objects.create(team=teams["accounts"])
     Message.objects.create(conversation=conversation, sender=Message.Sender.CUSTOMER, text="refund my invoice")
-    version = ModelVersion.objects.create(artifact_dir=f"pending-{uuid.uuid4().hex}", sha256="")
-    directory = make_tiny_artifact(store, LABELS, name=str(version.pk))
-    version.artifact_dir, version.sha256 = str(version.pk), verify_checksums(directory)
-    version.labels, version.state = LABELS, ModelVersion.State.ACTIVE
-    version.save()
+    install_active_tiny_version(store, LABELS)
     return store
 
 

@@ -4,7 +4,6 @@ real uvicorn process routing with a real (tiny) ONNX model."""
 from __future__ import annotations
 
 import contextlib
-import uuid
 from pathlib import Path
 
 import pytest
@@ -12,11 +11,10 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 
 from chatbot.models import Conversation, Message
-from finetune.ml.artifacts import verify_checksums
-from routing.models import ModelVersion, Team
+from routing.models import Team
 from tests.chatbot.servers import asgi_servers
 from tests.csp_console import csp_violations
-from tests.ml_fixtures import make_tiny_artifact
+from tests.ml_fixtures import install_active_tiny_version
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -41,11 +39,7 @@ HOSTILE_TEXT = "<img src=x onerror=alert(1)> thanks"
 def served_model(tmp_path) -> Path:
     """An active model version in a private model store, trained on synthetic billing/login/tech tickets."""
     store = tmp_path / "models"
-    version = ModelVersion.objects.create(artifact_dir=f"pending-{uuid.uuid4().hex}", sha256="")
-    directory = make_tiny_artifact(store, LABELS, name=str(version.pk))
-    version.artifact_dir, version.sha256 = str(version.pk), verify_checksums(directory)
-    version.labels, version.state = LABELS, ModelVersion.State.ACTIVE
-    version.save()
+    install_active_tiny_version(store, LABELS)
     return store
 
 
