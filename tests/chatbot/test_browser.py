@@ -12,23 +12,13 @@ from django.contrib.auth import get_user_model
 
 from chatbot.models import Conversation, Message
 from routing.models import Team
+from tests.browser import chromium_launch
 from tests.chatbot.servers import asgi_servers
 from tests.csp_console import csp_violations
 from tests.ml_fixtures import install_active_tiny_version
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 LABELS = ["billing", "login", "tech"]
 CUSTOMER_TEXT = "Refund my invoice charge payment price bill"
 # Sent after the agent's reply, when routing no longer moves the conversation: markup must stay text.
@@ -79,7 +69,7 @@ def lead_console(tmp_path, served_model, *, member_of: tuple[str, ...] = (), ext
     ARTIFACTS.mkdir(exist_ok=True)
     with asgi_servers(tmp_path, ["web"], MODEL_STORE=str(served_model)) as (server,):
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            browser = chromium_launch(playwright)
             console, shop, violations = _console_and_widget(browser, server, "lead")
             yield console, shop
             browser.close()
@@ -97,7 +87,7 @@ def test_widget_message_reaches_agent_console_and_reply_comes_back(tmp_path, ser
 
     with asgi_servers(tmp_path, ["web"], MODEL_STORE=str(served_model)) as (server,):
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            browser = chromium_launch(playwright)
             console, shop, violations = _console_and_widget(browser, server, "bella")
             shop.fill(".sb-input", CUSTOMER_TEXT)
             shop.press(".sb-input", "Enter")
@@ -183,7 +173,7 @@ def test_admin_api_docs_and_browsable_api_run_under_the_csp(tmp_path, served_mod
     run = TrainingRun.objects.create(started_by=staff)
     with asgi_servers(tmp_path, ["web"], MODEL_STORE=str(served_model)) as (server,):
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            browser = chromium_launch(playwright)
             page = browser.new_page()
             violations = csp_violations(page)
             response = page.goto(f"{server}/admin/login/")

@@ -7,20 +7,9 @@ from pathlib import Path
 import pytest
 
 from finetune.models import Ticket
+from tests.browser import CHROMIUM, chromium_launch
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def _label_with_keyboard(base_url: str) -> list[str]:
@@ -29,7 +18,7 @@ def _label_with_keyboard(base_url: str) -> list[str]:
 
     shown = []
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = chromium_launch(playwright)
         page = browser.new_page()
         page.goto(f"{base_url}/admin/login/?next=/admin/finetune/label-next/")
         page.fill("#id_username", "staff")
