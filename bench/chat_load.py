@@ -159,15 +159,15 @@ def servers_start(database_url: str, args, store: Path, logs: Path) -> list[tupl
 WS_MAX_SIZE = 65536
 
 
-def server_command(server: str, port: int) -> list[str]:
+def server_command(server: str, port: int, application: str = "chatbot.project.asgi:application") -> list[str]:
     binary = str(Path(sys.executable).with_name(server))
     if server == "daphne":
-        return [binary, "-b", "127.0.0.1", "-p", str(port), "chatbot.project.asgi:application"]
+        return [binary, "-b", "127.0.0.1", "-p", str(port), application]
     # As the README's "At scale" runs it (per-message deflate on, uvicorn's default: turning it
     # off made no difference beyond this machine's noise at 500 sockets).
     return [
         binary,
-        "chatbot.project.asgi:application",
+        application,
         "--host",
         "127.0.0.1",
         "--port",

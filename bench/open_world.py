@@ -157,12 +157,20 @@ def model_prepare(tree: Path, env: dict, artifact: Path | None, args, work: Path
         raise SystemExit(f"manage.py train in {tree} did not promote its model:\n{report[-2000:]}")
 
 
+def project_modules(tree: Path) -> tuple[str, str]:
+    """(settings module, ASGI application) of a tree; releases before the layering kept both in chatbot/."""
+    if (tree / "chatbot" / "project" / "settings.py").is_file():
+        return "chatbot.project.settings", "chatbot.project.asgi:application"
+    return "chatbot.settings", "chatbot.asgi:application"
+
+
 class Release:
     """One release's server: its tree, database and model; started by ``start``, ended by ``stop``."""
 
     def __init__(self, name: str, tree: Path, work: Path, database_url: str | None, artifact: Path | None):
         self.name, self.tree, self.work = name, tree, work
         self.env = release_env(work, database_url)
+        self.env["DJANGO_SETTINGS_MODULE"], self.application = project_modules(tree)
         self.env["BENCH_TEAM_NAMES"] = json.dumps(banking77_team_names())
         if artifact is not None:
             self.env["BENCH_ARTIFACT"] = str(artifact.resolve())
@@ -175,7 +183,11 @@ class Release:
         log_path = self.work / "server.log"
         with open(log_path, "ab") as log:
             self.process = subprocess.Popen(
-                server_command("uvicorn", self.port), cwd=self.tree, env=self.env, stdout=log, stderr=subprocess.STDOUT
+                server_command("uvicorn", self.port, self.application),
+                cwd=self.tree,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         try:
             wait_healthy(self.port)

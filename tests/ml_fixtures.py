@@ -94,6 +94,8 @@ def tiny_config(base_model: Path, **overrides):
         min_teacher_steps=0,
         min_distil_steps=0,
         student_layers=2,
+        # Off here, so the shared tiny runs train as they did; test_ml_augment.py runs it on.
+        augment_copies=0,
     )
     return TrainConfig(**{**values, **overrides})
 

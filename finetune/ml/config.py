@@ -73,6 +73,9 @@ class TrainConfig:
     # Passes over labelled + unlabelled texts: the 3-layer student still gains up to this many.
     distil_epochs: int = 5
     distil_lr: float = 2e-4  # student peak learning rate
+    # Without an unlabelled pool, noisy copies of the train texts (finetune/ml/augment.py), scored by the
+    # teacher, fill the distillation set up to this many extra texts per train text; a pool counts first. 0 = off.
+    augment_copies: int = 2
     kd_temperature: float = 2.0  # softmax temperature of the distillation targets
     kd_alpha: float = 0.5  # weight of KL·T² vs CE on gold labels (KL alone for unlabelled)
     seed: int = 13  # seeds splits, init, shuffling: the same data gives the same model
@@ -150,7 +153,14 @@ class TrainConfig:
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("patience", "threads", "max_unlabelled", "min_teacher_steps", "min_distil_steps"):
+        for name in (
+            "patience",
+            "threads",
+            "max_unlabelled",
+            "min_teacher_steps",
+            "min_distil_steps",
+            "augment_copies",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be 0 or more, got {getattr(self, name)}")
         if not 0 <= self.label_smoothing < 1:

@@ -118,7 +118,8 @@ def model_card(metrics: dict) -> str:
         "## Data",
         f"Teams ({len(metrics['labels'])}): {', '.join(metrics['labels'])}.",
         f"Labelled tickets: {data['train']} train, {data['val']} validation, {data['test']} test; "
-        f"{data['unlabelled']} unlabelled texts used for distillation.",
+        f"{data['unlabelled']} unlabelled texts used for distillation"
+        + (f", and {data['augmented']} noisy copies of train texts." if data.get("augmented") else "."),
         "",
         "## Training",
         f"Teacher: `{config['base_model']}` ({_teachers(config)}{config['method']} fine-tuning, {config['epochs']} epochs max, "
