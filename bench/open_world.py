@@ -56,9 +56,11 @@ from routing.models import ModelVersion, Team
 artifact, store = Path(os.environ["BENCH_ARTIFACT"]), Path(os.environ["MODEL_STORE"])
 names = json.loads(os.environ["BENCH_TEAM_NAMES"])
 labels = json.loads((artifact / "labels.json").read_text())
-reserved = set(json.loads((artifact / "serving.json").read_text()).get("reserved_labels", []))
+serving = json.loads((artifact / "serving.json").read_text())
+# Not teams: the reserved labels (format 2 names its no-intent label, "~no_intent"; older, "_" labels).
+reserved = set(serving.get("reserved_labels", [])) | {serving.get("no_intent_label")}
 for label in labels:
-    if label not in reserved and not label.startswith("_"):
+    if label not in reserved and not label.startswith(("_", "~")):
         Team.objects.get_or_create(slug=label, defaults={"name": names.get(label, label)})
 shutil.copytree(artifact, store / "bench")
 ModelVersion.objects.create(artifact_dir="bench", sha256=verify_checksums(store / "bench"), labels=labels,
@@ -167,11 +169,20 @@ def project_modules(tree: Path) -> tuple[str, str]:
 class Release:
     """One release's server: its tree, database and model; started by ``start``, ended by ``stop``."""
 
-    def __init__(self, name: str, tree: Path, work: Path, database_url: str | None, artifact: Path | None):
+    def __init__(
+        self,
+        name: str,
+        tree: Path,
+        work: Path,
+        database_url: str | None,
+        artifact: Path | None,
+        team_names: dict[str, str] | None = None,
+    ):
+        """``team_names``: the names of the teams the artifact's labels create (default: Banking77's)."""
         self.name, self.tree, self.work = name, tree, work
         self.env = release_env(work, database_url)
         self.env["DJANGO_SETTINGS_MODULE"], self.application = project_modules(tree)
-        self.env["BENCH_TEAM_NAMES"] = json.dumps(banking77_team_names())
+        self.env["BENCH_TEAM_NAMES"] = json.dumps(banking77_team_names() if team_names is None else team_names)
         if artifact is not None:
             self.env["BENCH_ARTIFACT"] = str(artifact.resolve())
         self.artifact = artifact

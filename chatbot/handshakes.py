@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import time
 
+from asgiref.sync import sync_to_async
 from django.core.cache import cache
 
 from chatbot.core.conf import setting
@@ -51,11 +52,19 @@ async def handshake_allowed(scope: dict) -> bool:
     if limit <= 0:
         return True
     window = int(time.time() // WINDOW_SECONDS)
-    key = f"chat-handshakes:{client_address(scope)}:{window}"
-    await cache.aadd(key, 0, timeout=2 * WINDOW_SECONDS)
-    try:
-        count = await cache.aincr(key)
-    except ValueError:  # expired between add and incr: this is the window's first handshake
-        await cache.aset(key, 1, timeout=2 * WINDOW_SECONDS)
-        count = 1
+    count = await sync_to_async(_handshake_count)(f"chat-handshakes:{client_address(scope)}:{window}")
     return count <= limit
+
+
+def _handshake_count(key: str) -> int:
+    """Count one more handshake under ``key``; the window's count so far.
+
+    The sync ``incr``: atomic in Redis (INCRBY) and in the local-memory cache (under its lock).
+    Django's async ``aincr`` is a get then a set, so handshakes arriving together lost their counts.
+    """
+    cache.add(key, 0, timeout=2 * WINDOW_SECONDS)
+    try:
+        return cache.incr(key)
+    except ValueError:  # expired between add and incr: this is the window's first handshake
+        cache.set(key, 1, timeout=2 * WINDOW_SECONDS)
+        return 1

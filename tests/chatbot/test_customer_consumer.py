@@ -288,6 +288,20 @@ async def test_handshakes_over_the_limit_per_address_are_refused(teams, settings
         await socket.disconnect()
 
 
+async def test_concurrent_handshakes_are_all_counted(settings):
+    """Handshakes from one address arriving together each count: 20 at once with a limit of 5 let
+    exactly 5 in (Django's async ``aincr`` is a get then a set: concurrent ones lost their counts)."""
+    import asyncio
+
+    from chatbot.handshakes import handshake_allowed
+
+    settings.SWITCHBOARD = {**settings.SWITCHBOARD, "CHAT_HANDSHAKES_PER_MINUTE": 5}
+    scope = {"client": ("203.0.113.77", 5000), "headers": []}
+    allowed = await asyncio.gather(*(handshake_allowed(scope) for _ in range(20)))
+    assert sum(allowed) == 5
+    assert not await handshake_allowed(scope)
+
+
 @pytest.mark.parametrize(
     ("proxies", "forwarded", "expected"),
     [
