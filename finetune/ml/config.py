@@ -59,6 +59,10 @@ class TrainConfig:
     min_teacher_steps: int = 250  # few tickets: epochs repeat the data so the teacher gets this many steps
     # Same for the student: an under-trained student's near-ties flip under int8 and fail the parity gate.
     min_distil_steps: int = 300
+    # Domain-adaptive continued pretraining (finetune/ml/domain.py): at least this many masked-LM steps on the
+    # train and unlabelled texts before the teacher trains; 0 = off (it did not help on the data measured).
+    mlm_steps: int = 0
+    mlm_lr: float = 5e-5  # its peak learning rate
     # Teacher peak lr; 0 = 2e-4 for full, 1e-3 for LoRA (the best of the rates tried).
     lr: float = 0.0
     weight_decay: float = 0.01  # AdamW weight decay (teacher and student)
@@ -167,6 +171,8 @@ class TrainConfig:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 0 <= self.kd_alpha <= 1:
             raise ConfigError(f"kd_alpha must be in [0, 1], got {self.kd_alpha}")
+        if self.mlm_lr <= 0:
+            raise ConfigError(f"mlm_lr must be positive, got {self.mlm_lr}")
         if self.kd_temperature <= 0:
             raise ConfigError(f"kd_temperature must be positive, got {self.kd_temperature}")
         if not 0 < self.language_min_share <= 1 or self.language_min_count < 1:

@@ -27,6 +27,7 @@ from .baseline import score_baseline
 from .config import TrainConfig
 from .data import encode, predict_logits
 from .distil import train_student
+from .domain import adapted_config
 from .errors import Cancelled, PipelineError
 from .evaluate import classification_metrics, file_size_mb, latency_ms, onnx_latency_ms
 from .export import check_parity, export_int8, onnx_logits, onnx_session
@@ -393,8 +394,12 @@ def _run(
     scratch.mkdir()
     report("split", 1.0, f"{len(data.y['train'])} train, {len(data.y['val'])} val, {len(data.y['test'])} test")
     watch.lap("split")
-    # 2. teacher
-    teacher, teacher_history = teach(config, data, pad_id, report)
+    # 2. teacher, from the base model or (mlm_steps > 0) the base adapted to these texts
+    adapt_hook = lambda fraction, message: report("teacher", 0.0, f"domain adaptation (MLM): {message}")  # noqa: E731
+    teacher_config, mlm_history = adapted_config(
+        config, data.ids["train"] + data.ids["unlabelled"], tokenizer, scratch / "adapted", adapt_hook
+    )
+    teacher, teacher_history = teach(teacher_config, data, pad_id, report)
     logits = {"teacher": predict_logits(teacher, data.ids[data.eval_split], pad_id, bf16=config.bf16)}
     watch.lap("teacher")
     # 3. student, distilled from the teacher on every text we have
@@ -421,7 +426,7 @@ def _run(
         evaluated_on=data.eval_split,
         notes=data.notes,
         parity=parity,
-        history={"teacher": teacher_history, "student": student_history},
+        history={"teacher": teacher_history, "student": student_history, "mlm": mlm_history},
         timings_s=watch.timings,
         config=config.to_dict(),
     )
