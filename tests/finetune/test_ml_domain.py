@@ -30,7 +30,9 @@ def test_a_missing_mlm_head_starts_as_an_identity_transform(tiny_base_model):
     model = masked_lm(str(tiny_base_model))  # the tiny base is a BertModel: no MLM head saved
     dense = model.cls.predictions.transform.dense
     assert torch.equal(dense.weight, torch.eye(dense.weight.shape[0]))
-    assert model.get_output_embeddings().weight.data_ptr() == model.base_model.embeddings.word_embeddings.weight.data_ptr()
+    assert (
+        model.get_output_embeddings().weight.data_ptr() == model.base_model.embeddings.word_embeddings.weight.data_ptr()
+    )
 
 
 def test_mlm_steps_move_the_encoder_and_lower_the_loss(tiny_base_model, tmp_path):
@@ -51,7 +53,7 @@ def test_mlm_steps_move_the_encoder_and_lower_the_loss(tiny_base_model, tmp_path
 
 def test_the_pipeline_trains_its_teacher_from_the_adapted_encoder(tiny_base_model, tmp_path):
     examples, unlabelled = tiny_examples(TINY_LABELS)
-    config = tiny_config(tiny_base_model, mlm_steps=20)
+    config = tiny_config(tiny_base_model, mlm_steps=20, epochs=3, distil_epochs=3)
     events = []
     result = run_pipeline(
         config=config,
