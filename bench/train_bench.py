@@ -57,6 +57,10 @@ MODELS = [
 def load(args) -> Dataset:
     if args.train_csv:
         return load_csv_pair(args.train_csv, args.test_csv)
+    if args.teams == "intents":  # the published setting: each intent its own team
+        if args.dataset == "bitext":
+            raise SystemExit("--teams intents: Banking77 or CLINC150 only")
+        return {"banking77": load_banking77, "clinc150": load_clinc150}[args.dataset](args.data_root, intents=True)
     return {"banking77": load_banking77, "clinc150": load_clinc150, "bitext": load_bitext}[args.dataset](args.data_root)
 
 
@@ -214,6 +218,9 @@ def main() -> None:
         choices=["pooled", "product"],
         default="pooled",
         help="pooled: the rest of the pool is unlabelled distillation input; product: labelled tickets only",
+    )
+    parser.add_argument(
+        "--teams", choices=["product", "intents"], default="product", help="teams.json's teams, or one per intent"
     )
     parser.add_argument("--keep", type=Path, help="copy each run's artifact into this folder")
     parser.add_argument("--data-root", type=Path, default=DATA_ROOT)
