@@ -34,22 +34,24 @@ def _read_csv(path: Path, text_col: str, label_col: str, mapping: dict[str, str]
     return [(text, mapping[label] if mapping else label) for text, label in rows]
 
 
-def load_banking77(root: Path = DATA_ROOT) -> Dataset:
-    """Banking77's 77 intents mapped to 8 product teams by teams.json."""
-    teams = json.loads((root / "banking77" / "teams.json").read_text())
+def load_banking77(root: Path = DATA_ROOT, intents: bool = False) -> Dataset:
+    """Banking77's 77 intents mapped to 8 product teams by teams.json (``intents``: each intent a team)."""
+    teams = None if intents else json.loads((root / "banking77" / "teams.json").read_text())
     return Dataset(
-        "banking77",
+        "banking77-intents" if intents else "banking77",
         _read_csv(root / "banking77" / "train.csv", "text", "category", teams),
         _read_csv(root / "banking77" / "test.csv", "text", "category", teams),
     )
 
 
-def load_clinc150(root: Path = DATA_ROOT) -> Dataset:
-    """CLINC150's 150 intents mapped to 10 domains; its out-of-scope test texts kept aside."""
+def load_clinc150(root: Path = DATA_ROOT, intents: bool = False) -> Dataset:
+    """CLINC150's 150 intents mapped to 10 domains (``intents``: each intent a team); its
+    out-of-scope test texts kept aside."""
     data = json.loads((root / "clinc150" / "data_full.json").read_text())
-    teams = json.loads((root / "clinc150" / "teams.json").read_text())
+    domains = json.loads((root / "clinc150" / "teams.json").read_text())
+    teams = {intent: intent for intent in domains} if intents else domains
     return Dataset(
-        "clinc150",
+        "clinc150-intents" if intents else "clinc150",
         [(text, teams[intent]) for text, intent in data["train"]],
         [(text, teams[intent]) for text, intent in data["test"]],
         [text for text, _ in data["oos_test"]],

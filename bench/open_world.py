@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import http.client
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -96,7 +97,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--baseline-artifact", type=Path, help="the baseline's model (default: as --artifact/--train)")
     parser.add_argument("--baseline-ref", default="b2d4983", help="the release to compare with ('none': skip it)")
     parser.add_argument("--clinc-artifact", type=Path, help="a model trained on CLINC150 in-scope (optional)")
-    parser.add_argument("--baseline-clinc-artifact", type=Path, help="default: --clinc-artifact")
+    parser.add_argument(
+        "--baseline-clinc-artifact", help="default: --clinc-artifact; 'none': no CLINC150 row for the baseline"
+    )
+    parser.add_argument("--keep", type=Path, help="copy each release's trained model into DIR/<release> (--train)")
     parser.add_argument("--clinc-in-scope", type=int, default=4500, help="in-scope CLINC150 test texts (seeded)")
     parser.add_argument("--questions", type=int, default=300, help="Banking77 test questions (seeded sample)")
     parser.add_argument("--train-tickets", type=int, default=3000)
@@ -157,6 +161,8 @@ def model_prepare(tree: Path, env: dict, artifact: Path | None, args, work: Path
     report = manage(tree, env, "train")
     if "PROMOTED" not in report:  # the promotion gate refused it: nothing would serve
         raise SystemExit(f"manage.py train in {tree} did not promote its model:\n{report[-2000:]}")
+    if args.keep:  # e.g. to measure again with --artifact / --baseline-artifact, without training
+        shutil.copytree(env["MODEL_STORE"], args.keep / work.parent.name, dirs_exist_ok=True)
 
 
 def project_modules(tree: Path) -> tuple[str, str]:
@@ -395,6 +401,14 @@ def print_report(results: dict[str, dict], args) -> None:
         print("CLINC150 skipped: no --clinc-artifact (a model trained on CLINC150 in-scope) given.")
 
 
+def baseline_clinc(args) -> Path | None:
+    """The baseline's CLINC150 model: its own, else the current one's, or none (an older release
+    cannot read a newer artifact format)."""
+    if args.baseline_clinc_artifact == "none":
+        return None
+    return Path(args.baseline_clinc_artifact) if args.baseline_clinc_artifact else args.clinc_artifact
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     questions = sets.questions_sample(load_banking77().test, args.questions, args.seed)
@@ -415,7 +429,7 @@ def main(argv=None) -> None:
                     args,
                     args.baseline_artifact or args.artifact,
                     args.baseline_database_url,
-                    args.baseline_clinc_artifact or args.clinc_artifact,
+                    baseline_clinc(args),
                     inputs,
                 )
         print(f"current ({ROOT})", flush=True)

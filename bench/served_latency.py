@@ -82,10 +82,51 @@ def time_turns(named: dict, texts: list[str], warmup: int = 50) -> dict[str, lis
     return seconds
 
 
+def stage_turns(model, texts: list[str], warmup: int = 50) -> dict[str, list[float]]:
+    """CPU seconds of each stage of one message's route, the stages run in turn on every text with
+    the model's own parts: tokenizer, ONNX session, TF-IDF term, OOD score, language check, and the
+    decision (team scores and reason) that LoadedModel.predict adds on top."""
+    from finetune.ml.ood import POOLED_METHODS, in_scope_scores
+    from routing.loaded_model import language_check
+
+    serving, ood = model.serving, model.serving.ood
+    outputs = ["logits", "pooled"] if ood is not None and ood.method in POOLED_METHODS else ["logits"]
+    teams = {}
+
+    def stages(text: str) -> dict:
+        state = {}
+        return {
+            "tokenizer": lambda: state.update(ids=model.tokenizer.encode(text).ids),
+            "onnx session": lambda: state.update(out=model.session.run(outputs, model._feed([state["ids"]]))),
+            "tfidf term": lambda: (
+                serving.hybrid.logits(state["out"][0].astype(np.float64), [text]) if serving.hybrid else None
+            ),
+            "ood score": lambda: (
+                in_scope_scores(ood, state["out"][0].astype(np.float64), state["out"][1] if len(outputs) > 1 else None)
+                if ood is not None
+                else None
+            ),
+            "language check": lambda: language_check(text, serving.languages),
+            "whole predict": lambda: model.predict([text], teams=teams, default_threshold=0.5),
+        }
+
+    for text in texts[:warmup]:
+        for run in stages(text).values():
+            run()
+    seconds: dict[str, list[float]] = {}
+    for text in texts:
+        for name, run in stages(text).items():
+            start = time.process_time()
+            run()
+            seconds.setdefault(name, []).append(time.process_time() - start)
+    return seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--artifact", type=Path, action="append", required=True)
     parser.add_argument("--texts", type=int, default=2000, help="Banking77 test texts, each routed once per router")
+    parser.add_argument("--stages", action="store_true", help="also time each stage of the first artifact's route")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     texts = [text for text, _ in _read_csv(DATA_ROOT / "banking77" / "test.csv", "text", "category")][: args.texts]
@@ -107,7 +148,11 @@ def main() -> None:
                 artifacts[f"{artifact.name} (student alone)"] = student_only_copy(
                     artifact, Path(tmp) / f"alone-{index}"
                 )
-        seconds = time_turns(routers(artifacts, Path(tmp) / "store"), texts)
+        named = routers(artifacts, Path(tmp) / "store")
+        seconds = time_turns(named, texts)
+        if args.stages:
+            first = named[args.artifact[0].name].state().model
+            seconds.update({f"  stage: {k}": v for k, v in stage_turns(first, texts).items()})
     results = {
         name: {
             "p50_ms": 1000 * float(np.percentile(s, 50)),

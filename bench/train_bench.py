@@ -39,7 +39,6 @@ from bench.common import (  # noqa: E402
     parse_size,
     stratified_sample,
 )
-from finetune.ml.calibrate import softmax  # noqa: E402
 from finetune.ml.config import TrainConfig  # noqa: E402
 from finetune.ml.evaluate import latency_ms  # noqa: E402
 from finetune.ml.export import onnx_session  # noqa: E402
@@ -58,6 +57,10 @@ MODELS = [
 def load(args) -> Dataset:
     if args.train_csv:
         return load_csv_pair(args.train_csv, args.test_csv)
+    if args.teams == "intents":  # the published setting: each intent its own team
+        if args.dataset == "bitext":
+            raise SystemExit("--teams intents: Banking77 or CLINC150 only")
+        return {"banking77": load_banking77, "clinc150": load_clinc150}[args.dataset](args.data_root, intents=True)
     return {"banking77": load_banking77, "clinc150": load_clinc150, "bitext": load_bitext}[args.dataset](args.data_root)
 
 
@@ -113,29 +116,14 @@ def student_latency(artifact: Path, texts: list[str]) -> dict:
     return {"int8_end_to_end": latency_ms(route, texts, limit=500)}
 
 
-def out_of_scope_report(artifact: Path, texts: list[str]) -> dict:
-    """How the served confidence (the student's, or the hybrid's) treats texts that belong to no team: share sent to triage."""
-    from tokenizers import Tokenizer
-
-    from finetune.ml.artifact_format import read_serving
-
-    serving = read_serving(artifact)
-    tokenizer = Tokenizer.from_file(str(artifact / "tokenizer.json"))
-    session = onnx_session(artifact / "model.onnx", 1)
-    confidences = []
-    for text in texts:
-        ids = np.asarray([tokenizer.encode(text).ids], dtype=np.int64)
-        logits = session.run(["logits"], {"input_ids": ids, "attention_mask": np.ones_like(ids)})[0].astype(np.float64)
-        if serving.hybrid is not None:
-            logits = serving.hybrid.logits(logits, [text])
-        confidences.append(softmax(logits, serving.temperature).max())
-    confidences = np.asarray(confidences)
-    return {
-        "n": len(texts),
-        "threshold": serving.triage_threshold,
-        "share_to_triage": float((confidences < serving.triage_threshold).mean()),
-        "median_confidence": float(np.median(confidences)),
-    }
+def open_world_row(metrics: dict) -> dict:
+    """The pipeline's own open-world figures: held-back shares by the served rule (no-intent wins,
+    out of scope, or below the triage threshold) and the OOD score's AUROC / FPR at 95 % in-scope."""
+    figures = metrics["open_world"]
+    row = {key: value for key, value in figures.items() if key.startswith("held_back_")}
+    for key in ("out_of_scope_auroc", "out_of_scope_fpr_at_95", "ood"):
+        row[key] = figures.get(key)
+    return row
 
 
 def run_size(dataset: Dataset, spec: str, args) -> dict:
@@ -152,6 +140,7 @@ def run_size(dataset: Dataset, spec: str, args) -> dict:
             examples=examples,
             unlabelled=unlabelled,
             work_dir=Path(tmp) / "artifact",
+            out_of_scope=dataset.out_of_scope or None,
             progress=(lambda s, p, m: print(f"  [{spec}] {s} {p:5.1f}% {m}", file=sys.stderr))
             if args.verbose
             else None,
@@ -172,8 +161,8 @@ def run_size(dataset: Dataset, spec: str, args) -> dict:
             "int8": result.metrics["latency_ms"]["int8"],
             **student_latency(result.artifact_dir, texts),
         }
-        if dataset.out_of_scope:
-            row["out_of_scope"] = out_of_scope_report(result.artifact_dir, dataset.out_of_scope)
+        row["open_world"] = open_world_row(result.metrics)
+        row["augmented"] = result.metrics["data"]["augmented"]
         row["calibration"] = result.metrics["calibration"]
         if args.keep:  # e.g. for Router.predict timings of the served artifact
             shutil.copytree(
@@ -199,10 +188,20 @@ def print_table(dataset: Dataset, rows: list[dict], latency: dict) -> None:
             )
         choice = row["served_model"]
         print(f"{'':>8} served: {choice['kind']} (TF-IDF weight {choice['tfidf_weight']:.2f}); {choice['reason']}")
-        if "out_of_scope" in row:
-            oos = row["out_of_scope"]
+        print(
+            f"{'':>8} distilled on {row['augmented']} noisy copies of train texts beside {row['unlabelled']} unlabelled"
+        )
+        world = row["open_world"]
+        held = ", ".join(
+            f"{key[len('held_back_') :]} {100 * v['share']:.1f}% of {v['n']}"
+            for key, v in world.items()
+            if key.startswith("held_back_") and v["share"] is not None
+        )
+        print(f"{'':>8} held back (served rule): {held}")
+        if world.get("out_of_scope_auroc") is not None:
             print(
-                f"{'':>8} out-of-scope: {100 * oos['share_to_triage']:.1f}% of {oos['n']} sent to triage at threshold {oos['threshold']:.3f}"
+                f"{'':>8} out-of-scope vs in-scope test, OOD score ({world['ood']['method']}): "
+                f"AUROC {world['out_of_scope_auroc']:.3f}, FPR at 95% in-scope recall {world['out_of_scope_fpr_at_95']:.3f}"
             )
     e2e, hf = rows[-1]["latency_ms"]["int8_end_to_end"], latency["teacher_hf_pipeline"]
     print(
@@ -219,6 +218,9 @@ def main() -> None:
         choices=["pooled", "product"],
         default="pooled",
         help="pooled: the rest of the pool is unlabelled distillation input; product: labelled tickets only",
+    )
+    parser.add_argument(
+        "--teams", choices=["product", "intents"], default="product", help="teams.json's teams, or one per intent"
     )
     parser.add_argument("--keep", type=Path, help="copy each run's artifact into this folder")
     parser.add_argument("--data-root", type=Path, default=DATA_ROOT)

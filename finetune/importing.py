@@ -1,7 +1,8 @@
 """Import tickets from CSV or JSONL: validate every row first, then write all or nothing.
 
 One service, :func:`tickets_import`, serves the admin upload form and ``manage.py
-import_tickets``. Duplicates (same normalised text, within the file or already stored) are
+import_tickets``. A ``no_intent`` column (CSV) or key (JSONL), as ``export_tickets`` writes it,
+marks rows "not a request"; files without it import as before. Duplicates (same normalised text, within the file or already stored) are
 skipped and counted; any bad row, unknown label or unreadable file means nothing is written.
 """
 
@@ -33,6 +34,10 @@ FORMATS = ("csv", "jsonl")
 MAX_REPORTED_ERRORS = 200
 _LOOKUP_CHUNK = 900  # stays under SQLite's bound-parameter limit
 _CREATE_BATCH = 1000
+# The column/key that marks a row "not a request" (Ticket.no_intent), as the export writes it.
+NO_INTENT_COLUMN = "no_intent"
+_TRUE = {"1", "true", "yes"}
+_FALSE = {"", "0", "false", "no"}
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,7 @@ class ImportReport:
     imported: int = 0
     duplicates: int = 0
     unlabelled: int = 0
+    not_a_request: int = 0
     # Team name -> tickets imported with that label.
     per_team: dict[str, int] = field(default_factory=dict)
     created_teams: list[str] = field(default_factory=list)
@@ -75,6 +81,8 @@ class ImportReport:
         if self.created_teams:
             lines.append(f"Created teams: {', '.join(self.created_teams)}.")
         lines += [f"  {name}: {count}" for name, count in sorted(self.per_team.items())]
+        if self.not_a_request:
+            lines.append(f"  (not a request): {self.not_a_request}")
         if self.unlabelled:
             lines.append(f"  (unlabelled): {self.unlabelled}")
         return lines
@@ -85,6 +93,19 @@ class _Row:
     line: int
     text: str
     label: str | None
+    no_intent: bool = False
+
+
+def _no_intent_value(value: object, line: int, report: ImportReport) -> bool | None:
+    """A no_intent cell or value as a bool; None (with an error) when it is neither yes nor no."""
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().casefold() in _TRUE | _FALSE:
+        return value.strip().casefold() in _TRUE
+    report.add_error(line, f"'{NO_INTENT_COLUMN}' must be 1 or 0 (true or false), got {value!r}.")
+    return None
 
 
 def _read_limited(stream_or_path: str | Path | IO[bytes], report: ImportReport) -> bytes | None:
@@ -148,6 +169,7 @@ def _csv_rows(text: str, text_column: str, label_column: str | None, report: Imp
         return
     text_at = header.index(text_column)
     label_at = header.index(label_column) if label_column is not None else None
+    no_intent_at = header.index(NO_INTENT_COLUMN) if NO_INTENT_COLUMN in header else None
     line = reader.line_num + 1
     while True:
         try:
@@ -158,18 +180,22 @@ def _csv_rows(text: str, text_column: str, label_column: str | None, report: Imp
             report.add_error(line, f"Malformed CSV: {exc}.")
             return
         if values:  # csv skips nothing itself: blank lines arrive as []
-            yield _csv_row(line, values, header, text_at, label_at, report)
+            yield _csv_row(line, values, header, (text_at, label_at, no_intent_at), report)
         line = reader.line_num + 1
 
 
 def _csv_row(
-    line: int, values: list[str], header: list[str], text_at: int, label_at: int | None, report: ImportReport
+    line: int, values: list[str], header: list[str], at: tuple[int, int | None, int | None], report: ImportReport
 ) -> _Row | None:
+    text_at, label_at, no_intent_at = at
     if len(values) != len(header):
         report.add_error(line, f"Row has {len(values)} fields; the header has {len(header)}.")
         return None
     label = values[label_at].strip() if label_at is not None else ""
-    return _Row(line=line, text=values[text_at], label=label or None)
+    no_intent = _no_intent_value(values[no_intent_at], line, report) if no_intent_at is not None else False
+    if no_intent is None:
+        return None
+    return _Row(line=line, text=values[text_at], label=label or None, no_intent=no_intent)
 
 
 def _jsonl_rows(text: str, text_column: str, label_column: str | None, report: ImportReport):
@@ -191,7 +217,10 @@ def _jsonl_rows(text: str, text_column: str, label_column: str | None, report: I
         if label is not None and not isinstance(label, str):
             report.add_error(line, f"'{label_column}' must be a string or null, got {label!r}.")
             continue
-        yield _Row(line=line, text=obj[text_column], label=(label or "").strip() or None)
+        no_intent = _no_intent_value(obj.get(NO_INTENT_COLUMN), line, report)
+        if no_intent is None:
+            continue
+        yield _Row(line=line, text=obj[text_column], label=(label or "").strip() or None, no_intent=no_intent)
 
 
 class _TeamResolver:
@@ -310,8 +339,8 @@ def _parse(data_text: str, fmt: str, text_column: str, label_column: str | None,
     return rows(data_text, text_column, label_column, report)
 
 
-def _collect(rows, resolver: _TeamResolver, report: ImportReport) -> list[tuple[str, str, Team | None]]:
-    """Validate rows into (text, hash, team); count duplicates within the file."""
+def _collect(rows, resolver: _TeamResolver, report: ImportReport) -> list[tuple[str, str, Team | None, bool]]:
+    """Validate rows into (text, hash, team, no_intent); count duplicates within the file."""
     seen: set[str] = set()
     accepted = []
     for row in rows:
@@ -322,13 +351,16 @@ def _collect(rows, resolver: _TeamResolver, report: ImportReport) -> list[tuple[
         except SwitchboardError as exc:
             report.add_error(row.line, exc.message)
             continue
+        if row.no_intent and row.label:
+            report.add_error(row.line, f"Row has team '{row.label}' and is marked not a request; keep one.")
+            continue
         team = resolver.resolve(row.label, row.line) if row.label else None
         digest = text_hash(cleaned)
         if digest in seen:
             report.duplicates += 1
             continue
         seen.add(digest)
-        accepted.append((cleaned, digest, team))
+        accepted.append((cleaned, digest, team, row.no_intent))
     return accepted
 
 
@@ -363,7 +395,7 @@ def tickets_import(
     resolver.report_failures(report)
     if not report.ok:
         return report
-    existing = _existing_hashes([digest for _, digest, _ in accepted])
+    existing = _existing_hashes([item[1] for item in accepted])
     fresh = [item for item in accepted if item[1] not in existing]
     report.duplicates += len(accepted) - len(fresh)
     _write(fresh, resolver, source, user, report)
@@ -382,14 +414,16 @@ def _write(fresh, resolver: _TeamResolver, source: str, user, report: ImportRepo
             text=text,
             text_hash=digest,
             team=team,
+            no_intent=no_intent,
             source=source,
-            labelled_by=labeller if team else None,
-            labelled_at=now if team else None,
+            labelled_by=labeller if team or no_intent else None,
+            labelled_at=now if team or no_intent else None,
         )
-        for text, digest, team in fresh
+        for text, digest, team, no_intent in fresh
     ]
     Ticket.objects.bulk_create(tickets, batch_size=_CREATE_BATCH)
-    counts = Counter(team.name for _, _, team in fresh if team is not None)
+    counts = Counter(team.name for _, _, team, _ in fresh if team is not None)
     report.per_team = dict(counts)
-    report.unlabelled = sum(1 for _, _, team in fresh if team is None)
+    report.not_a_request = sum(1 for _, _, team, no_intent in fresh if team is None and no_intent)
+    report.unlabelled = sum(1 for _, _, team, no_intent in fresh if team is None and not no_intent)
     report.imported = len(tickets)

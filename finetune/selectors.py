@@ -23,6 +23,8 @@ EXPORT_COLUMNS = [
     "excluded",
     "split",
     "created_at",
+    # Appended last so readers of the older columns by position keep working; import_tickets reads it.
+    "no_intent",
 ]
 # Spreadsheets execute cells that start with these; a leading quote keeps them text.
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -109,6 +111,7 @@ def ticket_export_rows(*, tickets: QuerySet[Ticket] | None = None) -> Iterator[l
             "1" if ticket.excluded else "0",
             ticket.split,
             ticket.created_at,
+            "1" if ticket.no_intent else "0",
         ]
         yield [csv_safe_cell(value) for value in values]
 

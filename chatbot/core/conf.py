@@ -55,7 +55,11 @@ DEFAULTS: dict[str, Any] = {
     "PERIODIC_JOBS": {
         "chatbot.tasks.purge_empty_conversations": 600,
         "chatbot.tasks.triage_waiting_conversations": 15,
+        "chatbot.tasks.prune_login_log": 3600,
     },
+    # django-axes login records (access log, failure log, attempts) older than this many days are
+    # deleted by the periodic job above; attempts still inside the cool-off are kept (0: keep all).
+    "LOGIN_LOG_RETENTION_DAYS": 30,
     # A conversation still without intent after this many customer messages, or this many
     # seconds, goes to triage (the seconds by the periodic job above).
     "WAITING_MAX_MESSAGES": 4,

@@ -71,11 +71,8 @@ def _n(value: float) -> str:
     return f"{value:.1f}"
 
 
-def drift_chart_svg(days: list[DriftDay]) -> SafeString:
-    """Bars: corrections per day (right scale); line: share of conversations sent to triage (left, %)."""
-    plot_w, plot_h = CHART_WIDTH - 2 * CHART_PAD, CHART_HEIGHT - 2 * CHART_PAD
-    step = plot_w / max(1, len(days))
-    most = max([day.corrections for day in days] + [1])
+def _drift_marks(days: list[DriftDay], step: float, plot_h: float, most: int) -> tuple[list, list, list]:
+    """Per day: its bar (x, y, width, height, title), its triage-share point, and about 7 date ticks in all."""
     bars, points, ticks = [], [], []
     for index, day in enumerate(days):
         x = CHART_PAD + index * step
@@ -93,6 +90,15 @@ def drift_chart_svg(days: list[DriftDay]) -> SafeString:
             points.append(f"{_n(x + step / 2)},{_n(CHART_PAD + plot_h * (1 - day.triage_share))}")
         if index % max(1, len(days) // 7) == 0:
             ticks.append((_n(x + step / 2), CHART_HEIGHT - 10, day.day.strftime("%b %d")))
+    return bars, points, ticks
+
+
+def drift_chart_svg(days: list[DriftDay]) -> SafeString:
+    """Bars: corrections per day (right scale); line: share of conversations sent to triage (left, %)."""
+    plot_w, plot_h = CHART_WIDTH - 2 * CHART_PAD, CHART_HEIGHT - 2 * CHART_PAD
+    step = plot_w / max(1, len(days))
+    most = max([day.corrections for day in days] + [1])
+    bars, points, ticks = _drift_marks(days, step, plot_h, most)
     bar_svg = format_html_join(
         "", '<rect class="bar" x="{}" y="{}" width="{}" height="{}"><title>{}</title></rect>', bars
     )

@@ -1,8 +1,9 @@
 """django-csp's middleware with the policy header built once, not on every response.
 
 Building it (``build_policy`` over the settings' directives) took about 0.1 ms of every request,
-the route fast path's included. No view here changes the policy per response (no nonce, no
-``csp_update``/``csp_replace`` decorators); a response or request that does still gets django-csp's own path.
+the route fast path's included. Only the Redoc page changes the policy per response (its
+``csp_update`` adds ``worker-src 'self' blob:``, chatbot/project/urls.py); such a response, like a
+request that asked for a nonce, gets django-csp's own path.
 """
 
 from __future__ import annotations

@@ -268,6 +268,8 @@ if os.environ.get("TRAINING_DEVICE"):
     SWITCHBOARD["TRAINING_DEVICE"] = os.environ["TRAINING_DEVICE"]
 if os.environ.get("METRICS_TOKEN"):
     SWITCHBOARD["METRICS_TOKEN"] = os.environ["METRICS_TOKEN"]
+if os.environ.get("LOGIN_LOG_RETENTION_DAYS"):
+    SWITCHBOARD["LOGIN_LOG_RETENTION_DAYS"] = int(os.environ["LOGIN_LOG_RETENTION_DAYS"])
 if os.environ.get("BASE_MODEL"):
     SWITCHBOARD["BASE_MODEL"] = os.environ["BASE_MODEL"]
 

@@ -48,12 +48,41 @@ def train_student(
     word embeddings train as sparse rows (see ``training._optimizers``).
     """
     torch.manual_seed(config.seed)
+    student = _student_from(teacher, config)
+    batch_loss = _distil_batch_loss(config, ids, teacher_logits, gold, pad_id)
+
+    def validate() -> float:
+        return macro_f1(predict_logits(student, val_ids, pad_id).argmax(1), val_y, student.num_labels)
+
+    try:
+        history = fit(
+            student,
+            lengths=[len(x) for x in ids],
+            batch_loss=batch_loss,
+            plan=_plan(config),
+            validate=validate if val_ids else None,
+            on_step=on_step,
+        )
+    finally:
+        student.sparse_word_embeddings(False)  # a plain embedding for export, whatever happened
+    return student.eval(), history
+
+
+def _student_from(teacher: MeanPooledClassifier, config: TrainConfig) -> MeanPooledClassifier:
+    """The teacher's embeddings, first k layers and head, trainable (word embeddings frozen or sparse)."""
     student = teacher.truncated(config.student_layers)
     student.requires_grad_(True)  # a merged LoRA teacher comes back with its base weights frozen
     if config.student_freeze_embeddings:
         student.freeze_word_embeddings()
     else:
         student.sparse_word_embeddings(True)
+    return student
+
+
+def _distil_batch_loss(
+    config: TrainConfig, ids: list[list[int]], teacher_logits: np.ndarray, gold: list[int], pad_id: int
+):
+    """The loss of a batch of item indices: the student against the cached teacher logits and gold labels."""
     soft = torch.from_numpy(teacher_logits).to(config.device)
     gold_t = torch.tensor(gold, dtype=torch.long, device=config.device)
 
@@ -62,10 +91,12 @@ def train_student(
         logits = m(input_ids=input_ids, attention_mask=mask)
         return distil_loss(logits, soft[batch], gold_t[batch], temperature=config.kd_temperature, alpha=config.kd_alpha)
 
-    def validate() -> float:
-        return macro_f1(predict_logits(student, val_ids, pad_id).argmax(1), val_y, student.num_labels)
+    return batch_loss
 
-    plan = FitPlan(
+
+def _plan(config: TrainConfig) -> FitPlan:
+    """The student's epochs, learning rate and minimum steps; the rest shared with the teacher."""
+    return FitPlan(
         config.distil_epochs,
         config.distil_lr,
         config.weight_decay,
@@ -76,16 +107,3 @@ def train_student(
         keep_best=config.keep_best_epoch,
         bf16=config.bf16,
     )
-    lengths = [len(x) for x in ids]
-    try:
-        history = fit(
-            student,
-            lengths=lengths,
-            batch_loss=batch_loss,
-            plan=plan,
-            validate=validate if val_ids else None,
-            on_step=on_step,
-        )
-    finally:
-        student.sparse_word_embeddings(False)  # a plain embedding for export, whatever happened
-    return student.eval(), history

@@ -67,7 +67,7 @@ def add_no_intent(
     config: TrainConfig, data, labelled: list[str], helpdesk: list[str], encode_texts, pad_id: int
 ) -> None:
     """The reserved label in train: the helpdesk's "not a request" lines, then corpus lines, plus
-    labelled texts with small talk attached. `data` is the pipeline's Prepared, changed in place."""
+    labelled texts with small talk attached. `data` is a prepared.Prepared, changed in place."""
     data.labelled_train = len(data.texts["train"])
     corpus = no_intent_corpus(config, labelled, encode_texts, pad_id)
     if corpus is None:

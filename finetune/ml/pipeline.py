@@ -11,13 +11,13 @@ import random
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from tokenizers import Tokenizer
-from transformers import AutoConfig, AutoTokenizer
+from transformers import AutoTokenizer
 
 from . import calibrate
 from .artifact_format import FORMAT_VERSION, NO_INTENT, OodCheck, Serving, write_serving
@@ -25,16 +25,16 @@ from .artifacts import write_checksums
 from .augment import augment, fill_count
 from .baseline import score_baseline
 from .config import TrainConfig
-from .data import encode, predict_logits
+from .data import predict_logits
 from .distil import train_student
+from .domain import adapted_config
 from .errors import Cancelled, PipelineError
 from .evaluate import classification_metrics, file_size_mb, latency_ms, onnx_latency_ms
 from .export import check_parity, export_int8, onnx_logits, onnx_session
 from .hybrid import ParitySet, serve_choice, served_parity
-from .no_intent import Corpus
-from .open_world import add_no_intent, evaluate_open_world, off_topic_lines, training_languages
+from .open_world import evaluate_open_world, training_languages
+from .prepared import LabelledText, Prepared, data_counts, encode_held_out, prepare, student_depth_fit
 from .report import model_card, verdict
-from .split import assign_splits, check_enough
 from .teacher import train_teacher
 
 __all__ = ["LabelledText", "PipelineResult", "TrainConfig", "run_pipeline"]
@@ -43,13 +43,6 @@ __all__ = ["LabelledText", "PipelineResult", "TrainConfig", "run_pipeline"]
 STAGE_SPANS = {"split": (0, 2), "teacher": (2, 60), "distil": (60, 90), "export": (90, 94), "evaluate": (94, 100)}
 ProgressFn = Callable[[str, float, str], None]
 PARITY_MIN_TEXTS = 500  # the int8/torch agreement is measured on at least this many texts
-
-
-@dataclass
-class LabelledText:
-    text: str
-    label: str
-    split: str  # "train", "val" or "test"; "" gets one assigned with the config's seed
 
 
 @dataclass
@@ -82,72 +75,17 @@ class Reporter:
         return lambda fraction, message: self(stage, start + (end - start) * fraction, message)
 
 
-@dataclass
-class Prepared:
-    """Texts, label indices and token ids per split, plus what fell back where."""
-
-    labels: list[str]
-    texts: dict[str, list[str]]
-    y: dict[str, list[int]]
-    ids: dict[str, list[list[int]]]
-    unlabelled: list[str]
-    eval_split: str  # where the reported metrics come from: "test", or a fallback
-    notes: list[str] = field(default_factory=list)
-    corpus: Corpus | None = None  # the no-intent corpus as trained on (None: no no-intent label)
-    labelled_train: int = 0  # train texts before corpus lines and small-talk copies were added
-    augmented: int = 0  # noisy copies of train texts the student was distilled on (no unlabelled pool)
-
-
-def prepare(
-    config: TrainConfig,
-    examples: list[LabelledText],
-    unlabelled: list[str],
-    tokenizer,
-    teams,
-    pad_id=0,
-    no_intent: list[str] = (),
-) -> Prepared:
-    """Check counts, fill missing splits, encode every split and the unlabelled texts; no-intent lines
-    (`no_intent`, the helpdesk's own, then the shipped corpus) join the train split."""
-    check_enough([e.label for e in examples], config.min_per_team, teams=teams)
-    labels = sorted({e.label for e in examples} | set(teams or []))
-    splits = assign_splits(
-        [e.label for e in examples],
-        [e.split for e in examples],
-        seed=config.seed,
-        val_fraction=config.val_fraction,
-        test_fraction=config.test_fraction,
-    )
-    texts = {s: [e.text for e, sp in zip(examples, splits) if sp == s] for s in ("train", "val", "test")}
-    y = {s: [labels.index(e.label) for e, sp in zip(examples, splits) if sp == s] for s in texts}
-    labelled = {e.text for e in examples}
-    extra = sorted({t for t in unlabelled if t.strip() and t not in labelled})
-    random.Random(config.seed).shuffle(extra)
-    data = Prepared(labels, texts, y, {}, extra[: config.max_unlabelled], "test")
-    if not texts["test"]:
-        data.eval_split = "val" if texts["val"] else "train"
-        data.notes.append(f"The test split is empty: metrics are on the {data.eval_split} split.")
-    if not texts["val"]:
-        data.notes.append("The validation split is empty: no early stopping, temperature 1, threshold 1.")
-    if not texts["train"]:
-        raise PipelineError("The train split is empty: every labelled ticket is in val or test.")
-    encode_texts = lambda t: encode(tokenizer, t, config.max_length, config.window_head)  # noqa: E731
-    add_no_intent(config, data, [e.text for e in examples], list(no_intent), encode_texts, pad_id)
-    data.ids = {s: encode(tokenizer, t, config.max_length, config.window_head) for s, t in texts.items()}
-    data.ids["unlabelled"] = encode(tokenizer, data.unlabelled, config.max_length, config.window_head)
-    return data
-
-
-def student_depth_fit(config: TrainConfig, data: Prepared) -> TrainConfig:
-    """A base model shallower than student_layers: the student keeps all its layers (noted)."""
-    layers = AutoConfig.from_pretrained(config.base_model).num_hidden_layers
-    if config.student_layers <= layers:
-        return config
-    data.notes.append(
-        f"The base model has {layers} layers, fewer than student_layers={config.student_layers}: "
-        f"the student keeps all {layers}."
-    )
-    return replace(config, student_layers=layers)
+def split_and_encode(config: TrainConfig, examples, unlabelled, report: Reporter, teams, out_of_scope, no_intent):
+    """1. Split and tokenise (seed everything first: same data and config, same model)."""
+    random.seed(config.seed), np.random.seed(config.seed), torch.manual_seed(config.seed)
+    report("split", 0.0, f"splitting {len(examples)} labelled tickets")
+    tokenizer = AutoTokenizer.from_pretrained(config.base_model)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    data = prepare(config, examples, unlabelled, tokenizer, teams, pad_id, no_intent)
+    config = student_depth_fit(config, data)
+    encode_held_out(config, data, tokenizer, out_of_scope)
+    report("split", 1.0, f"{len(data.y['train'])} train, {len(data.y['val'])} val, {len(data.y['test'])} test")
+    return config, tokenizer, pad_id, data
 
 
 def teach(config, data: Prepared, pad_id: int, report: Reporter):
@@ -273,6 +211,16 @@ def evaluate_all(config, data: Prepared, logits: dict, served: tuple, work_dir: 
     return metrics
 
 
+def serve_and_evaluate(config, data: Prepared, examples, logits: dict, session, pad_id: int, work_dir: Path, report):
+    """Choose the served model (student, or hybrid with TF-IDF) on validation; calibrate and evaluate it."""
+    report("evaluate", 0.0, f"choosing the served model; evaluating on the {data.eval_split} split")
+    served = serve_choice(config, data, session, pad_id)
+    metrics = evaluate_all(config, data, logits, served, work_dir, report)
+    ood, metrics["open_world"] = evaluate_open_world(config, data, served[0], metrics["calibration"])
+    metrics["languages"] = training_languages(config, [e.text for e in examples])
+    return served, metrics, ood
+
+
 def serving_config(config, data: Prepared, metrics: dict, ood: OodCheck | None, hybrid) -> Serving:
     cal = metrics["calibration"]
     return Serving(
@@ -295,32 +243,6 @@ def write_report(metrics: dict, work_dir: Path) -> str:
     card = model_card(metrics)
     (work_dir / "card.md").write_text(card)
     return card
-
-
-def data_counts(data: Prepared) -> dict:
-    per_team = {label: {s: data.y[s].count(i) for s in ("train", "val", "test")} for i, label in enumerate(data.labels)}
-    counts = {s: len(data.y[s]) for s in ("train", "val", "test")}
-    corpus = data.corpus
-    no_intent = (
-        None
-        if corpus is None
-        else {
-            "train": len(corpus.train),
-            "heldout": len(corpus.heldout),
-            "dropped": len(corpus.dropped),
-            "helpdesk": len(corpus.helpdesk),
-            "small_talk_copies": counts["train"] - data.labelled_train - len(corpus.train),
-        }
-    )
-    trained = {"train_texts": counts["train"], "train": data.labelled_train}  # texts trained on vs tickets
-    return {
-        **counts,
-        **trained,
-        "unlabelled": len(data.unlabelled),
-        "augmented": data.augmented,
-        "per_team": per_team,
-        "no_intent_corpus": no_intent,
-    }
 
 
 def run_pipeline(
@@ -371,30 +293,30 @@ class Stopwatch:
         self.clock = time.perf_counter()
 
 
+def teach_adapted(config, data: Prepared, tokenizer, pad_id: int, scratch: Path, report: Reporter):
+    """(teacher, its history, the MLM history or None): ``teach`` from the base model, or from the
+    base adapted to the train and unlabelled texts first when ``mlm_steps`` > 0 (domain.py)."""
+
+    def hook(fraction: float, message: str) -> None:
+        report("teacher", 0.0, f"domain adaptation (MLM): {message}")
+
+    ids = data.ids["train"] + data.ids["unlabelled"]
+    teacher_config, mlm_history = adapted_config(config, ids, tokenizer, scratch / "adapted", hook)
+    return (*teach(teacher_config, data, pad_id, report), mlm_history)
+
+
 def _run(
     config: TrainConfig, examples, unlabelled, work_dir: Path, report: Reporter, teams, out_of_scope, no_intent
 ) -> PipelineResult:
     watch = Stopwatch()
-    # 1. split and tokenise (seed everything first: same data and config, same model)
-    random.seed(config.seed), np.random.seed(config.seed), torch.manual_seed(config.seed)
-    report("split", 0.0, f"splitting {len(examples)} labelled tickets")
-    tokenizer = AutoTokenizer.from_pretrained(config.base_model)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    data = prepare(config, examples, unlabelled, tokenizer, teams, pad_id, no_intent)
-    config = student_depth_fit(config, data)
-    held_out = (
-        ("out_of_scope", out_of_scope),
-        ("off_topic", off_topic_lines()),
-        ("no_intent_heldout", data.corpus.heldout if data.corpus else []),
+    config, tokenizer, pad_id, data = split_and_encode(
+        config, examples, unlabelled, report, teams, out_of_scope, no_intent
     )
-    for name, texts in held_out:
-        data.texts[name], data.ids[name] = list(texts), encode(tokenizer, texts, config.max_length, config.window_head)
     scratch = work_dir / "_scratch"
     scratch.mkdir()
-    report("split", 1.0, f"{len(data.y['train'])} train, {len(data.y['val'])} val, {len(data.y['test'])} test")
     watch.lap("split")
-    # 2. teacher
-    teacher, teacher_history = teach(config, data, pad_id, report)
+    # 2. teacher, from the base model or (mlm_steps > 0) the base adapted to these texts
+    teacher, teacher_history, mlm_history = teach_adapted(config, data, tokenizer, pad_id, scratch, report)
     logits = {"teacher": predict_logits(teacher, data.ids[data.eval_split], pad_id, bf16=config.bf16)}
     watch.lap("teacher")
     # 3. student, distilled from the teacher on every text we have
@@ -407,12 +329,8 @@ def _run(
     # 4. ONNX int8 export, parity gate
     session, parity, parity_set = export(config, data, student, tokenizer, pad_id, scratch, work_dir, report)
     watch.lap("export")
-    # 5. the served model (student, or hybrid with TF-IDF) chosen on validation; calibrate and evaluate it
-    report("evaluate", 0.0, f"choosing the served model; evaluating on the {data.eval_split} split")
-    served = serve_choice(config, data, session, pad_id)
-    metrics = evaluate_all(config, data, logits, served, work_dir, report)
-    ood, metrics["open_world"] = evaluate_open_world(config, data, served[0], metrics["calibration"])
-    metrics["languages"] = training_languages(config, [e.text for e in examples])
+    # 5. the served model chosen on validation, calibrated and evaluated
+    served, metrics, ood = serve_and_evaluate(config, data, examples, logits, session, pad_id, work_dir, report)
     shutil.rmtree(scratch)
     watch.lap("evaluate")
     metrics.update(
@@ -421,7 +339,7 @@ def _run(
         evaluated_on=data.eval_split,
         notes=data.notes,
         parity=parity,
-        history={"teacher": teacher_history, "student": student_history},
+        history={"teacher": teacher_history, "student": student_history, "mlm": mlm_history},
         timings_s=watch.timings,
         config=config.to_dict(),
     )

@@ -142,11 +142,18 @@ def model_card(metrics: dict) -> str:
         "## Verdict",
         metrics["verdict"],
         "",
+        *_limitations(metrics),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _limitations(metrics: dict) -> list[str]:
+    """What the model cannot know, then the run's own notes (empty splits, a shallow base model)."""
+    return [
         "## Limitations",
         "Trained only on this helpdesk's labelled tickets: messages unlike them (other languages, "
         "new products, out-of-scope requests) can still get confident wrong answers. "
-        f"Texts are cut at {config['max_length']} tokens. Small validation sets make the "
+        f"Texts are cut at {metrics['config']['max_length']} tokens. Small validation sets make the "
         "temperature and threshold noisy.",
         *[f"- {note}" for note in metrics.get("notes", [])],
     ]
-    return "\n".join(lines) + "\n"

@@ -135,7 +135,22 @@ def _train_one(
         logits = predict_logits(model, val_ids, pad_id, bf16=config.bf16)
         return macro_f1(logits.argmax(1), val_y, len(labels))
 
-    plan = FitPlan(
+    history = fit(
+        model,
+        lengths=[len(x) for x in train_ids],
+        batch_loss=batch_loss,
+        plan=_plan(config),
+        validate=validate if val_ids else None,
+        on_step=on_step,
+    )
+    if config.method == "lora":
+        model = model.merge_and_unload()
+    return model.eval(), history
+
+
+def _plan(config: TrainConfig) -> FitPlan:
+    """The teacher's epochs, learning rate and minimum steps; the rest shared with the student."""
+    return FitPlan(
         config.epochs,
         config.lr,
         config.weight_decay,
@@ -146,14 +161,3 @@ def _train_one(
         keep_best=config.keep_best_epoch,
         bf16=config.bf16,
     )
-    history = fit(
-        model,
-        lengths=[len(x) for x in train_ids],
-        batch_loss=batch_loss,
-        plan=plan,
-        validate=validate if val_ids else None,
-        on_step=on_step,
-    )
-    if config.method == "lora":
-        model = model.merge_and_unload()
-    return model.eval(), history

@@ -79,26 +79,10 @@ def fit(
     on_step: StepHook,
 ) -> dict:
     """Train in length-grouped batches; keep the last epoch, or the best validation one if asked."""
-    rng = random.Random(plan.seed)
-    batches_per_pass = len(length_grouped_batches(lengths, plan.batch_size, random.Random(0)))
-    passes = max(1, math.ceil(plan.min_steps / max(1, batches_per_pass * plan.epochs)))
-    total = max(1, batches_per_pass * passes * plan.epochs)
-    optimizers = _optimizers(model, plan)
-    schedules = [get_linear_schedule_with_warmup(o, int(plan.warmup * total), total) for o in optimizers]
-    params = [p for p in model.parameters() if p.requires_grad]
-    device = device_of(model)
-    best_score, best_state, best_epoch, stale, scores, step = -1.0, None, 0, 0, [], 0
+    stepper = _Stepper(model, plan, lengths)
+    best_score, best_state, best_epoch, stale, scores = -1.0, None, 0, 0, []
     for epoch in range(1, plan.epochs + 1):
-        model.train()
-        for batch in [b for _ in range(passes) for b in length_grouped_batches(lengths, plan.batch_size, rng)]:
-            with autocast(plan.bf16, device):
-                loss = batch_loss(model, batch)
-            loss.backward()
-            clip_gradients(params, plan.clip)
-            for optimizer, schedule in zip(optimizers, schedules):
-                optimizer.step(), schedule.step(), optimizer.zero_grad(set_to_none=True)
-            step += 1
-            on_step(step / total, f"epoch {epoch}/{plan.epochs}, loss {loss.item():.3f}")
+        stepper.epoch(batch_loss, epoch, on_step)
         if validate is None:
             continue
         scores.append(round(validate(), 4))
@@ -118,5 +102,46 @@ def fit(
         "best_epoch": best_epoch or epoch,
         "kept_epoch": kept,
         "val_macro_f1": scores,
-        "steps": step,
+        "steps": stepper.steps,
     }
+
+
+def _step_counts(lengths: list[int], plan: FitPlan) -> tuple[int, int]:
+    """Passes over the data per epoch (enough for plan.min_steps in all) and the steps of the whole fit."""
+    batches_per_pass = len(length_grouped_batches(lengths, plan.batch_size, random.Random(0)))
+    passes = max(1, math.ceil(plan.min_steps / max(1, batches_per_pass * plan.epochs)))
+    return passes, max(1, batches_per_pass * passes * plan.epochs)
+
+
+class _Stepper:
+    """The fit's batches and optimisation steps: forward (autocast if asked), backward, clip, every optimizer."""
+
+    def __init__(self, model: torch.nn.Module, plan: FitPlan, lengths: list[int]):
+        self.model, self.plan, self.lengths, self.steps = model, plan, lengths, 0
+        self.rng = random.Random(plan.seed)
+        self.passes, self.total = _step_counts(lengths, plan)
+        self.optimizers = _optimizers(model, plan)
+        warmup = int(plan.warmup * self.total)
+        self.schedules = [get_linear_schedule_with_warmup(o, warmup, self.total) for o in self.optimizers]
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.device = device_of(model)
+
+    def epoch(self, batch_loss: BatchLoss, epoch: int, on_step: StepHook) -> None:
+        """Train on one epoch's batches (the data repeated self.passes times); on_step gets the share of the fit done."""
+        self.model.train()
+        batches = [
+            b for _ in range(self.passes) for b in length_grouped_batches(self.lengths, self.plan.batch_size, self.rng)
+        ]
+        for batch in batches:
+            loss = self.step(batch_loss, batch)
+            self.steps += 1
+            on_step(self.steps / self.total, f"epoch {epoch}/{self.plan.epochs}, loss {loss.item():.3f}")
+
+    def step(self, batch_loss: BatchLoss, batch: list[int]) -> torch.Tensor:
+        with autocast(self.plan.bf16, self.device):
+            loss = batch_loss(self.model, batch)
+        loss.backward()
+        clip_gradients(self.params, self.plan.clip)
+        for optimizer, schedule in zip(self.optimizers, self.schedules):
+            optimizer.step(), schedule.step(), optimizer.zero_grad(set_to_none=True)
+        return loss

@@ -228,3 +228,31 @@ def test_an_agent_marks_small_talk_not_a_request_and_it_waits_again(tmp_path, se
         None,
         get_user_model().objects.get(username="lead"),
     )
+
+
+def test_redoc_renders_the_api_offline_under_the_csp(tmp_path, served_model):
+    """/api/redoc/ shows the API (title, operations) from local files only, its search (a blob: Web
+    Worker) answers, the browser asks no other origin for anything and reports no CSP violation
+    (screenshot)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with asgi_servers(tmp_path, ["web"], MODEL_STORE=str(served_model)) as (server,):
+        with sync_playwright() as playwright:
+            browser = chromium_launch(playwright)
+            page = browser.new_page()
+            violations = csp_violations(page)
+            elsewhere: list[str] = []
+            own = (f"{server}/", f"blob:{server}/")  # the search worker's script is a blob: of the page
+            page.on("request", lambda r: r.url.startswith(own) or elsewhere.append(r.url))
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            response = page.goto(f"{server}/api/redoc/")
+            assert "worker-src 'self' blob:" in response.headers["content-security-policy"]
+            expect(page.locator(".api-info h1")).to_contain_text("Switchboard API", timeout=15000)
+            expect(page.locator("h2", has_text="Route")).not_to_have_count(0)
+            page.fill(".search-input", "route")
+            expect(page.locator('[data-role="search:results"]')).to_contain_text("route", timeout=15000)
+            page.screenshot(path=str(ARTIFACTS / "redoc.png"))
+            browser.close()
+    assert violations == [] and errors == [] and elsewhere == []

@@ -19,6 +19,7 @@ INLINE_SCRIPT = re.compile(rb"<script(?![^>]*\bsrc=)(?![^>]*application/json)[^>
 ANONYMOUS = ["/", "/agent/login/", "/admin/login/"]
 STAFF = [
     "/api/docs/",
+    "/api/redoc/",
     "/api/v1/teams",
     "/admin/",
     "/admin/finetune/ticket/",
@@ -30,7 +31,7 @@ STAFF = [
 
 @pytest.mark.parametrize("page", ANONYMOUS + STAFF)
 def test_every_page_has_a_strict_policy_and_no_inline_script(client, admin_client, teams, page):
-    """Each page (the demo, logins, admin, label next, a training run, Swagger UI, the browsable API)
+    """Each page (the demo, logins, admin, label next, a training run, Swagger UI, Redoc, the browsable API)
     carries script-src 'self' and holds no inline <script>."""
     if page == "run":
         page = f"/admin/finetune/trainingrun/{TrainingRun.objects.create().pk}/change/"

@@ -255,6 +255,64 @@ def test_export_command_writes_formula_safe_csv(tmp_path, teams):
         "excluded",
         "split",
         "created_at",
+        "no_intent",
     ]
     assert {row[1] for row in rows[1:]} == {'\'=HYPERLINK("http://evil")', "plain text"}
     assert all(row[2] == "billing" for row in rows[1:])
+
+
+def test_export_then_import_keeps_not_a_request(tmp_path, teams, staff_user):
+    """export_tickets then import_tickets --label-column team: teams and "not a request" survive."""
+    for text, team, no_intent in [
+        ("I was charged twice", teams[0], False),
+        ("hello there, nice day", None, True),
+        ("no label yet", None, False),
+    ]:
+        Ticket.objects.create(text=text, text_hash=text_hash(text), team=team, no_intent=no_intent)
+    out = tmp_path / "out.csv"
+    call_command("export_tickets", str(out))
+    Ticket.objects.all().delete()
+
+    call_command("import_tickets", str(out), "--label-column", "team", stdout=io.StringIO())
+
+    rows = {t.text: (t.team.slug if t.team else None, t.no_intent) for t in Ticket.objects.all()}
+    assert rows == {
+        "I was charged twice": ("billing", False),
+        "hello there, nice day": (None, True),
+        "no label yet": (None, False),
+    }
+
+
+def test_not_a_request_column_values_and_its_report_line(tmp_path, teams, staff_user):
+    """no_intent takes 1/0, true/false, yes/no or empty; marked rows are stamped with the importer."""
+    path = _write(
+        tmp_path,
+        "t.csv",
+        "text,no_intent\nthanks bye,1\nhi there,TRUE\nmy card is blocked,0\nwhere is my refund,\nok cool,yes\n",
+    )
+    report = tickets_import(stream_or_path=path, user=staff_user)
+    assert report.ok, report.errors
+    assert (report.not_a_request, report.unlabelled) == (3, 2)
+    assert "  (not a request): 3" in report.summary_lines()
+    marked = Ticket.objects.filter(no_intent=True)
+    assert sorted(marked.values_list("text", flat=True)) == ["hi there", "ok cool", "thanks bye"]
+    assert all(t.labelled_by == staff_user and t.labelled_at is not None for t in marked)
+
+
+def test_jsonl_not_a_request_key(tmp_path):
+    """JSONL rows take a boolean no_intent key; rows without it are not marked."""
+    lines = [{"text": "cheers mate", "no_intent": True}, {"text": "refund my order"}]
+    path = _write(tmp_path, "t.jsonl", "\n".join(json.dumps(line) for line in lines))
+    assert tickets_import(stream_or_path=path).ok
+    assert dict(Ticket.objects.values_list("text", "no_intent")) == {"cheers mate": True, "refund my order": False}
+
+
+def test_bad_or_contradictory_not_a_request_rows_import_nothing(tmp_path, teams):
+    """A no_intent value that is not yes/no, or a row with a team and no_intent, fails the file."""
+    path = _write(tmp_path, "t.csv", "text,team,no_intent\nhello,,maybe\nrefund me,billing,1\nfine row,billing,0\n")
+    report = tickets_import(stream_or_path=path, label_column="team")
+    assert not report.ok
+    assert [issue.line for issue in report.errors] == [2, 3]
+    assert "'no_intent' must be 1 or 0" in report.errors[0].message
+    assert "not a request" in report.errors[1].message
+    assert Ticket.objects.count() == 0

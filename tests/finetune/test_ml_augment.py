@@ -67,7 +67,7 @@ def test_rows_too_short_to_change_are_left_out():
 
 def test_a_pipeline_without_a_pool_distils_on_noisy_copies(tiny_base_model, tmp_path):
     examples, _ = tiny_examples(TINY_LABELS)
-    config = tiny_config(tiny_base_model, augment_copies=2, distil_epochs=3)
+    config = tiny_config(tiny_base_model, augment_copies=2, epochs=3, distil_epochs=3)
     result = run_pipeline(config=config, examples=examples, unlabelled=[], work_dir=tmp_path / "run")
     data = result.metrics["data"]
     # every train text (labelled, corpus lines, small-talk copies) gets up to two copies

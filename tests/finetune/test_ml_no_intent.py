@@ -82,7 +82,7 @@ def test_held_back_counts_no_intent_out_of_scope_and_low_confidence():
 
 
 def _prepared(train: list[str], labels: list[int]):
-    from finetune.ml.pipeline import Prepared
+    from finetune.ml.prepared import Prepared
 
     return Prepared(
         ["accounts", "billing"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import onnxruntime as ort
@@ -193,8 +194,10 @@ def test_parity_failure_blocks_the_artifact(tiny_base_model, tmp_path):
     examples, unlabelled = tiny_examples(NEAR_TIE_LABELS, per_label=8, seed=NEAR_TIE_SEED)
     config = tiny_config(tiny_base_model, **BARELY_TRAINED, seed=NEAR_TIE_SEED)
     assert config.parity_threshold == 0.97
-    with pytest.raises(ParityError, match=r"on 9\d\.\d% of .* below the required 97.0%; not published"):
+    with pytest.raises(ParityError, match=r"on (\d+\.\d)% of .* below the required 97.0%; not published") as caught:
         run_pipeline(config=config, examples=examples, unlabelled=unlabelled, work_dir=tmp_path / "run")
+    # How many near-ties flip depends on the CPU's int8 kernels (92-96 % on AVX-512 machines, 55 % on AVX2).
+    assert float(re.search(r"on (\d+\.\d)%", str(caught.value)).group(1)) < 97.0
     assert not (tmp_path / "run").exists()
 
 
