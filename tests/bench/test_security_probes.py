@@ -1,11 +1,11 @@
-"""The pure parts of bench/security_probes.py: its result table and summary."""
+"""The pure parts of bench/security_probes.py (bench/probe_kit.py): its result table and summary."""
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
-import security_probes as probes  # noqa: E402
+import probe_kit as probes  # noqa: E402
 
 
 def test_the_table_has_one_row_per_probe_with_pipes_escaped_and_whitespace_folded():
