@@ -52,7 +52,10 @@ async def handshake_allowed(scope: dict) -> bool:
     if limit <= 0:
         return True
     window = int(time.time() // WINDOW_SECONDS)
-    count = await sync_to_async(_handshake_count)(f"chat-handshakes:{client_address(scope)}:{window}")
+    # Off the thread that serialises the ORM: a handshake storm must not queue behind database work.
+    count = await sync_to_async(_handshake_count, thread_sensitive=False)(
+        f"chat-handshakes:{client_address(scope)}:{window}"
+    )
     return count <= limit
 
 
