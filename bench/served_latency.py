@@ -53,11 +53,11 @@ def routers(artifacts: dict[str, Path], store: Path) -> dict:
     from routing.router import Router, RouterState
 
     out = {}
-    for name, artifact in artifacts.items():
-        shutil.copytree(artifact, store / name)
+    for index, (name, artifact) in enumerate(artifacts.items()):
+        shutil.copytree(artifact, store / f"a{index}")
         labels = json.loads((artifact / "labels.json").read_text())
         version = ModelVersion.objects.create(
-            artifact_dir=name, sha256=sha256_file(artifact / "checksums"), labels=labels
+            artifact_dir=f"a{index}", sha256=sha256_file(artifact / "checksums"), labels=labels
         )
         model = LoadedModel.from_version(version, threads=1)
         router = Router()
@@ -93,11 +93,17 @@ def stage_turns(model, texts: list[str], warmup: int = 50) -> dict[str, list[flo
     outputs = ["logits", "pooled"] if ood is not None and ood.method in POOLED_METHODS else ["logits"]
     teams = {}
 
+    def feed(ids: list[int]) -> dict:
+        if serving.window_head is not None:
+            return model._feed([ids])
+        row = np.asarray([ids], dtype=np.int64)  # older formats: the tokenizer truncates
+        return {"input_ids": row, "attention_mask": np.ones_like(row)}
+
     def stages(text: str) -> dict:
         state = {}
         return {
             "tokenizer": lambda: state.update(ids=model.tokenizer.encode(text).ids),
-            "onnx session": lambda: state.update(out=model.session.run(outputs, model._feed([state["ids"]]))),
+            "onnx session": lambda: state.update(out=model.session.run(outputs, feed(state["ids"]))),
             "tfidf term": lambda: (
                 serving.hybrid.logits(state["out"][0].astype(np.float64), [text]) if serving.hybrid else None
             ),
@@ -143,15 +149,14 @@ def main() -> None:
         settings.SWITCHBOARD = {**getattr(settings, "SWITCHBOARD", {}), "ROUTER_RELOAD_SECONDS": 3600}
         artifacts = {}
         for index, artifact in enumerate(args.artifact):
-            artifacts[artifact.name] = artifact
+            name = artifact.name if [a.name for a in args.artifact].count(artifact.name) == 1 else str(artifact)
+            artifacts[name] = artifact
             if (artifact / "tfidf.npz").is_file():
-                artifacts[f"{artifact.name} (student alone)"] = student_only_copy(
-                    artifact, Path(tmp) / f"alone-{index}"
-                )
+                artifacts[f"{name} (student alone)"] = student_only_copy(artifact, Path(tmp) / f"alone-{index}")
         named = routers(artifacts, Path(tmp) / "store")
         seconds = time_turns(named, texts)
         if args.stages:
-            first = named[args.artifact[0].name].state().model
+            first = named[next(iter(artifacts))].state().model
             seconds.update({f"  stage: {k}": v for k, v in stage_turns(first, texts).items()})
     results = {
         name: {
