@@ -10,7 +10,7 @@ from .config import TrainConfig
 from .data import collate, predict_logits
 from .evaluate import macro_f1
 from .model import MeanPooledClassifier
-from .training import FitPlan, StepHook, fit
+from .training import FitPlan, StepHook, fit, plan_for
 
 
 def distil_loss(
@@ -95,15 +95,4 @@ def _distil_batch_loss(
 
 
 def _plan(config: TrainConfig) -> FitPlan:
-    """The student's epochs, learning rate and minimum steps; the rest shared with the teacher."""
-    return FitPlan(
-        config.distil_epochs,
-        config.distil_lr,
-        config.weight_decay,
-        config.batch_size,
-        config.patience,
-        config.seed,
-        min_steps=config.min_distil_steps,
-        keep_best=config.keep_best_epoch,
-        bf16=config.bf16,
-    )
+    return plan_for(config, epochs=config.distil_epochs, lr=config.distil_lr, min_steps=config.min_distil_steps)

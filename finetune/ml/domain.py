@@ -21,7 +21,7 @@ from transformers import logging as hf_logging
 
 from .config import TrainConfig
 from .data import collate
-from .training import FitPlan, StepHook, fit
+from .training import StepHook, fit, plan_for
 
 MASK_SHARE = 0.15  # of the non-special tokens picked per text (BERT's rate)
 
@@ -97,14 +97,5 @@ def continue_pretraining(config: TrainConfig, model, ids: list[list[int]], token
         logits = head(hidden[where.to(config.device)])
         return torch.nn.functional.cross_entropy(logits.float(), labels[where].to(config.device))
 
-    plan = FitPlan(
-        1,
-        config.mlm_lr,
-        config.weight_decay,
-        config.batch_size,
-        0,
-        config.seed,
-        min_steps=config.mlm_steps,
-        bf16=config.bf16,
-    )
+    plan = plan_for(config, epochs=1, lr=config.mlm_lr, min_steps=config.mlm_steps)  # no validation, no early stop
     return fit(model, lengths=[len(x) for x in ids], batch_loss=batch_loss, plan=plan, validate=None, on_step=on_step)

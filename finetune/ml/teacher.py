@@ -12,7 +12,7 @@ from .config import TrainConfig
 from .data import autocast, collate, device_of, length_sorted_batches, predict_logits
 from .evaluate import macro_f1
 from .model import MeanPooledClassifier, TeacherEnsemble
-from .training import FitPlan, StepHook, fit
+from .training import FitPlan, StepHook, fit, plan_for
 
 LORA_TARGETS = ["query", "key", "value", "dense"]
 
@@ -149,15 +149,4 @@ def _train_one(
 
 
 def _plan(config: TrainConfig) -> FitPlan:
-    """The teacher's epochs, learning rate and minimum steps; the rest shared with the student."""
-    return FitPlan(
-        config.epochs,
-        config.lr,
-        config.weight_decay,
-        config.batch_size,
-        config.patience,
-        config.seed,
-        min_steps=config.min_teacher_steps,
-        keep_best=config.keep_best_epoch,
-        bf16=config.bf16,
-    )
+    return plan_for(config, epochs=config.epochs, lr=config.lr, min_steps=config.min_teacher_steps)

@@ -32,6 +32,21 @@ class FitPlan:
     bf16: bool = False  # forward passes under bfloat16 autocast (weights and optimizer state stay float32)
 
 
+def plan_for(config, *, epochs: int, lr: float, min_steps: int) -> FitPlan:
+    """A stage's FitPlan from a TrainConfig: its own epochs, rate and minimum steps; the rest shared."""
+    return FitPlan(
+        epochs,
+        lr,
+        config.weight_decay,
+        config.batch_size,
+        config.patience,
+        config.seed,
+        min_steps=min_steps,
+        keep_best=config.keep_best_epoch,
+        bf16=config.bf16,
+    )
+
+
 def _optimizers(model: torch.nn.Module, plan: FitPlan) -> list[torch.optim.Optimizer]:
     """Fused AdamW for the dense weights; lazy Adam for embedding tables with sparse gradients."""
     sparse = [
