@@ -221,20 +221,12 @@ async def first_frame_from(client: Client, address: str = "203.0.113.51") -> str
     return first["type"] if first else f"close {code}"
 
 
-def _json_schema(node):
-    """OpenAPI 3.0 → JSON Schema: ``nullable: true`` becomes "or null"."""
-    if isinstance(node, list):
-        return [_json_schema(item) for item in node]
-    if not isinstance(node, dict):
-        return node
-    converted = {key: _json_schema(value) for key, value in node.items() if key != "nullable"}
-    return {"anyOf": [converted, {"type": "null"}]} if node.get("nullable") else converted
-
-
 def schema_validator(document: dict, path: str) -> jsonschema.Draft7Validator:
+    from tests.openapi import json_schema  # the schema tests' converter (the bench runs from the repo root)
+
     schema = document["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
     return jsonschema.Draft7Validator(
-        {"allOf": [_json_schema(schema)], "components": _json_schema(document["components"])}
+        {"allOf": [json_schema(schema)], "components": json_schema(document["components"])}
     )
 
 

@@ -5,30 +5,20 @@ from __future__ import annotations
 import jsonschema
 import pytest
 
+from tests.openapi import json_schema
+
 pytestmark = pytest.mark.django_db
-
-
-def _json_schema(node):
-    """OpenAPI 3.0 → JSON Schema: ``nullable: true`` becomes "or null"."""
-    if isinstance(node, list):
-        return [_json_schema(item) for item in node]
-    if not isinstance(node, dict):
-        return node
-    converted = {key: _json_schema(value) for key, value in node.items() if key != "nullable"}
-    if node.get("nullable"):
-        return {"anyOf": [converted, {"type": "null"}]}
-    return converted
 
 
 @pytest.fixture
 def conforms(api):
     document = api.get("/api/schema/?format=json").json()
-    components = _json_schema(document["components"])
+    components = json_schema(document["components"])
 
     def check(response, path: str, method: str) -> None:
         operation = document["paths"][path][method]
         schema = operation["responses"][str(response.status_code)]["content"]["application/json"]["schema"]
-        validator = jsonschema.Draft7Validator({"allOf": [_json_schema(schema)], "components": components})
+        validator = jsonschema.Draft7Validator({"allOf": [json_schema(schema)], "components": components})
         validator.validate(response.json())
 
     return check
@@ -74,11 +64,11 @@ def test_schema_validation_rejects_a_wrong_shape(api, conforms, teams):
 def request_schema(api):
     """A validator for an operation's JSON request body, from the served schema."""
     document = api.get("/api/schema/?format=json").json()
-    components = _json_schema(document["components"])
+    components = json_schema(document["components"])
 
     def validator(path: str, method: str) -> jsonschema.Draft7Validator:
         schema = document["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]
-        return jsonschema.Draft7Validator({"allOf": [_json_schema(schema)], "components": components})
+        return jsonschema.Draft7Validator({"allOf": [json_schema(schema)], "components": components})
 
     return validator
 
