@@ -14,7 +14,7 @@ The model is ``--artifact DIR``, else the tests' tiny artifact (tests/ml_fixture
 ``--layer redis`` (the default when ``redis-server`` is on PATH) starts a private redis-server on
 loopback for the channel layer and cache: account changes made in another process (the probe's
 ``manage.py shell``) then reach the server's open sockets, as in a deployment. With ``memory``
-those "pushed at once" rows are NOT RUN (the in-memory layer is one process).
+the server re-checks access every 2 s instead, and those rows say what that timer did.
 
 Then issue 17's list (items 1-8), over HTTP and websockets only; the database is touched only
 where the issue says an operator changes it (``manage.py shell``) and to count rows. Prints one
@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from open_world import Release, free_port, manage, shell_value  # noqa: E402
 from probe_kit import FAIL, PASSWORD, summary_line, table_lines  # noqa: E402
-from probes_access import HANDSHAKES_PER_MINUTE, AccessProbes  # noqa: E402
+from probes_access import HANDSHAKES_PER_MINUTE, MEMORY_RECHECK_SECONDS, AccessProbes  # noqa: E402
 from probes_input import InputProbes  # noqa: E402
 
 LABELS = ["accounts", "billing", "bugs"]
@@ -158,6 +158,8 @@ def main(argv=None) -> int:
         )
         if args.layer == "redis":
             release.env["REDIS_URL"] = stack.enter_context(redis_server(work))
+        else:  # another process's change reaches the sockets only by the server's own re-check
+            release.env["AGENT_ACCESS_RECHECK_SECONDS"] = str(MEMORY_RECHECK_SECONDS)
         manage(ROOT, release.env, "collectstatic", "--noinput", "-v", "0")
         try:
             release.start(None)

@@ -1,9 +1,11 @@
 """The agent console's websocket ``/ws/agent/``: the inboxes an agent works, kept to their access.
 
-Access (chatbot.selectors.agent_access_get) is read at connect, again before every action, and
-again whenever chatbot.signals says it changed: a socket whose access has ended gets an error
-frame and close 4403; one whose teams or triage right changed joins and leaves the inbox groups
-to match and gets a new ``inbox`` frame.
+Access (chatbot.selectors.agent_access_get) is read at connect, again before every action (and
+in full after an action it refused), every AGENT_ACCESS_RECHECK_SECONDS, and whenever
+chatbot.signals says it changed: a socket whose access has ended gets an error frame and close
+4403; one whose teams or triage right changed joins and leaves the inbox groups to match and gets
+a new ``inbox`` frame. The timer covers what no signal reaches this process with: a change made by
+another process on the in-memory layer, a bulk update, a session that expires by date.
 """
 
 from __future__ import annotations
@@ -19,11 +21,11 @@ from chatbot import broadcast, live_routing, selectors, services
 from chatbot.chat_db import batcher, db_call, db_run, posts_store
 from chatbot.core import metrics
 from chatbot.core.conf import setting
-from chatbot.core.errors import AgentAccessError
+from chatbot.core.errors import AgentAccessError, NotFoundError
 from chatbot.frames import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, JsonFrameConsumer
 from chatbot.models import Conversation, Message
 from chatbot.not_a_request import message_mark_not_a_request
-from chatbot.signals import agent_group
+from chatbot.signals import AGENT_ACCESS_EVENT, agent_group
 
 logger = logging.getLogger(__name__)
 # A teammate not heard from for this many heartbeats is taken for gone (see AgentConsumer).
@@ -92,14 +94,19 @@ class AgentConsumer(JsonFrameConsumer):
     write_types = frozenset({"reply", "reassign", "close", "not_a_request"})
     socket_kind = "agent"
     heartbeat: asyncio.Task | None = None
+    recheck: asyncio.Task | None = None
     access: selectors.AgentAccess | None = None
 
     async def __call__(self, scope, receive, send):
         try:
             await super().__call__(scope, receive, send)
-        finally:  # however the consumer ends (a handler's exception too), its beats stop with it
-            if self.heartbeat is not None:
-                self.heartbeat.cancel()
+        finally:  # however the consumer ends (a handler's exception too), its timers stop with it
+            self._timers_cancel()
+
+    def _timers_cancel(self) -> None:
+        for task in (self.heartbeat, self.recheck):
+            if task is not None:
+                task.cancel()
 
     async def connect(self):
         user = self.scope.get("user")
@@ -127,6 +134,9 @@ class AgentConsumer(JsonFrameConsumer):
         await self._presence_announce("presence.join", access.team_slugs)
         if self.beat_seconds > 0:
             self.heartbeat = asyncio.create_task(self._heartbeat())
+        recheck_seconds = max(0.0, float(setting("AGENT_ACCESS_RECHECK_SECONDS")))
+        if recheck_seconds > 0:
+            self.recheck = asyncio.create_task(self._access_recheck(recheck_seconds))
 
     def _access_read(self, *, with_teams: bool = True) -> selectors.AgentAccess:
         return selectors.agent_access_get(user_id=self.user_id, session_key=self.session_key, with_teams=with_teams)
@@ -137,8 +147,7 @@ class AgentConsumer(JsonFrameConsumer):
 
     async def _leave(self) -> None:
         """Say goodbye and leave every group; the socket hears nothing more."""
-        if self.heartbeat is not None:
-            self.heartbeat.cancel()  # before the goodbye: a later beat would list it again
+        self._timers_cancel()  # before the goodbye: a later beat would list it again
         await self._presence_announce("presence.leave", self.access.team_slugs)
         for group in [*self.inbox_groups, agent_group(self.user_id)]:
             await self.channel_layer.group_discard(group, self.channel_name)
@@ -166,6 +175,22 @@ class AgentConsumer(JsonFrameConsumer):
             return
         if event.get("session_ended") and event["session_ended"] == self.session_key:
             await self._end(selectors.AgentAccess(user=None, refusal="session_ended").error())
+        await self._access_refresh()
+
+    async def _access_recheck(self, seconds: float) -> None:
+        """Every ``seconds``, the same event a signal sends: handled in the consumer's own loop, in turn
+        with every other event (so an ending socket stops there)."""
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await self.channel_layer.send(self.channel_name, {"type": AGENT_ACCESS_EVENT})
+            except Exception:  # a dropped layer connection: the next tick tries again
+                logger.exception("chat: access re-check of %s failed", self.channel_name)
+
+    async def _access_refresh(self) -> None:
+        """Re-read access: end the socket if it is over, else match subscriptions and inbox to it."""
+        if self.access is None:
+            return
         access = await db_run(self._access_read)
         if access.refusal:
             await self._end(access.error())
@@ -183,6 +208,9 @@ class AgentConsumer(JsonFrameConsumer):
             return await db_call(_agent_act, self.user_id, self.session_key, conversation_id, action)
         except AgentAccessError as exc:
             await self._end(exc)
+        except NotFoundError:  # perhaps a team this socket still listens to is no longer the agent's
+            await self._access_refresh()
+            raise
 
     async def _presence_announce(self, kind: str, teams: frozenset[str]) -> None:
         for slug in sorted(teams):

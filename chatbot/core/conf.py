@@ -67,6 +67,10 @@ DEFAULTS: dict[str, Any] = {
     # Agent presence: each console socket re-announces itself to its teams this often (seconds);
     # one not heard from for 3 beats is dropped from the others' lists (its process died).
     "PRESENCE_HEARTBEAT_SECONDS": 30.0,
+    # Each console socket re-reads its access this often (seconds; 0 = off), so a change no signal
+    # reached it with (another process on the in-memory layer, a bulk update, a session expiring)
+    # closes or narrows it within this time even if the agent does nothing.
+    "AGENT_ACCESS_RECHECK_SECONDS": 30.0,
     # A run whose heartbeat is older than this (seconds) is considered dead.
     "RUN_STALE_SECONDS": 120,
     # Drift watch: warn when a team's corrections this week are >= factor x last week's.

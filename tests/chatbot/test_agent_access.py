@@ -3,6 +3,8 @@ deactivation, team removal, logout elsewhere, and the triage permission."""
 
 from __future__ import annotations
 
+from unittest import mock
+
 import pytest
 from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model
@@ -116,6 +118,56 @@ async def test_an_action_rechecks_access_even_without_a_push(teams, agent_user, 
     await _assert_closed_4403(agent, "account_inactive")
     assert await database_sync_to_async(Ticket.objects.count)() == 0
     await customer.disconnect()
+
+
+def _unheard():
+    """Changes made now reach no socket by signal, as when another process on the in-memory layer makes them."""
+    return mock.patch("chatbot.signals.agent_access_changed")
+
+
+async def test_an_unannounced_team_removal_narrows_the_socket_on_the_recheck_timer(
+    teams, agent_user, keyword_router, settings
+):
+    """Removed from billing where no signal reaches the server: within AGENT_ACCESS_RECHECK_SECONDS the
+    socket gets an inbox frame without billing, and billing's new conversations no longer reach it."""
+    settings.SWITCHBOARD = {**getattr(settings, "SWITCHBOARD", {}), "AGENT_ACCESS_RECHECK_SECONDS": 0.2}
+    await database_sync_to_async(teams[2].members.add)(agent_user)
+    agent, _ = await agent_socket(agent_user)
+    with _unheard():
+        await database_sync_to_async(teams[0].members.remove)(agent_user)
+    narrowed = await receive_type(agent, "inbox")
+    assert [team["slug"] for team in narrowed["teams"]] == ["bugs"]
+    billing, _ = await _routed("refund my invoice")
+    assert await agent.receive_nothing(timeout=0.5)
+    await billing.disconnect()
+    await agent.disconnect()
+
+
+async def test_an_unannounced_deactivation_closes_the_socket_on_the_recheck_timer(
+    teams, agent_user, keyword_router, settings
+):
+    """Deactivated with no signal and no action from the agent: the timer closes the socket (4403)."""
+    settings.SWITCHBOARD = {**getattr(settings, "SWITCHBOARD", {}), "AGENT_ACCESS_RECHECK_SECONDS": 0.2}
+    agent, _ = await agent_socket(agent_user)
+    await database_sync_to_async(get_user_model().objects.filter(pk=agent_user.pk).update)(is_active=False)
+    await _assert_closed_4403(agent, "account_inactive")
+
+
+async def test_a_refused_action_narrows_the_socket_at_once(teams, agent_user, keyword_router, settings):
+    """With the timer off, the first action on a team the agent silently left is refused and the socket
+    leaves that team's inbox there and then (a new inbox frame after the error)."""
+    settings.SWITCHBOARD = {**getattr(settings, "SWITCHBOARD", {}), "AGENT_ACCESS_RECHECK_SECONDS": 0}
+    await database_sync_to_async(teams[2].members.add)(agent_user)
+    customer, conversation_id = await _routed("refund my invoice")
+    agent, _ = await agent_socket(agent_user)
+    with _unheard():
+        await database_sync_to_async(teams[0].members.remove)(agent_user)
+    await agent.send_json_to({"type": "reply", "conversation_id": conversation_id, "text": "hi", "client_id": "r"})
+    narrowed = await receive_type(agent, "inbox")
+    assert [team["slug"] for team in narrowed["teams"]] == ["bugs"]
+    assert (await receive_type(agent, "error"))["code"] == "not_found"
+    await customer.disconnect()
+    await agent.disconnect()
 
 
 async def test_deleted_session_closes_the_socket(teams, agent_user, keyword_router):
