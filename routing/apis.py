@@ -52,9 +52,15 @@ class ApiView(APIView):
     permission_classes = [IsAuthenticated]
 
 
+# One bound instance for every route request: building a serializer deep-copies its fields, which
+# cost a third of a millisecond a request; run_validation keeps no state on the instance (is_valid's
+# _validated_data/_errors are what it leaves out), and raises the same ValidationError detail.
+_ROUTE_INPUT = s.RouteInputSerializer()
+
+
 def validated_route_input(data) -> dict:
     """The route request body, validated (raises DRF's ValidationError)."""
-    return validated(s.RouteInputSerializer, data)
+    return _ROUTE_INPUT.run_validation(data)
 
 
 NO_MODEL_ANSWER = {
@@ -95,8 +101,8 @@ def _route_answer(router, data: dict) -> dict:
             return {"results": [dict(NO_MODEL_ANSWER) for _ in data["texts"]], "model_version": None}
         return dict(NO_MODEL_ANSWER)
     if "text" in data:
-        return asdict(predictions[0])
-    return {"results": [asdict(p) for p in predictions], "model_version": predictions[0].model_version}
+        return predictions[0].as_dict()
+    return {"results": [p.as_dict() for p in predictions], "model_version": predictions[0].model_version}
 
 
 class RouteApi(ApiView):

@@ -63,6 +63,10 @@ class Prediction:
     scores: dict[str, float]  # per team slug (reserved labels excluded); not renormalised
     model_version: str
 
+    def as_dict(self) -> dict:
+        """``dataclasses.asdict(self)`` without its recursive deep copy (a route answer's hot path)."""
+        return {**self.__dict__, "scores": dict(self.scores)}
+
 
 @dataclass(frozen=True)
 class TeamInfo:

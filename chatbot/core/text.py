@@ -23,6 +23,8 @@ def text_hash(text: str) -> str:
 
 def clean_text(text: str) -> str:
     """Strip surrounding whitespace and control characters; keep the text as the user wrote it."""
+    if text.isprintable():  # no category C character (nor other white space than " "): nothing to drop
+        return text.strip()
     text = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch)[0] != "C")
     return text.strip()
 
