@@ -2,7 +2,8 @@
 
 Format 3 (written now): format 2 plus an optional ``hybrid`` block, present when the served
 scores are the student's logits plus ``tfidf_weight`` × the TF-IDF + LR log-probabilities
-(tfidf.py): ``tfidf_vocabulary.json`` (each analyzer's kind, n-gram range and terms in column
+(tfidf.py), on ``max_chars`` of a long text (window.window_text; absent in older artifacts:
+the whole text): ``tfidf_vocabulary.json`` (each analyzer's kind, n-gram range and terms in column
 order) and ``tfidf.npz`` (``idf_<i>`` per analyzer, ``coef`` [features, classes], ``intercept``,
 ``classes``: label indices), read without pickle. No block: the student alone, as in format 2.
 Format 2: serving.json with the keys of ``Serving`` (labels include the reserved
@@ -102,7 +103,12 @@ def _write_hybrid(directory: Path, hybrid: Hybrid) -> dict:
     (directory / TFIDF_VOCABULARY_FILE).write_text(json.dumps({"analyzers": vocabularies}, ensure_ascii=False) + "\n")
     arrays = {f"idf_{i}": a.idf for i, a in enumerate(model.analyzers)}
     np.savez(directory / TFIDF_ARRAYS_FILE, coef=model.coef, intercept=model.intercept, classes=model.classes, **arrays)
-    return {"tfidf_weight": hybrid.weight, "vocabulary": TFIDF_VOCABULARY_FILE, "arrays": TFIDF_ARRAYS_FILE}
+    return {
+        "tfidf_weight": hybrid.weight,
+        "max_chars": model.max_chars,
+        "vocabulary": TFIDF_VOCABULARY_FILE,
+        "arrays": TFIDF_ARRAYS_FILE,
+    }
 
 
 def _read_hybrid(directory: Path, block: dict | None, labels: list[str]) -> Hybrid | None:
@@ -120,7 +126,12 @@ def _read_hybrid(directory: Path, block: dict | None, labels: list[str]) -> Hybr
                 )
                 for i, v in enumerate(vocabularies)
             )
-            model = TfidfModel(analyzers, arrays["coef"], arrays["intercept"], arrays["classes"], len(labels))
+            max_chars = block.get("max_chars")  # absent before round 10: the whole text
+            if max_chars is not None and (type(max_chars) is not int or max_chars < 2):
+                raise ValueError(f"max_chars must be an integer of at least 2, got {max_chars!r}")
+            model = TfidfModel(
+                analyzers, arrays["coef"], arrays["intercept"], arrays["classes"], len(labels), max_chars
+            )
         weight = float(block["tfidf_weight"])
     except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
         raise ArtifactFormatError(f"{directory}: the hybrid block of serving.json is unreadable: {exc!r}") from exc

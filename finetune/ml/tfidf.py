@@ -2,8 +2,8 @@
 
 baseline.py fits the model with scikit-learn; ``TfidfModel.from_sklearn`` takes its vocabularies,
 idf and coefficients, and ``log_proba`` reproduces ``predict_log_proba`` exactly (word 1–2 grams
-and char_wb 3–5 grams, lowercase, sublinear tf, l2 per analyzer), with no pickle and no
-scikit-learn in the serving process. ``Hybrid`` adds those log-probabilities to the student's
+and char_wb 3–5 grams, lowercase, sublinear tf, l2 per analyzer, on the text's character window
+``window.window_text``), with no pickle and no scikit-learn in the serving process. ``Hybrid`` adds those log-probabilities to the student's
 logits; the pipeline, the parity gate and the router all score through it.
 """
 
@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
+
+from .window import window_text
 
 # scikit-learn's defaults for the settings baseline.py leaves alone (token_pattern, white space).
 WORD_PATTERN = re.compile(r"(?u)\b\w\w+\b")
@@ -98,11 +100,13 @@ class TfidfModel:
     intercept: np.ndarray = field(repr=False)  # [classes] (one value for a binary model)
     classes: np.ndarray = field(repr=False)  # the label index of each class the model was fitted on
     num_labels: int = 0
+    max_chars: int | None = None  # the character window it reads (None: the whole text, as older artifacts)
 
     @classmethod
     def from_sklearn(cls, pipeline, num_labels: int) -> TfidfModel:
         """From baseline.fit_baseline's make_pipeline(make_union(vectorizers...), LogisticRegression)."""
         union, classifier = pipeline.steps[0][1], pipeline.steps[-1][1]
+        max_chars = getattr(union.transformer_list[0][1].preprocessor, "max_chars", None)
         analyzers = tuple(
             Analyzer(v.analyzer, tuple(v.ngram_range), dict(v.vocabulary_), np.asarray(v.idf_, dtype=np.float64))
             for _, v in union.transformer_list
@@ -113,6 +117,7 @@ class TfidfModel:
             np.asarray(classifier.intercept_, dtype=np.float64),
             np.asarray(classifier.classes_, dtype=np.int64),
             num_labels,
+            max_chars,
         )
 
     def __post_init__(self) -> None:
@@ -123,6 +128,8 @@ class TfidfModel:
         """LogisticRegression.decision_function of the texts: [texts, coef columns]."""
         out = np.empty((len(texts), self.coef.shape[1]))
         for index, text in enumerate(texts):
+            if self.max_chars is not None:
+                text = window_text(text, self.max_chars)
             rows = [analyzer.row(text) for analyzer in self.analyzers]
             columns = np.concatenate([c + offset for (c, _), offset in zip(rows, self._offsets)])
             out[index] = np.concatenate([v for _, v in rows]) @ self.coef[columns] + self.intercept

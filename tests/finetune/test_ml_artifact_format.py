@@ -21,6 +21,7 @@ from finetune.ml.artifact_format import (
 from finetune.ml.baseline import fit_baseline
 from finetune.ml.errors import ArtifactFormatError
 from finetune.ml.tfidf import Hybrid, TfidfModel
+from finetune.ml.window import TEXT_WINDOW_CHARS
 from tests.ml_fixtures import synthetic_tickets
 
 LABELS = ["billing", "bugs", NO_INTENT]
@@ -124,15 +125,29 @@ def test_a_hybrid_round_trips_as_json_and_npz_and_scores_the_same(tmp_path):
     write_serving(tmp_path, serving)
     assert json.loads((tmp_path / "serving.json").read_text())["hybrid"] == {
         "tfidf_weight": 1.7,
+        "max_chars": TEXT_WINDOW_CHARS,
         "vocabulary": TFIDF_VOCABULARY_FILE,
         "arrays": TFIDF_ARRAYS_FILE,
     }
     with np.load(tmp_path / TFIDF_ARRAYS_FILE, allow_pickle=False) as arrays:
         assert all(arrays[name].dtype != object for name in arrays.files)
     back = read_serving(tmp_path)
-    assert back == serving and back.hybrid.weight == 1.7
+    assert back == serving and back.hybrid.weight == 1.7 and back.hybrid.model.max_chars == TEXT_WINDOW_CHARS
     texts = ["my invoice refund please", "the screen crash bug", "hello"]
     assert np.array_equal(back.hybrid.model.log_proba(texts), serving.hybrid.model.log_proba(texts))
+
+
+def test_a_hybrid_block_without_max_chars_reads_the_whole_text(tmp_path):
+    """An artifact written before the character window scores TF-IDF on whole texts, as it was checked."""
+    write_serving(tmp_path, hybrid_serving())
+    body = json.loads((tmp_path / "serving.json").read_text())
+    del body["hybrid"]["max_chars"]
+    (tmp_path / "serving.json").write_text(json.dumps(body))
+    assert read_serving(tmp_path).hybrid.model.max_chars is None
+    body["hybrid"]["max_chars"] = "2000"
+    (tmp_path / "serving.json").write_text(json.dumps(body))
+    with pytest.raises(ArtifactFormatError, match="max_chars"):
+        read_serving(tmp_path)
 
 
 def test_a_format_2_artifact_still_loads_as_the_student_alone(tmp_path):

@@ -7,6 +7,7 @@ import pytest
 
 from finetune.ml.baseline import fit_baseline
 from finetune.ml.tfidf import Hybrid, TfidfModel, char_wb_ngrams, spread, word_ngrams
+from finetune.ml.window import TEXT_WINDOW_CHARS, window_text
 from tests.ml_fixtures import TOPICS, synthetic_tickets
 
 # What a router meets besides clean tickets: case, runs of white space, punctuation, repeats,
@@ -35,6 +36,19 @@ def test_numpy_scores_equal_scikit_learns(labels):
     expected = baseline.decision_function(texts).reshape(len(texts), -1)
     assert np.abs(model.decision(texts) - expected).max() < 1e-12
     assert np.abs(np.exp(model.log_proba(texts)) - baseline.predict_proba(texts)).max() < 1e-12
+
+
+def test_a_long_ticket_is_scored_on_its_character_window_alike_by_both():
+    """A 30,000-character ticket: scikit-learn and numpy agree, and both read only its window."""
+    labels = ["accounts", "billing", "bugs"]
+    baseline = fitted(labels)
+    model = TfidfModel.from_sklearn(baseline, len(labels))
+    assert model.max_chars == TEXT_WINDOW_CHARS
+    long = " ".join([" ".join(TOPICS[1])] * 40 + ["filler words here"] * 1500 + [" ".join(TOPICS[2])] * 30)
+    assert len(long) > 30_000
+    expected = baseline.decision_function([long]).reshape(1, -1)
+    assert np.abs(model.decision([long]) - expected).max() < 1e-12
+    assert np.array_equal(model.decision([long]), model.decision([window_text(long, TEXT_WINDOW_CHARS)]))
 
 
 def test_the_analyzers_produce_scikit_learns_terms():

@@ -1,8 +1,9 @@
-"""window_ids: short texts untouched; long ones keep head and tail, special tokens included."""
+"""window_ids: short texts untouched; long ones keep head and tail, special tokens included.
+window_text: the same for characters, whole words at the cuts."""
 
 import pytest
 
-from finetune.ml.window import window_ids
+from finetune.ml.window import window_ids, window_text
 
 
 def test_short_ids_are_unchanged():
@@ -28,3 +29,30 @@ def test_bad_arguments_are_refused():
         window_ids([1, 2, 3], 1)
     with pytest.raises(ValueError, match="head_share"):
         window_ids([1, 2, 3], 2, 0)
+
+
+def test_short_text_is_unchanged():
+    assert window_text("my card was declined", 2000) == "my card was declined"
+
+
+def test_long_text_keeps_whole_words_of_its_head_and_tail():
+    words = [f"w{i:04d}" for i in range(2000)]  # 5 characters and a space each
+    text = " ".join(words)
+    windowed = window_text(text, 1000, 0.75)
+    assert len(windowed) <= 1000
+    head, tail = windowed.split("\n")
+    assert head.split() == words[: len(head.split())] and len(head) > 700
+    assert tail.split() == words[-len(tail.split()) :] and len(tail) > 200
+    assert all(len(word) == 5 for word in head.split() + tail.split())  # no word cut in two
+
+
+def test_a_text_without_spaces_is_cut_where_it_must_be():
+    windowed = window_text("x" * 10_000, 100)
+    assert len(windowed) == 100 and windowed.count("\n") == 1
+
+
+def test_bad_text_window_arguments_are_refused():
+    with pytest.raises(ValueError, match="max_chars"):
+        window_text("abc", 1)
+    with pytest.raises(ValueError, match="head_share"):
+        window_text("abc", 2, 1.5)
