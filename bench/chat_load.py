@@ -221,7 +221,11 @@ class Run:
 
 async def agent(url: str, cookie: str, run: Run, stop: asyncio.Event) -> None:
     async with connect(
-        f"{url}/ws/agent/", origin=url.replace("ws", "http", 1), additional_headers={"Cookie": cookie}, max_queue=None
+        # The servers run with the production settings (DEBUG=0): the console socket takes https origins only.
+        f"{url}/ws/agent/",
+        origin=url.replace("ws", "https", 1),
+        additional_headers={"Cookie": cookie},
+        max_queue=None,
     ) as ws:
         while not stop.is_set():
             try:
