@@ -3,8 +3,9 @@
 baseline.py fits the model with scikit-learn; ``TfidfModel.from_sklearn`` takes its vocabularies,
 idf and coefficients, and ``log_proba`` reproduces ``predict_log_proba`` exactly (word 1–2 grams
 and char_wb 3–5 grams, lowercase, sublinear tf, l2 per analyzer, on the text's character window
-``window.window_text``), with no pickle and no scikit-learn in the serving process. ``Hybrid`` adds those log-probabilities to the student's
-logits; the pipeline, the parity gate and the router all score through it.
+``window.window_text``), with no pickle and no scikit-learn in the serving process. ``Hybrid``
+adds those log-probabilities to the student's logits; the pipeline, the parity gate and the
+router all score through it.
 """
 
 from __future__ import annotations
