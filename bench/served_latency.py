@@ -86,7 +86,9 @@ def stage_turns(model, texts: list[str], warmup: int = 50) -> dict[str, list[flo
     """CPU seconds of each stage of one message's route, the stages run in turn on every text with
     the model's own parts: tokenizer, ONNX session, TF-IDF term, OOD score, language check, and the
     decision (team scores and reason) that LoadedModel.predict adds on top."""
+    from finetune.ml.onnx_batches import padded
     from finetune.ml.ood import POOLED_METHODS, in_scope_scores
+    from finetune.ml.window import window_ids
     from routing.loaded_model import language_check
 
     serving, ood = model.serving, model.serving.ood
@@ -95,9 +97,8 @@ def stage_turns(model, texts: list[str], warmup: int = 50) -> dict[str, list[flo
 
     def feed(ids: list[int]) -> dict:
         if serving.window_head is not None:
-            return model._feed([ids])
-        row = np.asarray([ids], dtype=np.int64)  # older formats: the tokenizer truncates
-        return {"input_ids": row, "attention_mask": np.ones_like(row)}
+            ids = window_ids(ids, model.max_length, serving.window_head)
+        return padded([ids], model.pad_id)  # older formats: the tokenizer truncated
 
     def stages(text: str) -> dict:
         state = {}

@@ -22,6 +22,7 @@ from finetune.ml.artifact_format import Serving, read_serving
 from finetune.ml.artifacts import verify_checksums
 from finetune.ml.errors import ArtifactFormatError, ChecksumError
 from finetune.ml.language import detect_language, warm_language_detector
+from finetune.ml.onnx_batches import SERVE_BATCH, onnx_run
 from finetune.ml.ood import POOLED_METHODS, in_scope_scores
 from finetune.ml.window import window_ids
 from routing.models import ModelVersion
@@ -136,13 +137,12 @@ def _open_tokenizer(directory: Path, max_length: int, windowed: bool) -> tuple[T
     pad_id = tokenizer.token_to_id(pad_token)
     if pad_id is None:
         raise ArtifactError(f"{directory}: tokenizer has no pad token {pad_token!r}")
-    if windowed:  # window_ids cuts long texts and score() pads: the tokenizer does neither
+    # score() pads each batch it runs; window_ids cuts long texts, else (older formats) the tokenizer does.
+    tokenizer.no_padding()
+    if windowed:
         tokenizer.no_truncation()
-        tokenizer.no_padding()
-        return tokenizer, pad_id
-    tokenizer.enable_truncation(max_length=max_length)
-    # No fixed length: pad to the longest text in the batch.
-    tokenizer.enable_padding(pad_id=pad_id, pad_token=pad_token)
+    else:
+        tokenizer.enable_truncation(max_length=max_length)
     return tokenizer, pad_id
 
 
@@ -223,20 +223,12 @@ class LoadedModel:
 
         Served logits: the ONNX student's, plus the artifact's TF-IDF term when it serves a hybrid.
         """
-        # One text (every chat message, most API calls): encode() skips encode_batch's thread pool
-        # hand-off, which cost more than the tokenizing itself inside a busy server.
-        encodings = [self.tokenizer.encode(texts[0])] if len(texts) == 1 else self.tokenizer.encode_batch(texts)
-        feed = (
-            self._feed([e.ids for e in encodings])
-            if self.serving.window_head is not None
-            else {
-                "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
-                "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
-            }
-        )
         ood = self.serving.ood
         pooled = ood is not None and ood.method in POOLED_METHODS
-        outputs = self.session.run(["logits", "pooled"] if pooled else ["logits"], feed)
+        # A batch (the chat's routing batch, REST ``texts``) runs sorted by length: little padding.
+        outputs = onnx_run(
+            self.session, self.rows(texts), self.pad_id, ["logits", "pooled"] if pooled else ["logits"], SERVE_BATCH
+        )
         logits = outputs[0].astype(np.float64)
         if self.serving.hybrid is not None:  # + weight × TF-IDF log-probabilities (finetune.ml.tfidf, numpy)
             logits = self.serving.hybrid.logits(logits, texts)
@@ -247,15 +239,14 @@ class LoadedModel:
         in_scope = None if ood is None else in_scope_scores(ood, logits, outputs[1] if pooled else None)
         return Scored(exp / exp.sum(axis=1, keepdims=True), in_scope)
 
-    def _feed(self, rows: list[list[int]]) -> dict[str, np.ndarray]:
-        """Windowed ids (the training's window_ids), padded to the longest."""
-        rows = [window_ids(row, self.max_length, self.serving.window_head) for row in rows]
-        width = max(len(row) for row in rows)
-        input_ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
-        mask = np.zeros((len(rows), width), dtype=np.int64)
-        for index, row in enumerate(rows):
-            input_ids[index, : len(row)], mask[index, : len(row)] = row, 1
-        return {"input_ids": input_ids, "attention_mask": mask}
+    def rows(self, texts: list[str]) -> list[list[int]]:
+        """Token ids per text as the model reads them (windowed as the training's window_ids), unpadded."""
+        # One text (every chat message, most API calls): encode() skips encode_batch's thread pool
+        # hand-off, which cost more than the tokenizing itself inside a busy server.
+        encodings = [self.tokenizer.encode(texts[0])] if len(texts) == 1 else self.tokenizer.encode_batch(texts)
+        if self.serving.window_head is None:  # older formats: the tokenizer truncates
+            return [e.ids for e in encodings]
+        return [window_ids(e.ids, self.max_length, self.serving.window_head) for e in encodings]
 
     def probabilities(self, texts: list[str]) -> np.ndarray:
         """softmax(logits / temperature), shape [len(texts), len(labels)]; texts must be non-empty."""

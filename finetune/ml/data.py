@@ -7,6 +7,7 @@ import random
 import numpy as np
 import torch
 
+from .onnx_batches import length_sorted_batches
 from .window import DEFAULT_HEAD_SHARE, window_ids
 
 
@@ -45,12 +46,6 @@ def collate(ids: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tens
         input_ids[row, : len(x)] = torch.tensor(x, dtype=torch.long)
         mask[row, : len(x)] = 1
     return input_ids, mask
-
-
-def length_sorted_batches(ids: list[list[int]], batch_size: int) -> list[list[int]]:
-    """Indexes of `ids` sorted by length and cut into batches: inference pads each batch little."""
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
 
 def autocast(bf16: bool, device: torch.device | str = "cpu"):

@@ -13,9 +13,10 @@ import onnxruntime as ort
 import torch
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
-from .data import collate, length_sorted_batches
+from .data import collate
 from .errors import ParityError
 from .model import MeanPooledClassifier
+from .onnx_batches import onnx_run
 
 
 class _KnownAdvice(logging.Filter):
@@ -91,20 +92,10 @@ def onnx_session(path: Path, threads: int) -> ort.InferenceSession:
 
 
 def onnx_logits(
-    session: ort.InferenceSession,
-    ids: list[list[int]],
-    pad_id: int,
-    num_labels: int,
-    batch_size: int = 128,
-    output: str = "logits",
+    session: ort.InferenceSession, ids: list[list[int]], pad_id: int, *, batch_size: int = 128, output: str = "logits"
 ) -> np.ndarray:
-    """One output of the ONNX model (logits, or pooled with num_labels = hidden size) per text, in input order."""
-    out = np.zeros((len(ids), num_labels), dtype=np.float32)
-    for idx in length_sorted_batches(ids, batch_size):
-        input_ids, mask = collate([ids[i] for i in idx], pad_id)
-        feed = {"input_ids": input_ids.numpy(), "attention_mask": mask.numpy()}
-        out[idx] = session.run([output], feed)[0]
-    return out
+    """One output of the ONNX model (logits, or pooled) per text, in input order."""
+    return onnx_run(session, ids, pad_id, [output], batch_size)[0]
 
 
 def check_parity(

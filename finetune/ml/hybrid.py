@@ -94,7 +94,7 @@ class ServedScorer:
     hybrid: Hybrid | None
 
     def student(self, ids: list[list[int]]) -> np.ndarray:
-        return onnx_logits(self.session, ids, self.pad_id, self.num_labels).astype(np.float64)
+        return onnx_logits(self.session, ids, self.pad_id).astype(np.float64)
 
     def logits(self, ids: list[list[int]], texts: list[str]) -> np.ndarray:
         student = self.student(ids)

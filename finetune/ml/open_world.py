@@ -24,6 +24,7 @@ from .no_intent import (
     normalise,
     with_small_talk,
 )
+from .onnx_batches import onnx_run
 from .ood import (
     auroc,
     fit_mahalanobis,
@@ -146,22 +147,16 @@ def class_centroids(vectors: np.ndarray, y: np.ndarray, count: int) -> np.ndarra
     return unit_rows(out).astype(np.float32)
 
 
-def onnx_outputs(session, ids: list[list[int]], pad_id: int, num_labels: int) -> tuple[np.ndarray, np.ndarray]:
+def onnx_outputs(session, ids: list[list[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
     """(logits, pooled) of the ONNX model per text, in input order, from one run per batch."""
-    hidden = session.get_outputs()[1].shape[-1]
-    logits, pooled = np.zeros((len(ids), num_labels), np.float32), np.zeros((len(ids), hidden), np.float32)
-    for idx in length_sorted_batches(ids, 128):
-        input_ids, mask = collate([ids[i] for i in idx], pad_id)
-        logits[idx], pooled[idx] = session.run(
-            ["logits", "pooled"], {"input_ids": input_ids.numpy(), "attention_mask": mask.numpy()}
-        )
+    logits, pooled = onnx_run(session, ids, pad_id, ["logits", "pooled"], 128)
     return logits, pooled
 
 
 def served_outputs(scorer, ids: list[list[int]], texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """(served logits, pooled) per text: one ONNX run, plus the hybrid's TF-IDF term when it serves
     (scorer: hybrid.ServedScorer), so the OOD check is fitted and judged on what the router computes."""
-    logits, pooled = onnx_outputs(scorer.session, ids, scorer.pad_id, scorer.num_labels)
+    logits, pooled = onnx_outputs(scorer.session, ids, scorer.pad_id)
     if scorer.hybrid is not None and texts:
         logits = scorer.hybrid.logits(logits.astype(np.float64), texts)
     return logits, pooled
@@ -191,7 +186,7 @@ def evaluate_open_world(config: TrainConfig, data, scorer, calibration: dict) ->
     def outputs(name: str) -> tuple[np.ndarray, np.ndarray]:
         return served_outputs(scorer, data.ids.get(name) or [], data.texts.get(name) or [])
 
-    train = (onnx_outputs(scorer.session, data.ids["train"][:n], scorer.pad_id, len(labels))[1], data.y["train"][:n])
+    train = (onnx_outputs(scorer.session, data.ids["train"][:n], scorer.pad_id)[1], data.y["train"][:n])
     val_logits, val_pooled = outputs("val")
     correct = val_logits.argmax(axis=1) == np.asarray(data.y["val"], dtype=np.int64)
     ood = ood_check(config, (val_logits, val_pooled, correct), train, labels)

@@ -71,7 +71,7 @@ def hybrid_artifact(tiny_run, tmp_path):
     ids = [tokenizer.encode(t).ids for t in texts]
     session = onnx_session(directory / "model.onnx", 1)
     # The reference student is the int8 model itself: any disagreement comes from the TF-IDF term.
-    parity = ParitySet("val", ids, texts, onnx_logits(session, ids, 0, len(result.labels)))
+    parity = ParitySet("val", ids, texts, onnx_logits(session, ids, 0))
     return directory, ServedScorer(session, 0, len(result.labels), hybrid), parity, baseline
 
 

@@ -13,6 +13,7 @@ from finetune.ml.artifacts import write_checksums
 from finetune.ml.baseline import fit_baseline
 from finetune.ml.calibrate import softmax
 from finetune.ml.hybrid import sklearn_log_proba
+from finetune.ml.onnx_batches import SERVE_BATCH, padded
 from finetune.ml.tfidf import Hybrid, TfidfModel
 from routing.loaded_model import LoadedModel
 from routing.models import ModelVersion
@@ -52,7 +53,8 @@ def test_the_router_serves_the_hybrid_scores(router, teams, versions):
     student, hybrid = LoadedModel.from_version(student_version), LoadedModel.from_version(hybrid_version)
     assert hybrid.serving.format == 3 and hybrid.serving.hybrid.weight == WEIGHT
     # One batch, as the router runs it: int8 activations are quantized per batch.
-    logits = student.session.run(["logits"], student._feed([student.tokenizer.encode(t).ids for t in TEXTS]))[0]
+    assert len(TEXTS) <= SERVE_BATCH
+    logits = student.session.run(["logits"], padded(student.rows(TEXTS), student.pad_id))[0]
     served = logits + WEIGHT * sklearn_log_proba(baseline, TEXTS, len(hybrid.labels))
     expected = softmax(served, hybrid.temperature)
     assert hybrid.probabilities(TEXTS) == pytest.approx(expected, abs=1e-6)

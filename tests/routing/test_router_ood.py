@@ -10,6 +10,7 @@ from transformers import AutoTokenizer
 
 from finetune.ml.artifact_format import OodCheck
 from finetune.ml.data import encode
+from finetune.ml.onnx_batches import SERVE_BATCH
 from finetune.ml.ood import fit_mahalanobis, in_scope_scores
 from finetune.ml.open_world import onnx_outputs
 from routing.loaded_model import LoadedModel, TeamInfo, artifact_dir
@@ -31,7 +32,7 @@ def mixed_model(install_version):
     tokenizer = AutoTokenizer.from_pretrained(artifact_dir(version))
     tickets = synthetic_tickets(LABELS_V1, per_label=60, seed=3)
     ids = encode(tokenizer, [text for text, _ in tickets], model.serving.max_length, model.serving.window_head)
-    _, pooled = onnx_outputs(model.session, ids, model.pad_id, len(model.labels))
+    _, pooled = onnx_outputs(model.session, ids, model.pad_id)
     means, whitener = fit_mahalanobis(pooled, np.array([LABELS_V1.index(label) for _, label in tickets]), 0.3)
     check = OodCheck("mahalanobis_max_logit", 0.0, 1.0, means, whitener, mix=(0.05, 1.0))
     return replace(model, serving=replace(model.serving, ood=check)), tokenizer
@@ -44,7 +45,7 @@ def test_served_scores_equal_the_training_time_scores(mixed_model):
     ids = encode(tokenizer, TEXTS, model.serving.max_length, model.serving.window_head)
 
     def outputs(rows):
-        return onnx_outputs(model.session, rows, model.pad_id, len(model.labels))
+        return onnx_outputs(model.session, rows, model.pad_id)
 
     # int8 activations are quantised per batch, so each side scores the same batches: one text, then all.
     alone = np.array([in_scope_scores(check, *outputs([row]))[0] for row in ids])
@@ -62,3 +63,15 @@ def test_the_calibrated_threshold_decides_out_of_scope(mixed_model):
         strict = replace(model, serving=replace(model.serving, ood=replace(model.serving.ood, threshold=threshold)))
         reasons = {p.reason for p in strict.predict(texts, teams=teams, default_threshold=0.0)} - {"no_intent"}
         assert reasons == ({"out_of_scope"} if expect_out else {"routed"})
+
+
+def test_a_batch_beyond_one_onnx_call_comes_back_in_input_order(install_version):
+    """More texts than SERVE_BATCH, lengths mixed: scored in length-sorted runs, each text's
+    probabilities still land on its own row (as scored alone, to int8's per-batch rounding)."""
+    model = LoadedModel.from_version(install_version("v1"))
+    texts = [" ".join((TOPICS[i % 3] * 4)[: 1 + (7 * i) % 11] + FILLER[: i % 5]) for i in range(SERVE_BATCH * 2 + 3)]
+    batch = model.probabilities(texts)
+    alone = np.concatenate([model.probabilities([text]) for text in texts])
+    assert batch.argmax(1).tolist() == alone.argmax(1).tolist()
+    assert np.abs(batch - alone).max() < 0.02
+    assert len(set(batch.argmax(1).tolist())) >= 3  # the topics differ row to row: a misplaced row would show
