@@ -11,7 +11,9 @@ with defaults) and one uvicorn on loopback. Measured per release:
   1. Banking77 test questions (``--questions``, seeded) as /ws/chat/ conversations: alone, after
      ``--opener``, opener + question + ``--closer``, the question split over two messages.
      Accuracy = the last ``routed`` frame (``--settle`` s after the last ack) names the right team
-     and routes it (a triage frame counts as wrong).
+     and routes it (a triage frame counts as wrong). Also as many two-turn conversations no team
+     should take, of each kind: two openers/closers, an opener then an off-topic line (held back:
+     no routed frame, or one without a team).
   2. Held-back share over REST of bench/sets (openers/closers, off-topic, foreign requests; for
      those also "held back or routed right"). Held back = reason other than ``routed``; an answer
      without ``reason`` (older releases) is routed unless ``triage`` is true.
@@ -353,12 +355,31 @@ async def conversations(release: Release, questions: list[tuple[str, str]], args
             return shape, False, True
         return shape, not sets.held_back(final) and final.get("team") == team, False
 
+    async def held(kind: str, turns: list[str]) -> tuple[str, bool]:
+        """Held back: no routed frame (still waiting) or one that routes to no team."""
+        async with gate:
+            try:
+                final = await conversation_run(url, turns, args, errors)
+            except (OSError, TimeoutError, WebSocketException) as exc:  # counted as not held back, and shown
+                errors.append(repr(exc)[:200])
+                return kind, False
+        return kind, final is None or sets.held_back(final)
+
     outcomes = await asyncio.gather(*(one(shape, q, slugify(t)) for q, t in questions for shape in SHAPES))
     result = {}
     for shape in SHAPES:
         mine = [o for o in outcomes if o[0] == shape]
         result[f"chat_{shape}"] = sets.share([right for _, right, _ in mine])
         result[f"chat_{shape}_unrouted"] = sum(unrouted for _, _, unrouted in mine)
+    chats = sets.held_back_chats(
+        sets.lines_load(sets.SETS / "openers_closers.txt"),
+        sets.lines_load(sets.SETS / "off_topic.txt"),
+        len(questions),
+        args.seed,
+    )
+    kept = await asyncio.gather(*(held(kind, turns) for kind, rows in chats.items() for turns in rows))
+    for kind in chats:
+        result[f"chat_held_{kind}"] = sets.share([flag for name, flag in kept if name == kind])
     result["chat_errors"], result["chat_error_samples"] = len(errors), sorted(set(errors))[:5]
     return result
 

@@ -67,6 +67,16 @@ def conversation_shapes(question: str, opener: str, closer: str) -> dict[str, li
     }
 
 
+def held_back_chats(openers_closers: list[str], off_topic: list[str], n: int, seed: int) -> dict[str, list[list[str]]]:
+    """Two-turn conversations no team should take, drawn with a seed: two openers/closers ("hi",
+    "thanks"), and an opener before an off-topic line; read together they must still not route."""
+    rng = random.Random(seed)
+    return {
+        "greetings": [[rng.choice(openers_closers), rng.choice(openers_closers)] for _ in range(n)],
+        "opener_off_topic": [[rng.choice(openers_closers), rng.choice(off_topic)] for _ in range(n)],
+    }
+
+
 def questions_sample(rows: list[tuple[str, str]], n: int, seed: int) -> list[tuple[str, str]]:
     """A fixed seeded sample of (text, team) test rows, in the order drawn."""
     if n >= len(rows):
@@ -164,6 +174,8 @@ ROWS = (
     ("chat: opener + question + closer", "chat_opener_closer", "pct"),
     ("chat: question split in two", "chat_split", "pct"),
     ("chat: conversations never routed", "unrouted", "count"),
+    ("chat held back: two openers/closers", "chat_held_greetings", "pct"),
+    ("chat held back: opener + off-topic", "chat_held_opener_off_topic", "pct"),
     ("chat: error frames / failed sockets", "chat_errors", "count"),
     ("held back: openers/closers", "openers_closers", "pct"),
     ("held back: off-topic", "off_topic", "pct"),

@@ -28,7 +28,7 @@ from chatbot.core import metrics
 from chatbot.core.conf import setting
 from chatbot.models import Conversation, Message, RoutingEvent
 from chatbot.services import assignment_broadcast, conversations_lock
-from routing.conversation import MAX_TURNS
+from routing.conversation import FRAGMENT_TURNS, MAX_TURNS
 from routing.models import ModelVersion, Team
 
 NO_MODEL = "no_model"
@@ -47,11 +47,13 @@ class PredictionLike(Protocol):
 
 @dataclass(frozen=True)
 class RoutingInput:
-    """One conversation's texts to score: new customer messages (id, text) and earlier intent turns."""
+    """One conversation's texts to score: new customer messages (id, text), the earlier intent
+    turns, and the newest customer turns whatever they scored (routing.conversation.fragments_text)."""
 
     conversation_id: int
     unscored: list[tuple[int, str]]
     earlier_turns: list[str]
+    last_turns: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -72,17 +74,18 @@ def routing_inputs(*, conversation_ids: list[int]) -> list[RoutingInput]:
     )
     customer = Message.objects.filter(conversation_id__in=open_ids, sender=Message.Sender.CUSTOMER)
     unscored: dict[int, list[tuple[int, str]]] = defaultdict(list)
-    for pk, conversation_id, text in (
-        customer.filter(carries_intent__isnull=True).order_by("id").values_list("pk", "conversation_id", "text")
-    ):
-        unscored[conversation_id].append((pk, text))
     earlier: dict[int, list[str]] = defaultdict(list)
-    for conversation_id, text in (
-        customer.filter(carries_intent=True).order_by("id").values_list("conversation_id", "text")
+    every: dict[int, list[str]] = defaultdict(list)
+    for pk, conversation_id, text, carries in customer.order_by("id").values_list(
+        "pk", "conversation_id", "text", "carries_intent"
     ):
-        earlier[conversation_id].append(text)
+        every[conversation_id].append(text)
+        if carries is None:
+            unscored[conversation_id].append((pk, text))
+        elif carries:
+            earlier[conversation_id].append(text)
     return [
-        RoutingInput(pk, unscored[pk][-MAX_TURNS:], earlier[pk][-MAX_TURNS:])
+        RoutingInput(pk, unscored[pk][-MAX_TURNS:], earlier[pk][-MAX_TURNS:], every[pk][-FRAGMENT_TURNS:])
         for pk in conversation_ids
         if pk in open_ids and unscored[pk]
     ]

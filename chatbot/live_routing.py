@@ -14,7 +14,7 @@ from chatbot import broadcast, conversation_routing
 from chatbot.chat_db import db_call
 from chatbot.core.errors import NoModelError
 from chatbot.events import conversations_routed
-from routing.conversation import carries_intent, turns_answer, turns_join
+from routing.conversation import carries_intent, fragments_answer, fragments_text, turns_answer, turns_join
 
 logger = logging.getLogger(__name__)
 # Conversations routed together at most: one inference over this many texts (memory grows with it).
@@ -48,7 +48,8 @@ async def _predict(texts: list[str]) -> list:
 
 async def _decisions(inputs: list[conversation_routing.RoutingInput]) -> list[conversation_routing.RouteRequest]:
     """Score every new message alone, then apply routing.conversation's rule per conversation
-    (several intent turns: one more score, of their joined text), all conversations in one batch."""
+    (several intent turns: one more score, of their joined text; still unrouted: one more, of the
+    newest turns), all conversations in one batch."""
     flat = [(item, pk, text) for item in inputs for pk, text in item.unscored]
     alone = await _predict([text for _, _, text in flat])
     new: dict[int, list[tuple[int, str, object]]] = {item.conversation_id: [] for item in inputs}
@@ -64,6 +65,7 @@ async def _decisions(inputs: list[conversation_routing.RoutingInput]) -> list[co
         if text is not None:
             joined[item.conversation_id] = text
     final.update(zip(joined, await _predict(list(joined.values()))))
+    await _fragments_pass(inputs, final, joined)
     return [
         conversation_routing.RouteRequest(
             conversation_id=pk,
@@ -72,6 +74,18 @@ async def _decisions(inputs: list[conversation_routing.RoutingInput]) -> list[co
         )
         for pk in new
     ]
+
+
+async def _fragments_pass(inputs: list[conversation_routing.RoutingInput], final: dict, joined: dict) -> None:
+    """Conversations their intent turns leave unrouted: the newest turns joined, in one more batch,
+    replace the answer where that text routes (routing.conversation.fragments_text)."""
+    fragments = {}
+    for item in inputs:
+        text = fragments_text(final[item.conversation_id], item.last_turns, joined.get(item.conversation_id))
+        if text is not None:
+            fragments[item.conversation_id] = text
+    for pk, candidate in zip(fragments, await _predict(list(fragments.values()))):
+        final[pk] = fragments_answer(final[pk], candidate)
 
 
 async def conversations_route(conversation_ids: list[int]) -> list[None]:

@@ -5,6 +5,11 @@ one text (the model's token window then keeps what fits). A turn the model score
 its own ("hi", "ok thanks", an emoji) is left out, so a greeting before the question or thanks
 after it cannot pull the conversation to another team. While no turn carries an intent the
 answer is ``no_intent``: the conversation waits.
+
+A question typed over two messages ("is there tracking" / "info available?") can score as no
+intent, or out of scope, half by half. So when the intent turns leave the conversation unrouted,
+its newest FRAGMENT_TURNS turns, whatever each scored alone, are read together once more, and
+route it if that text routes (docs/benchmarks.md, "question split in two").
 """
 
 from __future__ import annotations
@@ -14,6 +19,10 @@ from routing.loaded_model import Prediction
 NO_INTENT = "no_intent"
 # The newest turns read at most: older ones rarely change where a conversation belongs.
 MAX_TURNS = 8
+# The newest turns read together when the intent turns do not route: two measured as well as three
+# on split questions, and held back more greetings.
+FRAGMENT_TURNS = 2
+ROUTED = "routed"
 
 
 def turns_join(turns: list[str]) -> str:
@@ -35,12 +44,31 @@ def turns_answer(earlier: list[str], scored: list[tuple[str, Prediction]]) -> tu
     return (intent[-1] if intent else scored[-1][1]), None
 
 
+def fragments_text(answer: Prediction | None, turns: list[str], scored_text: str | None = None) -> str | None:
+    """The newest turns joined, to score when ``answer`` (the intent turns' answer) does not route
+    the conversation; None when it does, when there is no model, when there are fewer than
+    FRAGMENT_TURNS turns, or when that text is ``scored_text`` (already the answer's text)."""
+    if answer is None or answer.reason == ROUTED or len(turns) < FRAGMENT_TURNS:
+        return None
+    text = turns_join(turns[-FRAGMENT_TURNS:])
+    return None if text == scored_text else text
+
+
+def fragments_answer(answer: Prediction, candidate: Prediction | None) -> Prediction:
+    """The newest turns' prediction when it routes, else the intent turns' answer."""
+    return candidate if candidate is not None and candidate.reason == ROUTED else answer
+
+
 def conversation_predict(router, turns: list[str]) -> Prediction:
     """The conversation's routing from its customer turns (oldest first), as the chat routes it.
 
     Each turn is scored alone (one batch); a conversation with one intent-carrying turn is
-    answered by that turn's own prediction, several by the prediction of their joined text.
+    answered by that turn's own prediction, several by the prediction of their joined text; an
+    answer that does not route gives way to the newest turns' joined text when that routes.
     """
     turns = turns[-MAX_TURNS:]
     answer, joined = turns_answer([], list(zip(turns, router.predict(turns))))
-    return answer if joined is None else router.predict([joined])[0]
+    if joined is not None:
+        answer = router.predict([joined])[0]
+    fragments = fragments_text(answer, turns, joined)
+    return answer if fragments is None else fragments_answer(answer, router.predict([fragments])[0])

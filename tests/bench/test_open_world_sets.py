@@ -120,3 +120,12 @@ def test_table_has_a_column_per_release_and_dashes_for_what_was_not_measured():
     assert row["chat: conversations never routed"] == ["3", "-"]
     assert row["CLINC150 AUROC (score: confidence)"] == ["-", "0.912"]
     assert row["route REST p50 ms (whole request)"] == ["-", "1.23"]
+
+
+def test_held_back_chats_pair_the_sets_with_a_seed():
+    chats = sets.held_back_chats(["hi", "thanks"], ["book a taxi"], 5, seed=3)
+    assert set(chats) == {"greetings", "opener_off_topic"}
+    assert all(len(turns) == 2 and set(turns) <= {"hi", "thanks"} for turns in chats["greetings"])
+    assert all(turns[0] in {"hi", "thanks"} and turns[1] == "book a taxi" for turns in chats["opener_off_topic"])
+    assert chats == sets.held_back_chats(["hi", "thanks"], ["book a taxi"], 5, seed=3)
+    assert len(chats["greetings"]) == len(chats["opener_off_topic"]) == 5

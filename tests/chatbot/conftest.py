@@ -58,6 +58,15 @@ class KeywordRouter:
         )
 
 
+class FragmentRouter(KeywordRouter):
+    """KeywordRouter, except that each half of a question typed over two messages scores as no intent alone."""
+
+    HALVES = ("a question about my", "invoice please")
+
+    def _one(self, text: str) -> Prediction:
+        return super()._one("hi" if text in self.HALVES else text)
+
+
 class NoModelRouter:
     async def apredict(self, texts: list[str]) -> list[Prediction]:
         raise NoModelError("No model has been trained yet.")
@@ -81,6 +90,13 @@ def handshake_counts_cleared():
 @pytest.fixture
 def keyword_router(monkeypatch) -> KeywordRouter:
     router = KeywordRouter()
+    monkeypatch.setattr("routing.router.get_router", lambda: router)
+    return router
+
+
+@pytest.fixture
+def fragment_router(monkeypatch) -> FragmentRouter:
+    router = FragmentRouter()
     monkeypatch.setattr("routing.router.get_router", lambda: router)
     return router
 

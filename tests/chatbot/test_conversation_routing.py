@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -10,7 +11,7 @@ from django.utils import timezone
 
 from chatbot import conversation_routing
 from chatbot.models import Conversation, RoutingEvent
-from tests.chatbot.conftest import agent_socket, customer_socket, receive_type
+from tests.chatbot.conftest import FragmentRouter, agent_socket, customer_socket, receive_type
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -110,6 +111,39 @@ async def test_a_question_split_over_two_messages_is_routed_on_both(teams, keywo
     assert moved["team"] == "billing"  # the keyword router lets the newest keyword win on joined text
     assert keyword_router.seen[-1] == "there is a crash\nright after the refund page"
     await customer.disconnect()
+
+
+async def test_a_question_whose_halves_carry_no_intent_alone_is_routed_on_both(teams, fragment_router):
+    """Each half scores as no intent on its own; the newest two turns read together route the conversation."""
+    customer, _ = await customer_socket()
+    first, second = FragmentRouter.HALVES
+    await _say(customer, first, "1")
+    await _say(customer, second, "2")
+    routed = await receive_type(customer, "routed")
+    assert (routed["team"], routed["reason"]) == ("billing", "routed")
+    assert fragment_router.seen[-1] == f"{first}\n{second}"
+    await customer.disconnect()
+
+
+async def test_two_greetings_read_together_still_wait(teams, agent_user, keyword_router):
+    """ "hello" then "ok": the two turns joined do not route either, so the conversation keeps waiting."""
+    staff_agent, _ = await agent_socket(await _staff())
+    customer, _ = await customer_socket()
+    await _say(customer, "hello", "1")
+    waiting = await receive_type(staff_agent, "conversation.waiting")
+    await _say(customer, "ok", "2")
+    for _ in range(200):  # the routing batch runs after the ack
+        if keyword_router.seen[-1:] == ["hello\nok"]:  # read together once: no team there either
+            break
+        await asyncio.sleep(0.01)
+    assert keyword_router.seen[-1] == "hello\nok"
+    frames = []
+    while not await staff_agent.receive_nothing(timeout=0.5):
+        frames.append((await staff_agent.receive_json_from())["type"])
+    assert frames == ["message"]  # "ok" shown in the waiting list; not routed, not moved out of it
+    assert (await _conversation(waiting["conversation"]["id"])).routed_at is None
+    await customer.disconnect()
+    await staff_agent.disconnect()
 
 
 async def test_still_no_intent_after_the_message_limit_goes_to_triage(teams, keyword_router, settings):

@@ -59,6 +59,19 @@ def test_route_messages_routes_the_conversation_without_its_greeting(api, monkey
     assert split["team"] == "billing"
 
 
+def test_route_messages_reads_the_newest_turns_together_when_the_intent_turns_do_not_route(api, monkeypatch, teams):
+    """A question typed over two messages whose halves score as no intent alone: routed on both."""
+    from tests.chatbot.conftest import FragmentRouter
+
+    fragments = FragmentRouter()
+    fragments.predict = lambda texts: [fragments._one(text) for text in texts]
+    monkeypatch.setattr("routing.apis.get_router", lambda: fragments)
+    answer = api.post("/api/v1/route", {"messages": ["hi", *FragmentRouter.HALVES]}, format="json").json()
+    assert (answer["team"], answer["reason"]) == ("billing", "routed")
+    alone = api.post("/api/v1/route", {"messages": list(FragmentRouter.HALVES[:1])}, format="json").json()
+    assert alone["reason"] == "no_intent"
+
+
 @pytest.mark.parametrize(
     "payload",
     [
