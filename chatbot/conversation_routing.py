@@ -53,7 +53,8 @@ class RoutingInput:
     conversation_id: int
     unscored: list[tuple[int, str]]
     earlier_turns: list[str]
-    last_turns: list[str] = field(default_factory=list)
+    # The newest customer turns (id, text, carries an intent: None while unscored), oldest first.
+    last_turns: list[tuple[int, str, bool | None]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -75,11 +76,11 @@ def routing_inputs(*, conversation_ids: list[int]) -> list[RoutingInput]:
     customer = Message.objects.filter(conversation_id__in=open_ids, sender=Message.Sender.CUSTOMER)
     unscored: dict[int, list[tuple[int, str]]] = defaultdict(list)
     earlier: dict[int, list[str]] = defaultdict(list)
-    every: dict[int, list[str]] = defaultdict(list)
+    every: dict[int, list[tuple[int, str, bool | None]]] = defaultdict(list)
     for pk, conversation_id, text, carries in customer.order_by("id").values_list(
         "pk", "conversation_id", "text", "carries_intent"
     ):
-        every[conversation_id].append(text)
+        every[conversation_id].append((pk, text, carries))
         if carries is None:
             unscored[conversation_id].append((pk, text))
         elif carries:

@@ -65,7 +65,7 @@ async def _decisions(inputs: list[conversation_routing.RoutingInput]) -> list[co
         if text is not None:
             joined[item.conversation_id] = text
     final.update(zip(joined, await _predict(list(joined.values()))))
-    await _fragments_pass(inputs, final, joined)
+    await _fragments_pass(inputs, final, new)
     return [
         conversation_routing.RouteRequest(
             conversation_id=pk,
@@ -76,12 +76,14 @@ async def _decisions(inputs: list[conversation_routing.RoutingInput]) -> list[co
     ]
 
 
-async def _fragments_pass(inputs: list[conversation_routing.RoutingInput], final: dict, joined: dict) -> None:
+async def _fragments_pass(inputs: list[conversation_routing.RoutingInput], final: dict, new: dict) -> None:
     """Conversations their intent turns leave unrouted: the newest turns joined, in one more batch,
     replace the answer where that text routes (routing.conversation.fragments_text)."""
     fragments = {}
     for item in inputs:
-        text = fragments_text(final[item.conversation_id], item.last_turns, joined.get(item.conversation_id))
+        scored_now = {pk: carries_intent(p) for pk, _, p in new[item.conversation_id] if p is not None}
+        newest = [(text, scored_now.get(pk, carries)) for pk, text, carries in item.last_turns]
+        text = fragments_text(final[item.conversation_id], newest)
         if text is not None:
             fragments[item.conversation_id] = text
     for pk, candidate in zip(fragments, await _predict(list(fragments.values()))):

@@ -20,7 +20,7 @@ NO_INTENT = "no_intent"
 # The newest turns read at most: older ones rarely change where a conversation belongs.
 MAX_TURNS = 8
 # The newest turns read together when the intent turns do not route: two measured as well as three
-# on split questions, and held back more greetings.
+# on split questions, and held back more greetings (docs/experiments.md).
 FRAGMENT_TURNS = 2
 ROUTED = "routed"
 
@@ -44,14 +44,18 @@ def turns_answer(earlier: list[str], scored: list[tuple[str, Prediction]]) -> tu
     return (intent[-1] if intent else scored[-1][1]), None
 
 
-def fragments_text(answer: Prediction | None, turns: list[str], scored_text: str | None = None) -> str | None:
-    """The newest turns joined, to score when ``answer`` (the intent turns' answer) does not route
-    the conversation; None when it does, when there is no model, when there are fewer than
-    FRAGMENT_TURNS turns, or when that text is ``scored_text`` (already the answer's text)."""
-    if answer is None or answer.reason == ROUTED or len(turns) < FRAGMENT_TURNS:
+def fragments_text(answer: Prediction | None, newest: list[tuple[str, bool]]) -> str | None:
+    """The newest FRAGMENT_TURNS turns joined, to score when ``answer`` (the intent turns' answer)
+    does not route the conversation and one of those turns was left out of it (no intent alone).
+
+    ``newest``: the conversation's last turns, oldest first, each with whether it carries an
+    intent. None when the answer routes, when there is no model, with fewer turns, or when every
+    one of them carries an intent (the intent turns' text already read them together).
+    """
+    newest = newest[-FRAGMENT_TURNS:]
+    if answer is None or answer.reason == ROUTED or len(newest) < FRAGMENT_TURNS or all(c for _, c in newest):
         return None
-    text = turns_join(turns[-FRAGMENT_TURNS:])
-    return None if text == scored_text else text
+    return turns_join([text for text, _ in newest])
 
 
 def fragments_answer(answer: Prediction, candidate: Prediction | None) -> Prediction:
@@ -67,8 +71,9 @@ def conversation_predict(router, turns: list[str]) -> Prediction:
     answer that does not route gives way to the newest turns' joined text when that routes.
     """
     turns = turns[-MAX_TURNS:]
-    answer, joined = turns_answer([], list(zip(turns, router.predict(turns))))
+    scored = list(zip(turns, router.predict(turns)))
+    answer, joined = turns_answer([], scored)
     if joined is not None:
         answer = router.predict([joined])[0]
-    fragments = fragments_text(answer, turns, joined)
+    fragments = fragments_text(answer, [(turn, carries_intent(p)) for turn, p in scored])
     return answer if fragments is None else fragments_answer(answer, router.predict([fragments])[0])

@@ -64,7 +64,8 @@ class RouteInputSerializer(serializers.Serializer):
         max_length=MAX_CONVERSATION_TURNS,
         help_text=(
             f"One conversation's customer turns, oldest first (1..{MAX_CONVERSATION_TURNS}), routed as the chat "
-            "routes a conversation: turns without an intent (greetings, thanks) are left out, the rest read together."
+            "routes a conversation: turns without an intent (greetings, thanks) are left out, the rest read together; "
+            "when that does not route it, the newest two turns are read together (a question typed over two messages)."
         ),
     )
 

@@ -72,6 +72,20 @@ def test_route_messages_reads_the_newest_turns_together_when_the_intent_turns_do
     assert alone["reason"] == "no_intent"
 
 
+def test_route_messages_does_not_reread_newest_turns_the_intent_turns_already_joined(api, monkeypatch, teams):
+    """Three unsure turns, all carrying an intent: their joined text is the answer; the newest two
+    are not scored again on their own (they were read together already)."""
+    from tests.chatbot.conftest import KeywordRouter
+
+    keyword = KeywordRouter()
+    keyword.predict = lambda texts: (keyword.seen.extend(texts), [keyword._one(text) for text in texts])[1]
+    monkeypatch.setattr("routing.apis.get_router", lambda: keyword)
+    turns = ["something is odd", "still odd", "very odd"]
+    answer = api.post("/api/v1/route", {"messages": turns}, format="json").json()
+    assert (answer["reason"], answer["triage"]) == ("low_confidence", True)
+    assert keyword.seen == [*turns, "\n".join(turns)]
+
+
 @pytest.mark.parametrize(
     "payload",
     [
