@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Protocol
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count
 from django.utils import timezone
 
@@ -196,7 +196,7 @@ def _changes_save(changed: list[Conversation], requests: list[RouteRequest]) -> 
         "language",
         "updated_at",
     ]
-    Conversation.objects.bulk_update(changed, fields)
+    _rows_update(changed, fields)
     RoutingEvent.objects.bulk_create(
         [
             RoutingEvent(
@@ -212,6 +212,37 @@ def _changes_save(changed: list[Conversation], requests: list[RouteRequest]) -> 
             for c in changed
         ]
     )
+
+
+def _rows_update(rows: list[Conversation], names: list[str]) -> None:
+    """These conversations' fields saved in one UPDATE ... FROM (VALUES ...).
+
+    Django's ``bulk_update`` builds a CASE of one WHEN per row for every field, in Python: a third
+    of the database threads' CPU when 500 new conversations are routed a second (docs/benchmarks.md,
+    live chat round 11). PostgreSQL and SQLite 3.33+ run this form and name the VALUES columns
+    column1, column2, ...; PostgreSQL gets casts, which type the NULLs. Older SQLite: bulk_update.
+    """
+    if connection.vendor == "sqlite" and connection.Database.sqlite_version_info < (3, 33, 0):
+        Conversation.objects.bulk_update(rows, names)
+        return
+    meta = Conversation._meta
+    fields = [meta.get_field(name) for name in names]
+    quote = connection.ops.quote_name
+
+    def slot(field) -> str:
+        return f"CAST(%s AS {field.cast_db_type(connection)})" if connection.vendor == "postgresql" else "%s"
+
+    row = "(" + ", ".join(slot(field) for field in [meta.pk, *fields]) + ")"
+    params: list[Any] = []
+    for conversation in rows:
+        params.append(conversation.pk)
+        params += [field.get_db_prep_save(getattr(conversation, field.attname), connection) for field in fields]
+    table = quote(meta.db_table)
+    assignments = ", ".join(f"{quote(field.column)} = v.column{index}" for index, field in enumerate(fields, 2))
+    values = ", ".join([row] * len(rows))
+    sql = f"UPDATE {table} SET {assignments} FROM (VALUES {values}) AS v WHERE {table}.{quote(meta.pk.column)} = v.column1"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
 
 
 def _last_scored(requests: list[RouteRequest], conversation_id: int) -> int | None:

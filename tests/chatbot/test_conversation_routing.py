@@ -199,3 +199,52 @@ def _staff():
     from django.contrib.auth import get_user_model
 
     return get_user_model().objects.create_user("lead", "lead@example.com", "lead-pass-123", is_staff=True)
+
+
+def test_a_routing_batch_saves_every_conversations_own_values(teams):
+    """One UPDATE for the batch: each conversation gets its own team, confidence, reason, language
+    and times, NULLs included (PostgreSQL types them by cast), the others' untouched."""
+    from routing.loaded_model import Prediction
+
+    def prediction(team, confidence, reason, language):
+        routed = reason in ("routed", "low_confidence")
+        return Prediction(
+            team=team if routed else None,
+            team_name=None,
+            confidence=confidence,
+            triage=reason != "routed" and reason != "no_intent",
+            reason=reason,
+            language=language,
+            scores={},
+            model_version="",
+        )
+
+    routed, waiting, unsure, untouched = (Conversation.objects.create() for _ in range(4))
+    before = timezone.now()
+    conversation_routing.conversations_route(
+        requests=[
+            conversation_routing.RouteRequest(routed.pk, prediction("billing", 0.91, "routed", "en")),
+            conversation_routing.RouteRequest(waiting.pk, prediction(None, 0.97, "no_intent", "de")),
+            conversation_routing.RouteRequest(unsure.pk, prediction("bugs", 0.31, "low_confidence", None)),
+        ]
+    )
+    rows = Conversation.objects.in_bulk([routed.pk, waiting.pk, unsure.pk, untouched.pk])
+    got = {
+        pk: (
+            c.team.slug if c.team else None,
+            c.predicted_team.slug if c.predicted_team else None,
+            c.confidence,
+            c.routing_reason,
+            c.language,
+            c.routed_at is not None,
+        )
+        for pk, c in rows.items()
+    }
+    assert got == {
+        routed.pk: ("billing", "billing", 0.91, "routed", "en", True),
+        waiting.pk: (None, None, None, "no_intent", "de", False),
+        unsure.pk: (None, "bugs", 0.31, "low_confidence", "", True),
+        untouched.pk: (None, None, None, "", "", False),
+    }
+    assert rows[routed.pk].routed_at >= before and rows[routed.pk].updated_at >= before
+    assert rows[untouched.pk].updated_at < before
