@@ -7,9 +7,9 @@ after it cannot pull the conversation to another team. While no turn carries an 
 answer is ``no_intent``: the conversation waits.
 
 A question typed over two messages ("is there tracking" / "info available?") can score as no
-intent, or out of scope, half by half. So when the intent turns leave the conversation unrouted,
-its newest FRAGMENT_TURNS turns, whatever each scored alone, are read together once more, and
-route it if that text routes (docs/benchmarks.md, "question split in two").
+intent, or out of scope, half by half. So when the intent turns leave the conversation unrouted
+and one of its newest FRAGMENT_TURNS turns was left out of them, those turns are read together
+once more, and route it if that text routes (docs/benchmarks.md, "question split in two").
 """
 
 from __future__ import annotations
