@@ -129,7 +129,7 @@ class TrainConfig:
     # Same for the student: an under-trained student's near-ties flip under int8 and fail the parity gate.
     min_distil_steps: int = 300
     # Domain-adaptive continued pretraining (finetune/ml/domain.py): at least this many masked-LM steps on the
-    # train and unlabelled texts before the teacher trains; 0 = off until measured to help (docs/experiments.md).
+    # train and unlabelled texts before the teacher trains; 0 = off: it lifted the teacher, not the served model.
     mlm_steps: int = 0
     mlm_lr: float = 5e-5  # its peak learning rate
     # Teacher peak lr; 0 = 2e-4 for full, 1e-3 for LoRA (the best of the rates tried).
