@@ -220,9 +220,12 @@ def _rows_update(rows: list[Conversation], names: list[str]) -> None:
     Django's ``bulk_update`` builds a CASE of one WHEN per row for every field, in Python: a third
     of the database threads' CPU when 500 new conversations are routed a second (docs/benchmarks.md,
     live chat round 11). PostgreSQL and SQLite 3.33+ run this form and name the VALUES columns
-    column1, column2, ...; PostgreSQL gets casts, which type the NULLs. Older SQLite: bulk_update.
+    column1, column2, ...; PostgreSQL gets casts, which type the NULLs. Other databases: bulk_update.
     """
-    if connection.vendor == "sqlite" and connection.Database.sqlite_version_info < (3, 33, 0):
+    from_values = connection.vendor == "postgresql" or (
+        connection.vendor == "sqlite" and connection.Database.sqlite_version_info >= (3, 33, 0)
+    )
+    if not from_values:
         Conversation.objects.bulk_update(rows, names)
         return
     meta = Conversation._meta
