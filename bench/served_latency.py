@@ -88,7 +88,6 @@ def stage_turns(model, texts: list[str], warmup: int = 50) -> dict[str, list[flo
     decision (team scores and reason) that LoadedModel.predict adds on top."""
     from finetune.ml.onnx_batches import padded
     from finetune.ml.ood import POOLED_METHODS, in_scope_scores
-    from finetune.ml.window import window_ids
     from routing.loaded_model import language_check
 
     serving, ood = model.serving, model.serving.ood
@@ -96,14 +95,12 @@ def stage_turns(model, texts: list[str], warmup: int = 50) -> dict[str, list[flo
     teams = {}
 
     def feed(ids: list[int]) -> dict:
-        if serving.window_head is not None:
-            ids = window_ids(ids, model.max_length, serving.window_head)
-        return padded([ids], model.pad_id)  # older formats: the tokenizer truncated
+        return padded([ids], model.pad_id)
 
     def stages(text: str) -> dict:
         state = {}
         return {
-            "tokenizer": lambda: state.update(ids=model.tokenizer.encode(text).ids),
+            "tokenizer": lambda: state.update(ids=model.rows([text])[0]),  # windowed as the router reads it
             "onnx session": lambda: state.update(out=model.session.run(outputs, feed(state["ids"]))),
             "tfidf term": lambda: (
                 serving.hybrid.logits(state["out"][0].astype(np.float64), [text]) if serving.hybrid else None

@@ -65,23 +65,20 @@ async def _decisions(inputs: list[conversation_routing.RoutingInput]) -> list[co
         if text is not None:
             joined[item.conversation_id] = text
     final.update(zip(joined, await _predict(list(joined.values()))))
-    await _fragments_pass(inputs, final, new)
-    return [
-        conversation_routing.RouteRequest(
-            conversation_id=pk,
-            prediction=final[pk],
-            scored={message_id: carries_intent(p) for message_id, _, p in new[pk] if p is not None},
-        )
-        for pk in new
-    ]
+    flags = {
+        pk: {message_id: carries_intent(p) for message_id, _, p in rows if p is not None} for pk, rows in new.items()
+    }
+    await _fragments_pass(inputs, final, flags)
+    return [conversation_routing.RouteRequest(conversation_id=pk, prediction=final[pk], scored=flags[pk]) for pk in new]
 
 
-async def _fragments_pass(inputs: list[conversation_routing.RoutingInput], final: dict, new: dict) -> None:
+async def _fragments_pass(inputs: list[conversation_routing.RoutingInput], final: dict, flags: dict) -> None:
     """Conversations their intent turns leave unrouted: the newest turns joined, in one more batch,
-    replace the answer where that text routes (routing.conversation.fragments_text)."""
+    replace the answer where that text routes (routing.conversation.fragments_text). ``flags``:
+    per conversation, whether each newly scored message carries an intent."""
     fragments = {}
     for item in inputs:
-        scored_now = {pk: carries_intent(p) for pk, _, p in new[item.conversation_id] if p is not None}
+        scored_now = flags[item.conversation_id]
         newest = [(text, scored_now.get(pk, carries)) for pk, text, carries in item.last_turns]
         text = fragments_text(final[item.conversation_id], newest)
         if text is not None:

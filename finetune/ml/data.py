@@ -7,7 +7,7 @@ import random
 import numpy as np
 import torch
 
-from .onnx_batches import length_sorted_batches
+from .onnx_batches import length_sorted_batches, padded
 from .window import DEFAULT_HEAD_SHARE, window_ids
 
 
@@ -38,14 +38,9 @@ def length_grouped_batches(
 
 
 def collate(ids: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pad a batch to its longest member: (input_ids, attention_mask), both int64."""
-    width = max(len(x) for x in ids)
-    input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(ids), width), dtype=torch.long)
-    for row, x in enumerate(ids):
-        input_ids[row, : len(x)] = torch.tensor(x, dtype=torch.long)
-        mask[row, : len(x)] = 1
-    return input_ids, mask
+    """Pad a batch to its longest member: (input_ids, attention_mask), both int64 (onnx_batches.padded as tensors)."""
+    feed = padded(ids, pad_id)
+    return torch.from_numpy(feed["input_ids"]), torch.from_numpy(feed["attention_mask"])
 
 
 def autocast(bf16: bool, device: torch.device | str = "cpu"):

@@ -92,10 +92,10 @@ def onnx_session(path: Path, threads: int) -> ort.InferenceSession:
 
 
 def onnx_logits(
-    session: ort.InferenceSession, ids: list[list[int]], pad_id: int, *, batch_size: int = 128, output: str = "logits"
+    session: ort.InferenceSession, ids: list[list[int]], pad_id: int, *, batch_size: int = 128
 ) -> np.ndarray:
-    """One output of the ONNX model (logits, or pooled) per text, in input order."""
-    return onnx_run(session, ids, pad_id, [output], batch_size)[0]
+    """The ONNX model's logits per text, in input order."""
+    return onnx_run(session, ids, pad_id, ["logits"], batch_size)[0]
 
 
 def check_parity(

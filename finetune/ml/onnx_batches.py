@@ -2,9 +2,9 @@
 
 Rows are sorted by length and cut into batches, so each batch pads to nearly its own longest
 row. Padding, not batching, is what makes a batch dear: on the 3-layer int8 student, 15 tokens
-on average, one thread, 16 rows in arrival order cost 1.14 ms of CPU per text and 16 sorted rows
-0.39 ms, against 0.70 ms for one row alone (docs/benchmarks.md, "Scoring a batch"). Numpy and
-onnxruntime only: the serving processes never import torch.
+on average, one thread, 16 rows in arrival order cost 1.19 ms of CPU per text and 16 sorted rows
+0.41 ms, against 0.71 ms for one row alone (bench/batch_cost.py; docs/benchmarks.md, round 11,
+"scoring a batch"). Numpy and onnxruntime only: the serving processes never import torch.
 """
 
 from __future__ import annotations
