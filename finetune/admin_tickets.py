@@ -21,10 +21,11 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from chatbot.core.conf import setting
 from chatbot.core.errors import SwitchboardError
 from chatbot.core.text import text_hash, ticket_text_validate
-from finetune.importing import FORMATS, team_map_load, tickets_import
+from finetune.importing import team_map_load, tickets_import
 from finetune.models import Ticket
 from finetune.selectors import csv_lines, team_label_counts, ticket_export_rows, training_readiness
 from finetune.services import tickets_label, tickets_label_no_intent, tickets_set_excluded
+from finetune.ticket_files import FORMATS
 from routing.models import Team
 
 # Room for the form's other fields on top of the file itself.

@@ -17,8 +17,9 @@ from django.db import transaction
 from rest_framework.authtoken.models import Token
 
 from chatbot.core.errors import SwitchboardError
-from finetune.importing import ImportReport, tickets_import
+from finetune.importing import tickets_import
 from finetune.models import Ticket
+from finetune.ticket_files import ImportReport
 from routing.models import Team
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parent / "demo"

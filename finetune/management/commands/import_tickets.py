@@ -7,8 +7,9 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from chatbot.core.errors import SwitchboardError
-from finetune.importing import FORMATS, team_map_load, tickets_import
+from finetune.importing import team_map_load, tickets_import
 from finetune.models import Ticket
+from finetune.ticket_files import FORMATS
 
 
 class Command(BaseCommand):
