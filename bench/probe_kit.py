@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jsonschema
-from open_world import Release, shell_value
+from releases import Release, shell_value
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 

@@ -8,7 +8,7 @@ import json
 import re
 from pathlib import Path
 
-import chat_load
+import chat_servers
 import route_bench
 from probe_kit import ProbeRun, customer, frame_wait, schema_validator, verdict
 from websockets.exceptions import ConnectionClosed, WebSocketException
@@ -131,7 +131,7 @@ class InputProbes(ProbeRun):
         return code, frames
 
     async def max_size(self) -> None:
-        command = chat_load.server_command("uvicorn", self.release.port, self.release.application)
+        command = chat_servers.server_command("uvicorn", self.release.port, self.release.application)
         option = command[command.index("--ws-max-size") + 1] if "--ws-max-size" in command else None
         code, frames = await self.big_frame_close()
         self.add(
@@ -144,7 +144,7 @@ class InputProbes(ProbeRun):
         documented = {
             "README.md": (ROOT / "README.md").read_text(),
             "scripts/demo.sh": (ROOT / "scripts" / "demo.sh").read_text(),
-            "bench/chat_load.py server_command": " ".join(command),
+            "bench/chat_servers.py server_command": " ".join(command),
             "bench/route_bench.py server_command": " ".join(route_bench.server_command("uvicorn", 1)),
         }
         missing = [name for name, text in documented.items() if "uvicorn" in text and "--ws-max-size" not in text]

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/security_probes.py [--artifact DIR] [--layer redis|memory] [--json FILE]
 
-One uvicorn of this tree on loopback, started as bench/open_world.py starts a release (its
+One uvicorn of this tree on loopback, started as bench/releases.py starts a release (its
 ``Release``: temp SQLite database, ``migrate``, the model registered as the active version, the
 command of bench/chat_load.py's ``server_command`` with ``--ws-max-size``), with the bench's
 production settings (``DEBUG=0``, a real ``SECRET_KEY``, ``ALLOWED_HOSTS=127.0.0.1``; only
@@ -41,10 +41,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 
-from open_world import Release, free_port, manage, shell_value  # noqa: E402
 from probe_kit import FAIL, PASSWORD, summary_line, table_lines  # noqa: E402
 from probes_access import HANDSHAKES_PER_MINUTE, MEMORY_RECHECK_SECONDS, AccessProbes  # noqa: E402
 from probes_input import InputProbes  # noqa: E402
+from releases import Release, free_port, manage, shell_value  # noqa: E402
 
 LABELS = ["accounts", "billing", "bugs"]
 SETUP = """
