@@ -196,33 +196,32 @@ async def conversation_run(url: str, turns: list[str], args, errors: list[str]) 
     return routed[-1] if routed else None
 
 
+async def guarded_run(url: str, turns: list[str], args, errors: list[str], gate: asyncio.Semaphore):
+    """(final routed frame or None, whether the run failed); a failure is kept in ``errors``."""
+    async with gate:
+        try:
+            return await conversation_run(url, turns, args, errors), False
+        except (OSError, TimeoutError, WebSocketException) as exc:
+            errors.append(repr(exc)[:200])
+            return None, True
+
+
 async def conversations(release: Release, questions: list[tuple[str, str]], args) -> dict:
     url = f"ws://127.0.0.1:{release.port}"
     gate = asyncio.Semaphore(args.concurrency)
-
     errors: list[str] = []
 
     async def one(shape: str, question: str, team: str) -> tuple[str, bool, bool]:
         turns = sets.conversation_shapes(question, args.opener, args.closer)[shape]
-        async with gate:
-            try:
-                final = await conversation_run(url, turns, args, errors)
-            except (OSError, TimeoutError, WebSocketException) as exc:  # counted as wrong, and shown
-                errors.append(repr(exc)[:200])
-                final = None
-        if final is None:
+        final, _ = await guarded_run(url, turns, args, errors, gate)
+        if final is None:  # no routed frame, or a failed run: wrong (a failure is shown)
             return shape, False, True
         return shape, not sets.held_back(final) and final.get("team") == team, False
 
     async def held(kind: str, turns: list[str]) -> tuple[str, bool]:
-        """Held back: no routed frame (still waiting) or one that routes to no team."""
-        async with gate:
-            try:
-                final = await conversation_run(url, turns, args, errors)
-            except (OSError, TimeoutError, WebSocketException) as exc:  # counted as not held back, and shown
-                errors.append(repr(exc)[:200])
-                return kind, False
-        return kind, final is None or sets.held_back(final)
+        """Held back: no routed frame (still waiting) or one that routes to no team; a failed run is not."""
+        final, failed = await guarded_run(url, turns, args, errors, gate)
+        return kind, not failed and (final is None or sets.held_back(final))
 
     outcomes = await asyncio.gather(*(one(shape, q, slugify(t)) for q, t in questions for shape in SHAPES))
     result = {}
