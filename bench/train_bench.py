@@ -126,6 +126,21 @@ def open_world_row(metrics: dict) -> dict:
     return row
 
 
+def result_row(result, wall: float, texts: list[str]) -> dict:
+    """One run's figures: every model's test accuracy, what serves and why, timings, open world."""
+    metrics = result.metrics
+    return {
+        "wall_s": round(wall, 1),
+        "metrics": {key: {k: metrics[key][k] for k in ("accuracy", "macro_f1")} for key, _ in MODELS},
+        "served_model": metrics["served_model"],
+        "timings_s": metrics["timings_s"],
+        "latency_ms": {"int8": metrics["latency_ms"]["int8"], **student_latency(result.artifact_dir, texts)},
+        "open_world": open_world_row(metrics),
+        "augmented": metrics["data"]["augmented"],
+        "calibration": metrics["calibration"],
+    }
+
+
 def run_size(dataset: Dataset, spec: str, args) -> dict:
     n, per_team = parse_size(spec)
     sample, rest = stratified_sample(dataset.train, n, per_team, args.seed)
@@ -146,24 +161,8 @@ def run_size(dataset: Dataset, spec: str, args) -> dict:
             else None,
         )
         wall = time.perf_counter() - start
-        texts = [x for x, _ in dataset.test]
-        row = {
-            "size": spec,
-            "flow": args.flow,
-            "labelled": len(sample),
-            "unlabelled": len(unlabelled),
-            "wall_s": round(wall, 1),
-        }
-        row["metrics"] = {key: {k: result.metrics[key][k] for k in ("accuracy", "macro_f1")} for key, _ in MODELS}
-        row["served_model"] = result.metrics["served_model"]
-        row["timings_s"] = result.metrics["timings_s"]
-        row["latency_ms"] = {
-            "int8": result.metrics["latency_ms"]["int8"],
-            **student_latency(result.artifact_dir, texts),
-        }
-        row["open_world"] = open_world_row(result.metrics)
-        row["augmented"] = result.metrics["data"]["augmented"]
-        row["calibration"] = result.metrics["calibration"]
+        row = {"size": spec, "flow": args.flow, "labelled": len(sample), "unlabelled": len(unlabelled)}
+        row.update(result_row(result, wall, [x for x, _ in dataset.test]))
         if args.keep:  # e.g. for Router.predict timings of the served artifact
             shutil.copytree(
                 result.artifact_dir,
