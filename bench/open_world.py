@@ -94,6 +94,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 # ----- measurements -----
 
 
+def team_matches(answer: dict, team: str) -> bool:
+    """The answer names ``team``: as the data set names it (an artifact trained outside the product
+    labels teams so), or by the slug ``import_tickets`` gives it."""
+    return answer.get("team") in (team, slugify(team))
+
+
 def rest_route(release: Release, texts: list[str]) -> list[tuple[dict, float]]:
     """(answer, seconds of the whole request) per text, one keep-alive connection, in order."""
     connection = http.client.HTTPConnection("127.0.0.1", release.port, timeout=30)
@@ -128,6 +134,18 @@ def held_back_sets(release: Release) -> dict:
     return result
 
 
+def email_accuracy(release: Release, questions: list[tuple[str, str]], seed: int) -> dict:
+    """Routed to the right team over REST: each question alone, and inside e-mail tickets of each shape."""
+    shapes = {"alone": list(questions), **sets.email_tickets(questions, seed)}
+    result = {}
+    for shape, rows in shapes.items():
+        answers = [a for a, _ in rest_route(release, [text for text, _ in rows])]
+        result[f"email_{shape}"] = sets.share(
+            [not sets.held_back(a) and team_matches(a, team) for a, (_, team) in zip(answers, rows)]
+        )
+    return result
+
+
 def latencies(release: Release, texts: list[str]) -> dict:
     rest = [seconds for _, seconds in rest_route(release, texts)]
     texts_file = release.work / "latency_texts.json"
@@ -153,7 +171,7 @@ def clinc_metrics(release: Release, args) -> dict:
     positive = [sets.in_scope_score(a) for a in in_answers]
     negative = [sets.in_scope_score(a) for a in oos_answers]
     # A team created by import_tickets has the slug of its name; one registered from labels keeps the label.
-    correct = [a.get("team") in (team, slugify(team)) for a, (_, team) in zip(in_answers, in_scope)]
+    correct = [team_matches(a, team) for a, (_, team) in zip(in_answers, in_scope)]
     recall, threshold = sets.recall_at_accuracy_loss(positive, correct, negative, 0.01)
     return {
         "in_scope": len(positive),
@@ -216,14 +234,14 @@ async def conversations(release: Release, questions: list[tuple[str, str]], args
         final, _ = await guarded_run(url, turns, args, errors, gate)
         if final is None:  # no routed frame, or a failed run: wrong (a failure is shown)
             return shape, False, True
-        return shape, not sets.held_back(final) and final.get("team") == team, False
+        return shape, not sets.held_back(final) and team_matches(final, team), False
 
     async def held(kind: str, turns: list[str]) -> tuple[str, bool]:
         """Held back: no routed frame (still waiting) or one that routes to no team; a failed run is not."""
         final, failed = await guarded_run(url, turns, args, errors, gate)
         return kind, not failed and (final is None or sets.held_back(final))
 
-    outcomes = await asyncio.gather(*(one(shape, q, slugify(t)) for q, t in questions for shape in SHAPES))
+    outcomes = await asyncio.gather(*(one(shape, q, t) for q, t in questions for shape in SHAPES))
     result = {}
     for shape in SHAPES:
         mine = [o for o in outcomes if o[0] == shape]
@@ -248,6 +266,7 @@ def measure(release: Release, args, questions, latency_texts) -> dict:
     result = asyncio.run(conversations(release, questions, args))
     print(f"  {release.name}: held-back sets and latency over REST", flush=True)
     result.update(held_back_sets(release))
+    result.update(email_accuracy(release, questions, args.seed))
     result.update(latencies(release, latency_texts))
     result["seconds"] = round(time.monotonic() - started, 1)
     return result

@@ -77,6 +77,63 @@ def held_back_chats(openers_closers: list[str], off_topic: list[str], n: int, se
     }
 
 
+# Parts of the e-mail tickets the bench writes around a question (e-mail shapes, below).
+EMAIL_GREETINGS = ("Hi team,", "Hello,", "Dear Support,", "Good morning,", "Hi there,", "Dear Sir or Madam,")
+EMAIL_CONTEXT = (
+    "I hope you are well.",
+    "I have been a customer for several years and usually everything works fine.",
+    "Sorry to bother you again, I know you must be busy.",
+    "I tried to find the answer on your website but could not.",
+    "A colleague suggested that I write to this address.",
+    "I am writing from my work computer, so replies may be slow.",
+    "This is my second e-mail about this, the first one may have got lost.",
+    "I was travelling last week and only now had time to look into it.",
+)
+EMAIL_CLOSINGS = ("Thanks in advance for your help.", "Looking forward to hearing from you.", "Many thanks.")
+EMAIL_SIGN_OFFS = ("Kind regards,", "Best wishes,", "Regards,", "Cheers,", "Thanks,")
+EMAIL_NAMES = ("Anna Kowalski", "James O'Connor", "Priya Raman", "Tom Becker", "Maria Rossi", "Li Wei")
+EMAIL_DISCLAIMER = (
+    "This e-mail and any files transmitted with it are confidential and intended solely for the use of the "
+    "individual or entity to whom they are addressed. If you have received this e-mail in error please notify "
+    "the sender and delete it from your system. Any views or opinions presented in this e-mail are solely those "
+    "of the author and do not necessarily represent those of the company. The recipient should check this e-mail "
+    "and any attachments for the presence of viruses; no liability is accepted for any damage caused by a virus."
+)
+EMAIL_QUOTED = (
+    "On Tue, 4 Nov 2025 at 09:12, Support <support@example.com> wrote:\n"
+    "> Thank you for contacting us. We have received your message and one of our agents will get back to you.\n"
+    "> Your reference number is 48213.\n> Kind regards, the support team"
+)
+# shape -> (context sentences before the question, signature delimiter "-- ", quoted earlier message)
+EMAIL_SHAPES = {
+    "signed": (0, True, False),
+    "signed_no_delimiter": (0, False, False),
+    "signed_quoted": (0, True, True),
+    "context_signed": (2, False, False),
+}
+
+
+def email_ticket(question: str, shape: str, rng: random.Random) -> str:
+    """The question as an e-mail: greeting, optional context, closing, sign-off and name, then a
+    signature block with a phone number and a disclaimer, and optionally a quoted earlier message."""
+    context, delimiter, quoted = EMAIL_SHAPES[shape]
+    name = rng.choice(EMAIL_NAMES)
+    lines = [rng.choice(EMAIL_GREETINGS), ""]
+    if context:
+        lines += [" ".join(rng.sample(EMAIL_CONTEXT, context)), ""]
+    lines += [question, "", rng.choice(EMAIL_CLOSINGS), "", rng.choice(EMAIL_SIGN_OFFS), name]
+    lines += ["-- " if delimiter else "", name, f"Mobile: +44 7700 900{rng.randint(100, 999)}", "", EMAIL_DISCLAIMER]
+    if quoted:
+        lines += ["", EMAIL_QUOTED]
+    return "\n".join(lines)
+
+
+def email_tickets(questions: list[tuple[str, str]], seed: int) -> dict[str, list[tuple[str, str]]]:
+    """Per e-mail shape, every (question, team) as (e-mail ticket, team), drawn with a seed."""
+    rng = random.Random(seed)
+    return {shape: [(email_ticket(q, shape, rng), team) for q, team in questions] for shape in EMAIL_SHAPES}
+
+
 def questions_sample(rows: list[tuple[str, str]], n: int, seed: int) -> list[tuple[str, str]]:
     """A fixed seeded sample of (text, team) test rows, in the order drawn."""
     if n >= len(rows):
@@ -177,6 +234,11 @@ ROWS = (
     ("chat held back: two openers/closers", "chat_held_greetings", "pct"),
     ("chat held back: opener + off-topic", "chat_held_opener_off_topic", "pct"),
     ("chat: error frames / failed sockets", "chat_errors", "count"),
+    ("e-mail: question alone, routed right", "email_alone", "pct"),
+    ("e-mail: signed, disclaimer", "email_signed", "pct"),
+    ("e-mail: signed, no '-- ' delimiter", "email_signed_no_delimiter", "pct"),
+    ("e-mail: signed, earlier message quoted", "email_signed_quoted", "pct"),
+    ("e-mail: context first, signed", "email_context_signed", "pct"),
     ("held back: openers/closers", "openers_closers", "pct"),
     ("held back: off-topic", "off_topic", "pct"),
     ("held back: foreign requests", "foreign_held_back", "pct"),

@@ -24,7 +24,7 @@ from finetune.ml.errors import ArtifactFormatError, ChecksumError
 from finetune.ml.language import detect_language, warm_language_detector
 from finetune.ml.onnx_batches import SERVE_BATCH, onnx_run
 from finetune.ml.ood import POOLED_METHODS, in_scope_scores
-from finetune.ml.window import window_ids
+from finetune.ml.window import message_body, window_ids
 from routing.models import ModelVersion
 
 REQUIRED_FILES = ("model.onnx", "tokenizer.json", "labels.json", "serving.json", "checksums")
@@ -223,6 +223,8 @@ class LoadedModel:
 
         Served logits: the ONNX student's, plus the artifact's TF-IDF term when it serves a hybrid.
         """
+        if self.serving.message_body:  # as the model was trained: window.message_body
+            texts = [message_body(text) for text in texts]
         ood = self.serving.ood
         pooled = ood is not None and ood.method in POOLED_METHODS
         # A batch (the chat's routing batch, REST ``texts``) runs sorted by length: little padding.

@@ -1,6 +1,9 @@
 """The serving files of an artifact, written by the pipeline and read by the router: one definition.
 
-Format 3 (written now): format 2 plus an optional ``hybrid`` block, present when the served
+Format 4 (written now): format 3 plus ``message_body``: true when the models were trained on, and
+so must read, each text's message body (window.message_body: no quoted replies, signature or
+footer) rather than the whole text. Formats 1 to 3 read whole texts.
+Format 3: format 2 plus an optional ``hybrid`` block, present when the served
 scores are the student's logits plus ``tfidf_weight`` × the TF-IDF + LR log-probabilities
 (tfidf.py), on ``max_chars`` of a long text (window.window_text; absent in older artifacts:
 the whole text): ``tfidf_vocabulary.json`` (each analyzer's kind, n-gram range and terms in column
@@ -30,7 +33,7 @@ import numpy as np
 from .errors import ArtifactFormatError
 from .tfidf import Analyzer, Hybrid, TfidfModel
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 SERVING_FILE = "serving.json"
 LABELS_FILE = "labels.json"
 CENTROIDS_FILE = "ood_centroids.npy"
@@ -75,6 +78,7 @@ class Serving:
     languages: dict | None = None  # {"counts": {code: n}, "supported": [codes], "min_confidence": p}
     window_head: float | None = None  # share of the token window kept from a long text's start
     hybrid: Hybrid | None = None  # served scores = student logits + weight × TF-IDF log-probabilities
+    message_body: bool = False  # every text is read as window.message_body(text) first (format 4)
 
     @property
     def teams(self) -> list[str]:
@@ -231,6 +235,13 @@ def _arrays_fit(check: OodCheck, labels: int) -> bool:
     )
 
 
+def _read_flag(directory: Path, body: dict, key: str) -> bool:
+    value = body.get(key, False)
+    if not isinstance(value, bool):
+        raise ArtifactFormatError(f"{directory}: serving.json {key} must be true or false, got {value!r}")
+    return value
+
+
 def read_serving(directory: Path) -> Serving:
     """Read and check serving.json (format 1, 2 or 3) and its labels and arrays."""
     directory = Path(directory)
@@ -259,6 +270,7 @@ def read_serving(directory: Path) -> Serving:
             languages=body.get("languages") if version >= 2 else None,
             window_head=body.get("window_head") if version >= 2 else None,
             hybrid=_read_hybrid(directory, body.get("hybrid"), labels) if version >= 3 else None,
+            message_body=_read_flag(directory, body, "message_body") if version >= 4 else False,
         )
     except (TypeError, ValueError) as exc:
         raise ArtifactFormatError(f"{directory}: serving.json has a bad value: {exc}") from exc

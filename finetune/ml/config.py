@@ -138,6 +138,9 @@ class TrainConfig:
     batch_size: int = 32  # examples per step
     max_length: int = 64  # tokens per text; support messages are short
     window_head: float = 0.75  # of a longer text's window, the share read from its start (the rest: its end)
+    # Every text is read as its message body (window.message_body: no quoted replies, signature, footer),
+    # in training and in serving; False reads whole texts (format-3 behaviour).
+    message_body: bool = True
     # False: the student trains its word embeddings too, as sparse rows (only the batch's tokens,
     # lazy Adam): as cheap as a frozen table and better with the default teachers. The teacher's trains densely.
     student_freeze_embeddings: bool = False

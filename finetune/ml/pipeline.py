@@ -234,6 +234,7 @@ def serving_config(config, data: Prepared, metrics: dict, ood: OodCheck | None, 
         languages=metrics.get("languages"),
         window_head=config.window_head,
         hybrid=hybrid,
+        message_body=config.message_body,
     )
 
 

@@ -16,6 +16,7 @@ from .errors import PipelineError
 from .no_intent import Corpus
 from .open_world import add_no_intent, off_topic_lines
 from .split import assign_splits, check_enough
+from .window import message_body
 
 
 @dataclass
@@ -53,6 +54,10 @@ def prepare(
     """Check counts, fill missing splits, encode every split and the unlabelled texts; no-intent lines
     (`no_intent`, the helpdesk's own, then the shipped corpus) join the train split."""
     check_enough([e.label for e in examples], config.min_per_team, teams=teams)
+    if config.message_body:  # the text every model of the run reads, and the router will read
+        examples = [replace(e, text=message_body(e.text)) for e in examples]
+        unlabelled = [message_body(t) for t in unlabelled]
+        no_intent = [message_body(t) for t in no_intent]
     labels = sorted({e.label for e in examples} | set(teams or []))
     splits = assign_splits(
         [e.label for e in examples],
@@ -101,6 +106,7 @@ def encode_held_out(config: TrainConfig, data: Prepared, tokenizer, out_of_scope
         ("no_intent_heldout", data.corpus.heldout if data.corpus else []),
     )
     for name, texts in held_out:
+        texts = [message_body(t) for t in texts] if config.message_body else texts
         data.texts[name], data.ids[name] = list(texts), encode(tokenizer, texts, config.max_length, config.window_head)
 
 

@@ -129,3 +129,16 @@ def test_held_back_chats_pair_the_sets_with_a_seed():
     assert all(turns[0] in {"hi", "thanks"} and turns[1] == "book a taxi" for turns in chats["opener_off_topic"])
     assert chats == sets.held_back_chats(["hi", "thanks"], ["book a taxi"], 5, seed=3)
     assert len(chats["greetings"]) == len(chats["opener_off_topic"]) == 5
+
+
+def test_email_tickets_wrap_each_question_in_every_shape_reproducibly():
+    """Each shape holds every question once, inside a signed e-mail; the same seed writes the same e-mails."""
+    questions = [("My transfer is still pending.", "Transfers & Payments"), ("Card declined?", "Cards")]
+    tickets = sets.email_tickets(questions, seed=3)
+    assert set(tickets) == set(sets.EMAIL_SHAPES) and tickets == sets.email_tickets(questions, seed=3)
+    for shape, rows in tickets.items():
+        assert [team for _, team in rows] == ["Transfers & Payments", "Cards"]
+        for (text, _), (question, _) in zip(rows, questions):
+            assert question in text and sets.EMAIL_DISCLAIMER in text and len(text) > 600
+            assert ("\n-- \n" in text) == sets.EMAIL_SHAPES[shape][1]
+            assert ("wrote:\n>" in text) == sets.EMAIL_SHAPES[shape][2]

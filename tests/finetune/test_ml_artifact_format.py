@@ -1,8 +1,9 @@
-"""serving.json format 3 round trip (with a hybrid's TF-IDF files), formats 1 and 2 still read, newer ones refused."""
+"""serving.json format 4 round trip (with a hybrid's TF-IDF files), formats 1 to 3 still read, newer ones refused."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -52,7 +53,7 @@ def test_the_current_format_round_trips_with_its_centroids(tmp_path):
     assert json.loads((tmp_path / "labels.json").read_text()) == LABELS
     assert json.loads((tmp_path / "serving.json").read_text())["ood"]["file"] == CENTROIDS_FILE
     back = read_serving(tmp_path)
-    assert back == v2_serving() and back.format == 3 and back.teams == ["billing", "bugs"] and back.hybrid is None
+    assert back == v2_serving() and back.format == 4 and back.teams == ["billing", "bugs"] and back.hybrid is None
     assert np.array_equal(back.ood.centroids, np.eye(3, 4))
 
 
@@ -70,7 +71,7 @@ def test_a_newer_format_is_refused_naming_both_versions(tmp_path):
     write_serving(tmp_path, v2_serving())
     body = json.loads((tmp_path / "serving.json").read_text())
     (tmp_path / "serving.json").write_text(json.dumps({**body, "format": FORMAT_VERSION + 1}))
-    with pytest.raises(ArtifactFormatError, match=r"format 4, newer than this release reads \(1\.\.3\)"):
+    with pytest.raises(ArtifactFormatError, match=r"format 5, newer than this release reads \(1\.\.4\)"):
         read_serving(tmp_path)
 
 
@@ -79,7 +80,20 @@ def test_a_missing_or_bad_format_is_refused(tmp_path, format_value):
     write_serving(tmp_path, v2_serving())
     body = json.loads((tmp_path / "serving.json").read_text())
     (tmp_path / "serving.json").write_text(json.dumps({**body, "format": format_value}))
-    with pytest.raises(ArtifactFormatError, match="expected 1 to 3"):
+    with pytest.raises(ArtifactFormatError, match="expected 1 to 4"):
+        read_serving(tmp_path)
+
+
+def test_the_message_body_flag_round_trips_and_older_formats_read_whole_texts(tmp_path):
+    """Format 4 says whether the router reads each text's message body; format 3 never does."""
+    write_serving(tmp_path, replace(v2_serving(), message_body=True))
+    assert json.loads((tmp_path / "serving.json").read_text())["message_body"] is True
+    assert read_serving(tmp_path).message_body is True
+    body = json.loads((tmp_path / "serving.json").read_text())
+    (tmp_path / "serving.json").write_text(json.dumps({**body, "format": 3}))
+    assert read_serving(tmp_path).message_body is False
+    (tmp_path / "serving.json").write_text(json.dumps({**body, "message_body": "yes"}))
+    with pytest.raises(ArtifactFormatError, match="message_body must be true or false, got 'yes'"):
         read_serving(tmp_path)
 
 

@@ -55,7 +55,7 @@ def test_labels_and_serving_config(tiny_run):
     assert labels == sorted(TINY_LABELS) + [NO_INTENT] == result.labels
     ood = serving.pop("ood")
     assert serving == {
-        "format": 3,
+        "format": 4,
         "max_length": 64,
         "temperature": result.temperature,
         "triage_threshold": result.proposed_threshold,
@@ -64,6 +64,7 @@ def test_labels_and_serving_config(tiny_run):
         "languages": serving["languages"],
         "window_head": 0.75,
         "hybrid": serving["hybrid"],
+        "message_body": True,
     }
     kind = result.metrics["served_model"]["kind"]
     assert (serving["hybrid"] is None) == (kind == "student")

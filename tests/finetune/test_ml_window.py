@@ -1,9 +1,10 @@
 """window_ids: short texts untouched; long ones keep head and tail, special tokens included.
-window_text: the same for characters, whole words at the cuts."""
+window_text: the same for characters, whole words at the cuts. message_body: a ticket without its signature,
+footer and quoted messages."""
 
 import pytest
 
-from finetune.ml.window import window_ids, window_text
+from finetune.ml.window import message_body, window_ids, window_text
 
 
 def test_short_ids_are_unchanged():
@@ -56,3 +57,49 @@ def test_bad_text_window_arguments_are_refused():
         window_text("abc", 1)
     with pytest.raises(ValueError, match="head_share"):
         window_text("abc", 2, 1.5)
+
+
+EMAIL = (
+    "Hi team,\n\nMy card payment was declined twice today.\n\nKind regards,\nAnna Kowalski\n"
+    "Customer since 2019 | Mobile: +44 7700 900123\n\n" + "This e-mail is confidential and for its addressee only. " * 6
+)
+
+
+def test_message_body_cuts_a_long_mail_before_its_sign_off():
+    assert message_body(EMAIL) == "Hi team,\n\nMy card payment was declined twice today."
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        "\n-- \nAnna Kowalski\nAccount manager",
+        "\n__________\nDisclaimer: confidential",
+        "\nSent from my iPhone",
+        "\n\nOn Tue, 4 Nov 2025 at 09:12, Support <help@example.com> wrote:\n> Thanks for writing\n> Regards",
+        "\n\n-----Original Message-----\nFrom: Support\nSent: Monday\nmy card works",
+        "\nFrom: Support <help@example.com>\nSent: Monday, 3 November 2025 10:00\nTo: Anna\nSubject: Re: card",
+        "\n\nLe mar. 4 nov. 2025 à 09:12, Support <help@example.com> a écrit :\n> Bonjour",
+    ],
+)
+def test_message_body_drops_signatures_footers_and_quoted_messages(tail):
+    """What follows a signature delimiter, a mail app's footer or a quoted-message header is not the request."""
+    assert message_body("My card payment was declined." + tail) == "My card payment was declined."
+
+
+def test_message_body_leaves_chat_lines_and_short_texts_alone():
+    """One line, a short text with "thanks" on a line of its own, a "From:" that is no header: unchanged."""
+    for text in (
+        "Thanks",
+        "hi\nthanks",
+        "thanks\nand how do I top up?",
+        "From: my savings\nto my current account, is it instant?",
+        "Kind regards",
+    ):
+        assert message_body(text) == text
+
+
+def test_message_body_drops_quoted_lines_is_idempotent_and_never_empty():
+    assert message_body("my card is lost\n> earlier message\nplease block it") == "my card is lost\nplease block it"
+    assert message_body(message_body(EMAIL)) == message_body(EMAIL)
+    assert message_body("> only quoted\n> lines") == "> only quoted\n> lines"
+    assert message_body("--\nsignature only") == "--\nsignature only"

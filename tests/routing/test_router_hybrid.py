@@ -1,4 +1,4 @@
-"""A format-3 artifact serving the hybrid: the router's scores are student logits + weight × TF-IDF log-probabilities."""
+"""An artifact serving the hybrid (format 3 and later): the router's scores are student logits + weight × TF-IDF log-probabilities."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from finetune.ml.artifact_format import read_serving, write_serving
+from finetune.ml.artifact_format import FORMAT_VERSION, read_serving, write_serving
 from finetune.ml.artifacts import write_checksums
 from finetune.ml.baseline import fit_baseline
 from finetune.ml.calibrate import softmax
@@ -51,7 +51,7 @@ def test_the_router_serves_the_hybrid_scores(router, teams, versions):
     """Probabilities = softmax((int8 logits + 2 × scikit-learn's log-probabilities) / T): numpy reproduces the fit."""
     student_version, hybrid_version, baseline = versions
     student, hybrid = LoadedModel.from_version(student_version), LoadedModel.from_version(hybrid_version)
-    assert hybrid.serving.format == 3 and hybrid.serving.hybrid.weight == WEIGHT
+    assert hybrid.serving.format == FORMAT_VERSION and hybrid.serving.hybrid.weight == WEIGHT
     # One batch, as the router runs it: int8 activations are quantized per batch.
     assert len(TEXTS) <= SERVE_BATCH
     logits = student.session.run(["logits"], padded(student.rows(TEXTS), student.pad_id))[0]
