@@ -124,7 +124,12 @@ def model_card(metrics: dict) -> str:
         "## Training",
         f"Teacher: `{config['base_model']}` ({_teachers(config)}{config['method']} fine-tuning, {config['epochs']} epochs max, "
         f"lr {config['lr']:g}); student: first {config['student_layers']} layers, distilled "
-        f"{config['distil_epochs']} epochs at T={config['kd_temperature']:g}; exported to ONNX, int8 weights.",
+        f"{config['distil_epochs']} epochs at T={config['kd_temperature']:g}; exported to ONNX, int8 weights. "
+        + (
+            "Every model reads a ticket's message body (no quoted messages, signature or mail footer)."
+            if config.get("message_body")
+            else "Every model reads whole texts."
+        ),
         "",
         f"## Metrics ({metrics['evaluated_on']} split)",
         *_metrics_table(metrics),

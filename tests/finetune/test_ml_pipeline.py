@@ -128,6 +128,7 @@ def test_report_has_the_open_world_figures(tiny_run):
     assert held_out["n"] == metrics["data"]["no_intent_corpus"]["heldout"] > 0 and 0 <= held_out["share"] <= 1
     assert figures["held_back_out_of_scope"] == {"share": None, "n": 0}  # none given to this run
     assert figures["held_back_off_topic"]["n"] > 400 and "off-topic corpus lines" in result.card
+    assert "reads a ticket's message body" in result.card
     assert "out_of_scope_auroc" not in figures
     assert 0 <= figures["held_back_in_scope"]["share"] <= 1
     assert "held-out no-intent corpus lines" in result.card and "Languages of the training tickets" in result.card
