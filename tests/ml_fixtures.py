@@ -172,3 +172,16 @@ def install_active_tiny_version(store: Path, labels: list[str]):
     version.labels, version.state = labels, ModelVersion.State.ACTIVE
     version.save()
     return version
+
+
+def register_artifact(directory: Path, name: str, state: str = "candidate"):
+    """A ModelVersion for an artifact already in the store (its files edited in place): checksums
+    written again, labels read from it."""
+    import json
+
+    from finetune.ml.artifacts import write_checksums
+    from routing.models import ModelVersion
+
+    sha = write_checksums(directory)
+    labels = json.loads((Path(directory) / "labels.json").read_text())
+    return ModelVersion.objects.create(artifact_dir=name, state=state, sha256=sha, labels=labels)

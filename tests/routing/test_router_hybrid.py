@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from finetune.ml.artifact_format import FORMAT_VERSION, read_serving, write_serving
-from finetune.ml.artifacts import write_checksums
 from finetune.ml.baseline import fit_baseline
 from finetune.ml.calibrate import softmax
 from finetune.ml.hybrid import sklearn_log_proba
@@ -17,19 +15,13 @@ from finetune.ml.onnx_batches import SERVE_BATCH, padded
 from finetune.ml.tfidf import Hybrid, TfidfModel
 from routing.loaded_model import LoadedModel
 from routing.models import ModelVersion
-from tests.ml_fixtures import TOPICS, make_tiny_artifact, synthetic_tickets
+from tests.ml_fixtures import TOPICS, make_tiny_artifact, register_artifact, synthetic_tickets
 
 pytestmark = pytest.mark.django_db
 LABELS = ["accounts", "billing", "bugs"]
 WEIGHT = 2.0
 # Each text mixes two teams' topic words, so the TF-IDF term can move the answer.
 TEXTS = [f"my {TOPICS[0][i]} and {TOPICS[1][i]} {TOPICS[2][i]} please" for i in range(4)]
-
-
-def register(directory, name: str) -> ModelVersion:
-    sha = write_checksums(directory)
-    labels = json.loads((directory / "labels.json").read_text())
-    return ModelVersion.objects.create(artifact_dir=name, state=ModelVersion.State.ACTIVE, sha256=sha, labels=labels)
 
 
 @pytest.fixture
@@ -42,9 +34,9 @@ def versions(store):
     serving = read_serving(hybrid_dir)
     model = TfidfModel.from_sklearn(baseline, len(serving.labels))
     write_serving(hybrid_dir, replace(serving, hybrid=Hybrid(WEIGHT, model)))
-    student = register(student_dir, "student")
+    student = register_artifact(student_dir, "student", ModelVersion.State.ACTIVE)
     ModelVersion.objects.filter(pk=student.pk).update(state=ModelVersion.State.CANDIDATE)
-    return student, register(hybrid_dir, "hybrid"), baseline
+    return student, register_artifact(hybrid_dir, "hybrid", ModelVersion.State.ACTIVE), baseline
 
 
 def test_the_router_serves_the_hybrid_scores(router, teams, versions):

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from finetune.ml.artifact_format import FORMAT_VERSION, read_serving, write_serving
-from finetune.ml.artifacts import write_checksums
 from routing.loaded_model import LoadedModel
-from routing.models import ModelVersion
-from tests.ml_fixtures import TOPICS, make_tiny_artifact
+from tests.ml_fixtures import TOPICS, make_tiny_artifact, register_artifact
 
 pytestmark = pytest.mark.django_db
 LABELS = ["accounts", "billing", "bugs"]
@@ -21,19 +18,14 @@ BODY = f"my {TOPICS[1][0]} {TOPICS[1][1]} please"
 EMAIL = f"{BODY}\n-- \n{' '.join(TOPICS[2][:6])}\n{' '.join(TOPICS[2][6:12])}"
 
 
-def register(directory, name: str) -> ModelVersion:
-    sha = write_checksums(directory)
-    labels = json.loads((directory / "labels.json").read_text())
-    return ModelVersion.objects.create(artifact_dir=name, state=ModelVersion.State.CANDIDATE, sha256=sha, labels=labels)
-
-
 @pytest.fixture
 def models(store):
     """The tiny artifact as trained (message_body on), and a copy that says its texts are read whole."""
     trained = make_tiny_artifact(store, LABELS, name="body")
     whole = make_tiny_artifact(store, LABELS, name="whole")
     write_serving(whole, replace(read_serving(whole), message_body=False))
-    return LoadedModel.from_version(register(trained, "body")), LoadedModel.from_version(register(whole, "whole"))
+    body_model = LoadedModel.from_version(register_artifact(trained, "body"))
+    return body_model, LoadedModel.from_version(register_artifact(whole, "whole"))
 
 
 def test_the_router_scores_an_email_as_its_message_body(models):
