@@ -243,7 +243,7 @@ def _read_flag(directory: Path, body: dict, key: str) -> bool:
 
 
 def read_serving(directory: Path) -> Serving:
-    """Read and check serving.json (format 1, 2 or 3) and its labels and arrays."""
+    """Read and check serving.json (formats 1 to 4) and its labels and arrays."""
     directory = Path(directory)
     body = _read_json(directory / SERVING_FILE)
     version = body.get("format") if isinstance(body, dict) else None
