@@ -79,7 +79,7 @@ def window_text(text: str, max_chars: int, head_share: float = DEFAULT_HEAD_SHAR
 def message_body(text: str) -> str:
     """The request of a ticket or e-mail: ``text`` without quoted lines (">"), and cut before its
     signature delimiter, mail-app footer or quoted-message header (or, in a text of at least
-    SIGN_OFF_MIN_CHARS, before a sign-off line after the first line). A text of one line, or one
+    SIGN_OFF_MIN_CHARS, before a sign-off line with text above it). A text of one line, or one
     that would be left empty, comes back unchanged."""
     if "\n" not in text:
         return text
@@ -89,7 +89,7 @@ def message_body(text: str) -> str:
         stripped = line.strip()
         if _SIGNATURE.fullmatch(stripped) or _QUOTE_HEADER.fullmatch(stripped) or _outlook_header(lines, index):
             break
-        if index and len(text) >= SIGN_OFF_MIN_CHARS and _SIGN_OFF.fullmatch(stripped) and any(kept):
+        if len(text) >= SIGN_OFF_MIN_CHARS and any(kept) and _SIGN_OFF.fullmatch(stripped):
             break
         if not stripped.startswith(">"):
             kept.append(line)
