@@ -24,7 +24,7 @@ from finetune.ml.errors import ArtifactFormatError, ChecksumError
 from finetune.ml.language import detect_language, warm_language_detector
 from finetune.ml.onnx_batches import SERVE_BATCH, onnx_run
 from finetune.ml.ood import POOLED_METHODS, in_scope_scores
-from finetune.ml.window import message_body, window_ids
+from finetune.ml.window import message_body, sentences, window_ids
 from routing.models import ModelVersion
 
 REQUIRED_FILES = ("model.onnx", "tokenizer.json", "labels.json", "serving.json", "checksums")
@@ -42,6 +42,13 @@ class ArtifactError(SwitchboardError):
 
 
 REASONS = ("routed", "no_intent", "out_of_scope", "unsupported_language", "low_confidence")
+# A text held back whole for one of these reasons is read again from its sentences that carry a
+# request on their own: context around a question ("I have been a customer for years. I was
+# travelling last week.") left the whole text unsure, out of scope or small talk (docs/experiments.md,
+# context sentences).
+REREAD_REASONS = frozenset({"low_confidence", "out_of_scope", "no_intent"})
+# The first sentences read again, at most (an e-mail's request comes early; the cost stays bounded).
+MAX_SENTENCES = 8
 
 
 @dataclass(frozen=True)
@@ -255,17 +262,54 @@ class LoadedModel:
         return self.score(texts).probabilities
 
     def predict(self, texts: list[str], *, teams: Mapping[str, TeamInfo], default_threshold: float) -> list[Prediction]:
-        """Route each text (see Prediction for the reasons and their order).
+        """Route each text (see Prediction for the reasons and their order). With a model that has
+        the no-intent label, a text of several sentences held back whole (REREAD_REASONS) takes the
+        answer of the sentences that carry a request alone, joined, when that routes.
 
         Triage threshold: the team's own, else this model's proposal, else the default.
         """
-        model_threshold = default_threshold if self.proposed_threshold is None else self.proposed_threshold
+        threshold = default_threshold if self.proposed_threshold is None else self.proposed_threshold
+        predictions = self._predict_whole(texts, teams, threshold)
+        if self.serving.no_intent_label is None:  # a model that cannot tell context from a request
+            return predictions
+        pending = {}
+        for index, (text, prediction) in enumerate(zip(texts, predictions)):
+            if _rereadable(prediction, teams) and len(parts := self._sentences(text)) > 1:
+                pending[index] = parts
+        if pending:
+            self._reread(predictions, pending, teams, threshold)
+        return predictions
+
+    def _sentences(self, text: str) -> list[str]:
+        """The first MAX_SENTENCES sentences of the text as the model reads it (its message body)."""
+        return sentences(message_body(text) if self.serving.message_body else text)[:MAX_SENTENCES]
+
+    def _predict_whole(self, texts: list[str], teams: Mapping[str, TeamInfo], threshold: float) -> list[Prediction]:
         scored = self.score(texts)
         predictions = []
         for index, (text, row) in enumerate(zip(texts, scored.probabilities)):
             in_scope = None if scored.in_scope is None else float(scored.in_scope[index])
-            predictions.append(self._decide(text, row, in_scope, teams, model_threshold))
+            predictions.append(self._decide(text, row, in_scope, teams, threshold))
         return predictions
+
+    def _reread(self, predictions: list[Prediction], pending: dict[int, list[str]], teams, threshold: float) -> None:
+        """Replace predictions[index] by the answer of its text's request sentences, where that routes.
+
+        Every sentence is scored alone (one batch); those answered routed or low_confidence are the
+        request. None of them, or all: the whole text's answer stands. One: its own answer. Several:
+        the answer of their joined text (one more batch).
+        """
+        alone = iter(self._predict_whole([part for parts in pending.values() for part in parts], teams, threshold))
+        joined: dict[int, str] = {}
+        for index, parts in pending.items():
+            request = [(part, p) for part in parts if (p := next(alone)).team is not None]
+            if len(request) == 1:
+                predictions[index] = _routed_or(request[0][1], predictions[index])
+            elif 1 < len(request) < len(parts):
+                joined[index] = " ".join(part for part, _ in request)
+        if joined:
+            for index, answer in zip(joined, self._predict_whole(list(joined.values()), teams, threshold)):
+                predictions[index] = _routed_or(answer, predictions[index])
 
     def _decide(self, text: str, row: np.ndarray, in_scope: float | None, teams, model_threshold: float) -> Prediction:
         no_intent = self.serving.no_intent_label
@@ -295,6 +339,16 @@ class LoadedModel:
             scores=scores,
             model_version=self.version,
         )
+
+
+def _rereadable(prediction: Prediction, teams: Mapping[str, TeamInfo]) -> bool:
+    """Held back for a REREAD_REASONS reason, and not because its team is unknown or inactive."""
+    info = teams.get(prediction.team) if prediction.team is not None else None
+    return prediction.reason in REREAD_REASONS and (prediction.team is None or (info is not None and info.active))
+
+
+def _routed_or(answer: Prediction, whole: Prediction) -> Prediction:
+    return answer if answer.reason == "routed" else whole
 
 
 def team_scores(

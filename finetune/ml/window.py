@@ -42,6 +42,8 @@ _SIGN_OFF = re.compile(
 # A sign-off line ends the body only in a text this long: in a short chat message "thanks" on a
 # line of its own may come before another question.
 SIGN_OFF_MIN_CHARS = 300
+# A sentence ends at a line break, at ., !, ?, … followed by white space, and after a CJK stop.
+_SENTENCE_END = re.compile(r"\s*\n\s*|(?<=[.!?…])\s+|(?<=[。！？])\s*")
 
 
 def window_ids(ids: list[int], max_length: int, head_share: float = DEFAULT_HEAD_SHARE) -> list[int]:
@@ -102,3 +104,9 @@ def _outlook_header(lines: list[str], index: int) -> bool:
     if not lines[index].strip().lower().startswith("from:"):
         return False
     return any(_OUTLOOK_HEADER.match(line.strip()) for line in lines[index + 1 : index + 5])
+
+
+def sentences(text: str) -> list[str]:
+    """The sentences of ``text``, in order (see _SENTENCE_END); blank ones dropped. A text without a
+    sentence end is one sentence."""
+    return [part for part in _SENTENCE_END.split(text.strip()) if part]

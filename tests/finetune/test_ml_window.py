@@ -4,7 +4,7 @@ footer and quoted messages."""
 
 import pytest
 
-from finetune.ml.window import message_body, window_ids, window_text
+from finetune.ml.window import message_body, sentences, window_ids, window_text
 
 
 def test_short_ids_are_unchanged():
@@ -103,3 +103,19 @@ def test_message_body_drops_quoted_lines_is_idempotent_and_never_empty():
     assert message_body(message_body(EMAIL)) == message_body(EMAIL)
     assert message_body("> only quoted\n> lines") == "> only quoted\n> lines"
     assert message_body("--\nsignature only") == "--\nsignature only"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Hi. My card is lost! Can you block it?", ["Hi.", "My card is lost!", "Can you block it?"]),
+        ("Hello team,\n\nmy card is lost\n  please block it ", ["Hello team,", "my card is lost", "please block it"]),
+        ("Wait...what?  ok", ["Wait...what?", "ok"]),
+        ("version 2.5 of the app", ["version 2.5 of the app"]),  # no white space after the point
+        ("卡丢了。请冻结！谢谢", ["卡丢了。", "请冻结！", "谢谢"]),
+        ("one line", ["one line"]),
+        ("  \n ", []),
+    ],
+)
+def test_sentences_split_at_line_breaks_and_sentence_ends(text, expected):
+    assert sentences(text) == expected
