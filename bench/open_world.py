@@ -46,7 +46,7 @@ import open_world_sets as sets  # noqa: E402
 from common import load_banking77, load_clinc150  # noqa: E402
 from releases import Release, shell_value, worktree  # noqa: E402
 
-SHAPES = ("alone", "opener", "opener_closer", "split")
+SHAPES = ("alone", "opener", "opener_closer", "split", "context")
 LATENCY = """
 import json, os, time
 from routing.router import Router
@@ -124,7 +124,9 @@ def held_back_sets(release: Release) -> dict:
     off_topic = sets.lines_load(sets.SETS / "off_topic.txt")
     foreign = sets.foreign_load(sets.SETS / "foreign_requests.jsonl")
     result = {}
-    for name, texts in (("openers_closers", openers), ("off_topic", off_topic)):
+    # An off-topic request inside an e-mail (greeting, two context sentences, sign-off): still no team's.
+    emails = [text for text, _ in sets.email_tickets([(line, "") for line in off_topic], seed=0)["context_signed"]]
+    for name, texts in (("openers_closers", openers), ("off_topic", off_topic), ("email_off_topic", emails)):
         result[name] = sets.share([sets.held_back(a) for a, _ in rest_route(release, texts)])
     answers = [a for a, _ in rest_route(release, [row.text for row in foreign])]
     result["foreign_held_back"] = sets.share([sets.held_back(a) for a in answers])

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,12 +59,15 @@ def split_question(text: str) -> list[str]:
 
 
 def conversation_shapes(question: str, opener: str, closer: str) -> dict[str, list[str]]:
-    """The customer turns of each conversation shape the bench sends for one question."""
+    """The customer turns of each conversation shape the bench sends for one question; the context
+    line before it (one of EMAIL_CONTEXT) is the same for the same question on every run."""
+    context = EMAIL_CONTEXT[zlib.crc32(question.encode()) % len(EMAIL_CONTEXT)]
     return {
         "alone": [question],
         "opener": [opener, question],
         "opener_closer": [opener, question, closer],
         "split": split_question(question),
+        "context": [f"{opener} {context}", question],
     }
 
 
@@ -110,6 +114,7 @@ EMAIL_SHAPES = {
     "signed_no_delimiter": (0, False, False),
     "signed_quoted": (0, True, True),
     "context_signed": (2, False, False),
+    "context4_signed": (4, False, False),
 }
 
 
@@ -230,6 +235,7 @@ ROWS = (
     ("chat: opener + question", "chat_opener", "pct"),
     ("chat: opener + question + closer", "chat_opener_closer", "pct"),
     ("chat: question split in two", "chat_split", "pct"),
+    ("chat: opener + context line, question", "chat_context", "pct"),
     ("chat: conversations never routed", "unrouted", "count"),
     ("chat held back: two openers/closers", "chat_held_greetings", "pct"),
     ("chat held back: opener + off-topic", "chat_held_opener_off_topic", "pct"),
@@ -239,6 +245,8 @@ ROWS = (
     ("e-mail: signed, no '-- ' delimiter", "email_signed_no_delimiter", "pct"),
     ("e-mail: signed, earlier message quoted", "email_signed_quoted", "pct"),
     ("e-mail: context first, signed", "email_context_signed", "pct"),
+    ("e-mail: 4 context sentences first", "email_context4_signed", "pct"),
+    ("e-mail held back: off-topic request", "email_off_topic", "pct"),
     ("held back: openers/closers", "openers_closers", "pct"),
     ("held back: off-topic", "off_topic", "pct"),
     ("held back: foreign requests", "foreign_held_back", "pct"),

@@ -16,6 +16,9 @@ import numpy as np
 
 CORPUS_DIR = Path(__file__).resolve().parent / "corpora"
 NO_INTENT_CORPUS = CORPUS_DIR / "no_intent.txt"
+# Sentences written around a request that name none themselves ("I have been with you for years.",
+# "I'm writing from the airport."): no intent alone; as small talk, context a request keeps its team under.
+CONTEXT_CORPUS = CORPUS_DIR / "context.txt"
 OFF_TOPIC_CORPUS = CORPUS_DIR / "off_topic.txt"  # never trained on: the report's off-topic held-back share
 _NOT_WORD = re.compile(r"[\W_]+", re.UNICODE)
 
@@ -29,6 +32,11 @@ def load_corpus(path: Path = NO_INTENT_CORPUS) -> list[str]:
             seen.add(line)
             lines.append(line)
     return lines
+
+
+def no_intent_lines() -> list[str]:
+    """The lines the reserved label trains on: the no-intent corpus, then the context corpus."""
+    return list(dict.fromkeys(load_corpus(NO_INTENT_CORPUS) + load_corpus(CONTEXT_CORPUS)))
 
 
 def normalise(text: str) -> str:

@@ -21,6 +21,7 @@ from .no_intent import (
     claimed_by_labelled,
     corpus_split,
     load_corpus,
+    no_intent_lines,
     normalise,
     with_small_talk,
 )
@@ -58,7 +59,7 @@ def no_intent_corpus(config: TrainConfig, labelled: list[str], encode_texts, pad
     """The shipped corpus minus what labelled tickets claim, split into train and held-out lines."""
     if not config.no_intent:
         return None
-    lines = load_corpus()
+    lines = no_intent_lines()
     vectors = frozen_encoder(config, encode_texts, pad_id) if config.no_intent_similarity <= 1 else None
     claimed = claimed_by_labelled(lines, labelled, vectors, config.no_intent_similarity)
     return corpus_split(lines, claimed, holdout=config.no_intent_holdout, seed=config.seed)

@@ -46,12 +46,16 @@ def test_split_question_cuts_at_the_space_nearest_the_middle(text, parts):
 
 def test_conversation_shapes():
     shapes = sets.conversation_shapes("where is my new card", "Hi", "thanks")
+    context = shapes.pop("context")
     assert shapes == {
         "alone": ["where is my new card"],
         "opener": ["Hi", "where is my new card"],
         "opener_closer": ["Hi", "where is my new card", "thanks"],
         "split": ["where is my", "new card"],
     }
+    assert context[1] == "where is my new card" and context[0].startswith("Hi ")
+    assert context[0].removeprefix("Hi ") in sets.EMAIL_CONTEXT
+    assert sets.conversation_shapes("where is my new card", "Hi", "thanks")["context"] == context  # every run
 
 
 def test_questions_sample_is_fixed_by_its_seed():
@@ -142,3 +146,27 @@ def test_email_tickets_wrap_each_question_in_every_shape_reproducibly():
             assert question in text and sets.EMAIL_DISCLAIMER in text and len(text) > 600
             assert ("\n-- \n" in text) == sets.EMAIL_SHAPES[shape][1]
             assert ("wrote:\n>" in text) == sets.EMAIL_SHAPES[shape][2]
+
+
+def _folded(text: str) -> str:
+    """As bench/sets/README.md compares lines: lower case, Unicode punctuation removed, spaces collapsed."""
+    import unicodedata
+
+    kept = "".join(c for c in text.lower() if not unicodedata.category(c).startswith("P"))
+    return " ".join(kept.split()) or text.lower()
+
+
+def test_the_sets_and_e_mail_parts_share_no_line_with_the_training_corpora():
+    """The bench never measures a line the model trained on (the README's rule, checked). The
+    e-mails' greetings and closings ("Hello,", "Many thanks.") are stock phrases the no-intent
+    corpus has too: those rows measure the message body, not the no-intent label."""
+    from finetune.ml.no_intent import OFF_TOPIC_CORPUS, load_corpus, no_intent_lines
+
+    trained = {_folded(line) for line in no_intent_lines() + load_corpus(OFF_TOPIC_CORPUS)}
+    evaluated = [
+        *sets.lines_load(sets.SETS / "openers_closers.txt"),
+        *sets.lines_load(sets.SETS / "off_topic.txt"),
+        *(row.text for row in sets.foreign_load(sets.SETS / "foreign_requests.jsonl")),
+        *sets.EMAIL_CONTEXT,
+    ]
+    assert [line for line in evaluated if _folded(line) in trained] == []

@@ -11,6 +11,7 @@ from finetune.ml.no_intent import (
     claimed_by_labelled,
     corpus_split,
     load_corpus,
+    no_intent_lines,
     normalise,
     with_small_talk,
 )
@@ -20,6 +21,16 @@ from finetune.ml.open_world import held_back_share, ood_check
 def test_the_shipped_corpus_loads_hundreds_of_distinct_lines():
     lines = load_corpus()
     assert len(lines) >= 500 and len(set(lines)) == len(lines) and all(line.strip() == line for line in lines)
+
+
+def test_the_no_intent_label_trains_on_both_corpora_each_line_once():
+    """Chat small talk and the longer context sentences written around a request."""
+    from finetune.ml.no_intent import CONTEXT_CORPUS, NO_INTENT_CORPUS
+
+    lines, context = no_intent_lines(), load_corpus(CONTEXT_CORPUS)
+    assert len(context) >= 150 and set(context) <= set(lines)
+    assert lines[: len(load_corpus(NO_INTENT_CORPUS))] == load_corpus(NO_INTENT_CORPUS)
+    assert len(set(lines)) == len(lines) and sum(len(line) > 40 for line in context) > 50
 
 
 def test_labelled_tickets_claim_equal_lines_after_normalising():
