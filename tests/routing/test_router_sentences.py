@@ -105,26 +105,20 @@ def test_only_the_first_sentences_are_read_again(model, calls, monkeypatch):
     assert calls[-1] == ["I have been a customer for years.", "I was travelling last week."]
 
 
-def test_a_text_held_back_for_an_inactive_team_is_not_read_again(model, calls):
+def test_a_text_held_back_for_an_inactive_team_is_not_read_again(model, calls, monkeypatch):
     """Its team has no inbox, and triage decides: another sentence must not route it elsewhere."""
     teams = {**TEAMS, "billing": TeamInfo(name="Billing", triage_threshold=None, active=False)}
-    SCRIPT["I was travelling last week. My app crashes."] = (BILLING, 0.9)
-    try:
-        [answer] = model.predict(["I was travelling last week. My app crashes."], teams=teams, default_threshold=0.5)
-    finally:
-        del SCRIPT["I was travelling last week. My app crashes."]
+    monkeypatch.setitem(SCRIPT, "I was travelling last week. My app crashes.", (BILLING, 0.9))
+    [answer] = model.predict(["I was travelling last week. My app crashes."], teams=teams, default_threshold=0.5)
     assert (answer.reason, answer.team, answer.triage) == ("low_confidence", "billing", True)
     assert len(calls) == 1
 
 
-def test_a_model_without_the_no_intent_label_reads_texts_whole(model, calls):
+def test_a_model_without_the_no_intent_label_reads_texts_whole(model, calls, monkeypatch):
     """Only the no-intent label tells context from a request: format-1 models answer as before."""
     older = replace(model, labels=tuple(LABELS_V1), serving=replace(model.serving, no_intent_label=None, ood=None))
-    SCRIPT["I have been a customer for years. My invoice is wrong."] = (UNSURE[:3], 0.9)
-    try:
-        [answer] = older.predict(
-            ["I have been a customer for years. My invoice is wrong."], teams=TEAMS, default_threshold=0.5
-        )
-    finally:
-        SCRIPT["I have been a customer for years. My invoice is wrong."] = (UNSURE, 0.9)
+    monkeypatch.setitem(SCRIPT, "I have been a customer for years. My invoice is wrong.", (UNSURE[:3], 0.9))
+    [answer] = older.predict(
+        ["I have been a customer for years. My invoice is wrong."], teams=TEAMS, default_threshold=0.5
+    )
     assert (answer.reason, answer.team) == ("low_confidence", "billing") and len(calls) == 1
